@@ -1,0 +1,224 @@
+r"""Deep equilibrium layers: fixed-point solvers and implicit differentiation (Bai et al., 2019; Li et al., 2021).
+
+A DEQ layer returns the equilibrium z* = f(z*, x) of a weight-tied cell f. The forward pass finds z* with a
+root finder under ``no_grad``; the backward pass uses the implicit function theorem,
+
+.. math::
+    \frac{\partial \ell}{\partial (x, \theta)} = u^\top \frac{\partial f(z^*, x)}{\partial (x, \theta)}, \qquad
+    u = \Big(\frac{\partial f}{\partial z}\Big|_{z^*}\Big)^{\!\top} u + \frac{\partial \ell}{\partial z^*},
+
+solving the adjoint fixed point u with the same solver. Only z* (and the inputs) are stored, so memory does not grow
+with the number of iterations (the layer is O(ND), like RevGNN).
+
+Solvers: ``"anderson"`` (Anderson acceleration, window m, Tikhonov-regularised least squares) and ``"picard"``
+(plain iteration z <- f(z)). Every solve returns a :class:`SolverStats` record; a solve that stops at ``max_iter``
+above tolerance emits a :class:`ConvergenceWarning` and says so in its stats.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["SolverStats", "ConvergenceWarning", "fixed_point", "anderson", "picard", "DEQLayer"]
+
+SOLVERS = ("anderson", "picard")
+
+
+class ConvergenceWarning(UserWarning):
+    """A fixed-point solve stopped at its iteration cap with the residual above tolerance."""
+
+
+@dataclass
+class SolverStats:
+    """What a fixed-point solve did.
+
+    Attributes:
+        solver: solver name.
+        iterations: calls of f made.
+        residuals: relative residual ||f(z) - z|| / ||f(z)|| after each call.
+        converged: final residual <= tol.
+        tol: the tolerance asked for.
+    """
+
+    solver: str
+    iterations: int = 0
+    residuals: list[float] = field(default_factory=list)
+    converged: bool = False
+    tol: float = 0.0
+
+    @property
+    def residual(self) -> float:
+        return self.residuals[-1] if self.residuals else float("nan")
+
+
+def _rel(fz: Tensor, z: Tensor) -> float:
+    return float((fz - z).norm() / (fz.norm() + 1e-12))
+
+
+def picard(f: Callable[[Tensor], Tensor], z0: Tensor, max_iter: int = 50, tol: float = 1e-4) -> tuple[Tensor, SolverStats]:
+    """Plain fixed-point iteration z_{k+1} = f(z_k)."""
+    stats = SolverStats("picard", tol=tol)
+    z = z0
+    for _ in range(max_iter):
+        fz = f(z)
+        stats.iterations += 1
+        stats.residuals.append(_rel(fz, z))
+        z = fz
+        if stats.residuals[-1] <= tol:
+            stats.converged = True
+            break
+    return z, stats
+
+
+def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, max_iter: int = 50, tol: float = 1e-4, m: int = 5,
+             lam: float = 1e-4, beta: float = 1.0) -> tuple[Tensor, SolverStats]:
+    """Anderson acceleration (Walker & Ni, 2011) over the flattened state; memory 2 m |z| whatever max_iter is."""
+    stats = SolverStats("anderson", tol=tol)
+    shape, n = z0.shape, z0.numel()
+    m = max(1, min(m, max_iter))
+    X = z0.new_zeros(m, n)                      # past iterates
+    Fx = z0.new_zeros(m, n)                     # f of past iterates
+    X[0] = z0.reshape(-1)
+    Fx[0] = f(z0).reshape(-1)
+    stats.iterations, best = 1, (_rel(Fx[0], X[0]), Fx[0].clone())
+    stats.residuals.append(best[0])
+    if best[0] <= tol or max_iter == 1:
+        stats.converged = best[0] <= tol
+        return Fx[0].view(shape), stats
+    H = z0.new_zeros(m + 1, m + 1)
+    H[0, 1:] = H[1:, 0] = 1
+    rhs = z0.new_zeros(m + 1)
+    rhs[0] = 1
+    for k in range(1, max_iter):
+        n_ = min(k, m)
+        G = Fx[:n_] - X[:n_]                                            # residuals (n_, |z|)
+        H[1:n_ + 1, 1:n_ + 1] = G @ G.T + lam * torch.eye(n_, dtype=z0.dtype, device=z0.device)
+        alpha = torch.linalg.solve(H[:n_ + 1, :n_ + 1], rhs[:n_ + 1])[1:n_ + 1]  # (n_,), sums to 1
+        slot = k % m
+        X[slot] = beta * (alpha @ Fx[:n_]) + (1 - beta) * (alpha @ X[:n_])
+        Fx[slot] = f(X[slot].view(shape)).reshape(-1)
+        stats.iterations += 1
+        res = _rel(Fx[slot], X[slot])
+        stats.residuals.append(res)
+        if res < best[0]:
+            best = (res, Fx[slot].clone())
+        if res <= tol:
+            break
+    stats.converged = best[0] <= tol
+    return best[1].view(shape), stats
+
+
+def fixed_point(f: Callable[[Tensor], Tensor], z0: Tensor, solver: str = "anderson", max_iter: int = 50,
+                tol: float = 1e-4, **kwargs) -> tuple[Tensor, SolverStats]:
+    """Solve z = f(z) from z0 with the named solver; returns (z*, stats)."""
+    if solver == "anderson":
+        return anderson(f, z0, max_iter=max_iter, tol=tol, **kwargs)
+    if solver == "picard":
+        return picard(f, z0, max_iter=max_iter, tol=tol)
+    raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
+
+
+def _warn_unconverged(stats: SolverStats, what: str) -> None:
+    if not stats.converged:
+        warnings.warn(f"DEQ {what} solve did not converge: relative residual {stats.residual:.2e} > tol "
+                      f"{stats.tol:.1e} after {stats.iterations} iterations ({stats.solver}). Raise max_iter, "
+                      "loosen tol, or shrink the learning rate.", ConvergenceWarning, stacklevel=3)
+
+
+class _ImplicitFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, layer: DEQLayer, num_args: int, x: Tensor, *rest):
+        args, params = rest[:num_args], rest[num_args:]
+        with torch.no_grad():
+            z, stats = fixed_point(lambda z: layer.cell(z, x, *args), torch.zeros_like(x), layer.solver,
+                                   layer.max_iter, layer.tol)
+        layer.last_stats = stats
+        _warn_unconverged(stats, "forward")
+        tensors = [a if isinstance(a, Tensor) else None for a in args]
+        ctx.save_for_backward(z, x, *[t for t in tensors if t is not None])
+        ctx.slots = [t is not None for t in tensors]
+        ctx.constants = [None if isinstance(a, Tensor) else a for a in args]
+        ctx.layer, ctx.num_params = layer, len(params)
+        return z
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_z: Tensor):
+        saved = list(ctx.saved_tensors)
+        z, x = saved[0], saved[1]
+        rest = saved[2:]
+        args = [rest.pop(0) if slot else c for slot, c in zip(ctx.slots, ctx.constants)]
+        layer, needs = ctx.layer, ctx.needs_input_grad  # (layer, num_args, x, *args, *params)
+        args_req = [isinstance(a, Tensor) and needs[3 + k] for k, a in enumerate(args)]
+        params = [p for p in layer.cell.parameters() if p.requires_grad]
+        with torch.enable_grad():
+            zd = z.detach().requires_grad_()
+            xd = x.detach().requires_grad_(needs[2])
+            argsd = [a.detach().requires_grad_() if r else a for a, r in zip(args, args_req)]
+            fz = layer.cell(zd, xd, *argsd)
+
+            def adjoint(u: Tensor) -> Tensor:
+                return torch.autograd.grad(fz, zd, u, retain_graph=True)[0] + grad_z
+
+            u, stats = fixed_point(adjoint, torch.zeros_like(grad_z), layer.solver, layer.backward_max_iter,
+                                   layer.tol)
+            layer.last_backward_stats = stats
+            _warn_unconverged(stats, "backward (adjoint)")
+            wrt = ([xd] if needs[2] else []) + [a for a, r in zip(argsd, args_req) if r] + params
+            grads = list(torch.autograd.grad(fz, wrt, u, allow_unused=True)) if wrt else []
+        gx = grads.pop(0) if needs[2] else None
+        gargs = [grads.pop(0) if r else None for r in args_req]
+        return (None, None, gx, *gargs, *grads)
+
+
+class DEQLayer(nn.Module):
+    r"""Equilibrium layer z* = f(z*, x, *args) with implicit-differentiation backward (Bai et al., 2019).
+
+    Args:
+        cell (nn.Module): f, called as ``cell(z, x, *args)``; z and x share a shape.
+        solver (str): ``"anderson"`` or ``"picard"``. (default: ``"anderson"``)
+        max_iter (int): forward iteration cap. (default: 30)
+        tol (float): relative residual ||f(z) - z|| / ||f(z)|| to stop at. (default: 1e-4)
+        backward_max_iter (int, optional): adjoint iteration cap (default: ``max_iter``).
+        unrolled_iters (int, optional): when set, :meth:`forward` applies f this many times from z = 0 with ordinary
+            autograd instead of solving (the weight-tied warm-up of the official code; memory O(k N D)).
+
+    Shapes:
+        - x: (N, D); output: (N, D)
+
+    After each forward, ``last_stats`` holds the :class:`SolverStats`; after each backward,
+    ``last_backward_stats``.
+    """
+
+    def __init__(self, cell: nn.Module, solver: str = "anderson", max_iter: int = 30, tol: float = 1e-4,
+                 backward_max_iter: int | None = None, unrolled_iters: int | None = None):
+        super().__init__()
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
+        if max_iter < 1:
+            raise ValueError(f"max_iter must be >= 1 (got {max_iter})")
+        self.cell = cell
+        self.solver, self.max_iter, self.tol = solver, max_iter, tol
+        self.backward_max_iter = backward_max_iter or max_iter
+        self.unrolled_iters = unrolled_iters
+        self.last_stats: SolverStats | None = None
+        self.last_backward_stats: SolverStats | None = None
+
+    def forward(self, x: Tensor, *args) -> Tensor:
+        if self.unrolled_iters:
+            z = torch.zeros_like(x)
+            for _ in range(self.unrolled_iters):
+                z = self.cell(z, x, *args)
+            return z
+        if not torch.is_grad_enabled():
+            z, stats = fixed_point(lambda z: self.cell(z, x, *args), torch.zeros_like(x), self.solver,
+                                   self.max_iter, self.tol)
+            self.last_stats = stats
+            _warn_unconverged(stats, "forward")
+            return z
+        params = [p for p in self.cell.parameters() if p.requires_grad]
+        return _ImplicitFunction.apply(self, len(args), x, *args, *params)

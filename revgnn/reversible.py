@@ -1,0 +1,280 @@
+r"""Grouped reversible connections (Li et al., ICML 2021, Sec. 3.1, "Grouped Reversible GNNs").
+
+Notation: N nodes, D channels, C groups, L layers. A layer splits X (N, D) into C groups X_1..X_C (N, D/C) and
+applies one block f_i per group::
+
+    forward   X'_0 = X_2 + ... + X_C
+              X'_i = f_i(X'_{i-1}) + X_i                  i = 1..C          (eq. 1)
+    inverse   X_i  = X'_i - f_i(X'_{i-1})                 i = C..2
+              X_1  = X'_1 - f_1(X_2 + ... + X_C)                            (eq. 2)
+
+:class:`ReversibleStack` runs L such layers inside one custom autograd function. The forward pass runs under
+``no_grad`` and keeps only the stack's output, so activation memory is O(ND) whatever L is. The backward pass walks
+the layers from the top and, per group, calls f_i once *with* grad on the already known input X'_{i-1}: that one call
+gives both the inverse (X_i = X'_i - f_i(X'_{i-1})) and the vector-Jacobian product. Each group function therefore
+runs twice per training step (forward, then once in backward) instead of three times (forward, inverse,
+recompute) as in the official code and PyG's ``GroupAddRev``.
+
+Extra inputs have an explicit policy: ``*shared`` arguments (``edge_index``, an edge embedding) are passed whole to
+every block; ``per_group`` arguments (a shared dropout mask) are split along the channel dimension like X. Shared
+tensors that require grad (a learnt edge embedding) receive their gradient.
+
+Randomness: the paper's shared dropout mask is an explicit per-group input, so the inverse sees the same mask
+(exact gradients). With ``rng="replay"`` each block call gets its own seed, drawn once per forward from the global
+generator, and the call is re-run under the same seed in backward, so an ordinary ``nn.Dropout`` inside a block
+also gives exact gradients.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ReversibleStack", "check_groups"]
+
+_RNG_MODES = ("none", "replay")
+
+
+def check_groups(channels: int, num_groups: int) -> None:
+    """Raise a ValueError that says what to change unless ``channels`` splits into ``num_groups >= 2`` groups."""
+    if not isinstance(num_groups, int) or num_groups < 2:
+        raise ValueError(
+            f"num_groups must be an integer >= 2 (got {num_groups!r}): a reversible layer needs at least two "
+            "groups, since group 1's input is rebuilt from the others. Use num_groups=2 (the paper's setting).")
+    if channels % num_groups != 0:
+        lo = channels - channels % num_groups
+        raise ValueError(
+            f"hidden_channels={channels} is not divisible by num_groups={num_groups}; choose hidden_channels as "
+            f"a multiple of num_groups (e.g. {lo} or {lo + num_groups}) or another num_groups.")
+
+
+def _reject_running_stats(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+            raise ValueError(
+                f"{type(m).__name__} with running statistics inside a reversible block would update them twice "
+                "per training step (forward and the backward recomputation). Use LayerNorm (the paper's choice) "
+                "or construct it with track_running_stats=False.")
+
+
+def _call(block: nn.Module, seed: int | None, device: torch.device, x: Tensor, shared, group) -> Tensor:
+    if seed is None:
+        return block(x, *shared, *group)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return block(x, *shared, *group)
+
+
+class _ReversibleFunction(torch.autograd.Function):
+    """Runs all L layers without storing activations; rebuilds them layer by layer in backward."""
+
+    @staticmethod
+    def forward(ctx, stack: ReversibleStack, seeds, num_shared: int, num_group: int, x: Tensor, *rest):
+        shared = rest[:num_shared]
+        group_args = rest[num_shared:num_shared + num_group]
+        params = rest[num_shared + num_group:]
+        C = stack.num_groups
+        group_chunks = [_chunk(a, C) for a in group_args]  # per arg: C chunks of (N, D/C)
+        with torch.no_grad():
+            y = x
+            for layer_idx, layer in enumerate(stack.layers):
+                y = _layer_forward(layer, y, shared, group_chunks, C, seeds, layer_idx)
+        tensors = [t if isinstance(t, Tensor) else None for t in shared + group_args]
+        ctx.save_for_backward(y, *[t for t in tensors if t is not None])
+        ctx.tensor_slots = [t is not None for t in tensors]
+        ctx.constants = [None if isinstance(t, Tensor) else t for t in shared + group_args]
+        ctx.stack, ctx.seeds = stack, seeds
+        ctx.num_shared, ctx.num_group, ctx.num_params = num_shared, num_group, len(params)
+        ctx.param_index = {id(p): k for k, p in enumerate(params)}
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y: Tensor):
+        saved = list(ctx.saved_tensors)
+        y = saved.pop(0)
+        args = [saved.pop(0) if slot else const for slot, const in zip(ctx.tensor_slots, ctx.constants)]
+        shared, group_args = args[:ctx.num_shared], args[ctx.num_shared:]
+        stack, C = ctx.stack, ctx.stack.num_groups
+        needs = ctx.needs_input_grad  # (stack, seeds, num_shared, num_group, x, *shared, *group, *params)
+        shared_req = [isinstance(t, Tensor) and needs[5 + k] for k, t in enumerate(shared)]
+        group_req = [needs[5 + ctx.num_shared + k] for k in range(ctx.num_group)]
+
+        shared_d = [t.detach().requires_grad_() if req else t for t, req in zip(shared, shared_req)]
+        group_chunks = [_chunk(a.detach().requires_grad_() if req else a, C)
+                        for a, req in zip(group_args, group_req)]
+        grad_shared = [None] * len(shared)
+        grad_group = [[None] * C for _ in group_args]
+        grad_params: list[Tensor | None] = [None] * ctx.num_params
+
+        ys = list(torch.chunk(y, C, dim=-1))         # C x (N, D/C) outputs of the current layer
+        gys = list(torch.chunk(grad_y, C, dim=-1))   # dLoss/dX'_i
+        for layer_idx in range(len(stack.layers) - 1, -1, -1):
+            layer = stack.layers[layer_idx]
+            xs: list[Tensor | None] = [None] * C
+            gxs: list[Tensor | None] = [None] * C
+            for i in range(C - 1, -1, -1):
+                block = layer[i]
+                # input of f_i: X'_{i-1} for i >= 2, X'_0 = X_2 + ... + X_C for i = 1 (eq. 1)
+                inp = ys[i - 1] if i > 0 else torch.stack(xs[1:]).sum(0)
+                inp = inp.detach().requires_grad_()
+                group_i = [ch[i] for ch in group_chunks]
+                block_params = [p for p in block.parameters() if p.requires_grad]
+                with torch.enable_grad():
+                    out = _call(block, _seed(ctx.seeds, layer_idx, i), y.device, inp, shared_d, group_i)
+                xs[i] = ys[i] - out.detach()  # inverse, eq. 2
+                gxs[i] = gys[i]
+                wrt_shared = [t for t, req in zip(shared_d, shared_req) if req]
+                wrt_group = [t for t, req in zip(group_i, group_req) if req]
+                grads = torch.autograd.grad(out, [inp, *wrt_shared, *wrt_group, *block_params], gys[i],
+                                            allow_unused=True)
+                g_inp, rest = grads[0], grads[1:]
+                for k, req in enumerate(shared_req):
+                    if req:
+                        grad_shared[k] = _add(grad_shared[k], rest[0])
+                        rest = rest[1:]
+                for k, req in enumerate(group_req):
+                    if req:
+                        grad_group[k][i] = _add(grad_group[k][i], rest[0])
+                        rest = rest[1:]
+                for p, g in zip(block_params, rest):
+                    k = ctx.param_index.get(id(p))
+                    if k is not None and g is not None:
+                        grad_params[k] = _add(grad_params[k], g)
+                if g_inp is None:
+                    g_inp = torch.zeros_like(inp)
+                if i > 0:
+                    gys[i - 1] = gys[i - 1] + g_inp          # X'_{i-1} feeds f_i
+                else:
+                    for j in range(1, C):                    # X'_0 = sum_{j>=2} X_j
+                        gxs[j] = gxs[j] + g_inp
+            ys, gys = xs, gxs
+        grad_x = torch.cat(gys, dim=-1) if needs[4] else None
+        grad_group_full = [torch.cat([g if g is not None else torch.zeros_like(c) for g, c in zip(gs, chunks)],
+                                     dim=-1) if req else None
+                           for gs, chunks, req in zip(grad_group, group_chunks, group_req)]
+        return (None, None, None, None, grad_x, *grad_shared, *grad_group_full, *grad_params)
+
+
+def _seed(seeds, layer_idx: int, group_idx: int) -> int | None:
+    return None if seeds is None else int(seeds[layer_idx][group_idx])
+
+
+def _add(acc: Tensor | None, g: Tensor | None) -> Tensor | None:
+    if g is None:
+        return acc
+    return g if acc is None else acc + g
+
+
+def _chunk(t, C: int):
+    if t is None:
+        return [None] * C
+    return list(torch.chunk(t, C, dim=-1))
+
+
+def _layer_forward(layer, x: Tensor, shared, group_chunks, C: int, seeds, layer_idx: int) -> Tensor:
+    xs = torch.chunk(x, C, dim=-1)                 # C x (N, D/C)
+    y_prev = torch.stack(xs[1:]).sum(0)            # X'_0
+    ys = []
+    for i in range(C):
+        group_i = [ch[i] for ch in group_chunks]
+        y_prev = _call(layer[i], _seed(seeds, layer_idx, i), x.device, y_prev, shared, group_i) + xs[i]
+        ys.append(y_prev)
+    return torch.cat(ys, dim=-1)
+
+
+class ReversibleStack(nn.Module):
+    r"""L grouped reversible layers (Li et al., 2021, eq. 1-2) with O(ND) activation memory.
+
+    .. math::
+        X'_0 = \sum_{i=2}^{C} X_i, \qquad X'_i = f_i(X'_{i-1}) + X_i, \quad i = 1..C
+
+    Args:
+        layers (Sequence[Sequence[nn.Module]]): ``layers[l][i]`` is group block f_i of layer l; every block maps
+            (N, D/C) to (N, D/C) and is called as ``block(x, *shared, *per_group_chunks)``. The same module may
+            appear in several layers (weight tying): its gradients are summed.
+        num_groups (int): C >= 2.
+        reversible (bool): ``False`` runs the same blocks with ordinary autograd (stores activations); used as
+            the reference path and for debugging. (default: ``True``)
+        rng (str): ``"none"`` (blocks are deterministic given their inputs, e.g. the shared dropout mask) or
+            ``"replay"`` (each block call is seeded; the backward recomputation replays the seed, so random ops
+            inside blocks give exact gradients). (default: ``"none"``)
+
+    Shapes:
+        - x: (N, D); shared: any (passed whole); per_group: (N, D) tensors split into C chunks like x
+        - output: (N, D)
+    """
+
+    def __init__(self, layers: Sequence[Sequence[nn.Module]], num_groups: int, reversible: bool = True,
+                 rng: str = "none"):
+        super().__init__()
+        check_groups(2 * num_groups if isinstance(num_groups, int) else 0, num_groups)
+        if rng not in _RNG_MODES:
+            raise ValueError(f"rng must be one of {_RNG_MODES} (got {rng!r})")
+        self.num_groups = num_groups
+        self.reversible = reversible
+        self.rng = rng
+        mods = nn.ModuleList()
+        for l, layer in enumerate(layers):
+            if len(layer) != num_groups:
+                raise ValueError(f"layer {l} has {len(layer)} group blocks; expected num_groups={num_groups}")
+            mods.append(layer if isinstance(layer, nn.ModuleList) else nn.ModuleList(layer))
+        self.layers = mods
+        _reject_running_stats(self)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def unique_parameters(self) -> list[nn.Parameter]:
+        """Parameters of all blocks, each once (tied blocks share theirs)."""
+        seen, out = set(), []
+        for p in self.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+        return out
+
+    def _draw_seeds(self):
+        if self.rng != "replay" or not self.training:
+            return None
+        return torch.randint(0, 2**62, (self.num_layers, self.num_groups)).tolist()
+
+    def forward(self, x: Tensor, *shared, per_group: Sequence[Tensor | None] = ()) -> Tensor:
+        D = x.size(-1)
+        check_groups(D, self.num_groups)
+        for t in per_group:
+            if t is not None and t.size(-1) != D:
+                raise ValueError(f"per_group tensors are split along channels like x and need size {D} in the "
+                                 f"last dimension (got {tuple(t.shape)}); pass whole-graph tensors as shared.")
+        seeds = self._draw_seeds()
+        self.last_seeds = seeds  # lets inverse() replay the last forward's randomness
+        if not self.reversible or not torch.is_grad_enabled():
+            chunks = [_chunk(t, self.num_groups) for t in per_group]
+            y = x
+            for l, layer in enumerate(self.layers):
+                y = _layer_forward(layer, y, shared, chunks, self.num_groups, seeds, l)
+            return y
+        params = [p for p in self.unique_parameters() if p.requires_grad]
+        return _ReversibleFunction.apply(self, seeds, len(shared), len(per_group), x, *shared, *per_group,
+                                         *params)
+
+    @torch.no_grad()
+    def inverse(self, y: Tensor, *shared, per_group: Sequence[Tensor | None] = (), seeds=None) -> Tensor:
+        """Rebuild the input from the output (eq. 2). Needs the same shared/per-group inputs (and seeds)."""
+        C = self.num_groups
+        chunks = [_chunk(t, C) for t in per_group]
+        for l in range(self.num_layers - 1, -1, -1):
+            ys = list(torch.chunk(y, C, dim=-1))
+            xs: list[Tensor | None] = [None] * C
+            for i in range(C - 1, -1, -1):
+                inp = ys[i - 1] if i > 0 else torch.stack(xs[1:]).sum(0)
+                group_i = [ch[i] for ch in chunks]
+                xs[i] = ys[i] - _call(self.layers[l][i], _seed(seeds, l, i), y.device, inp, shared, group_i)
+            y = torch.cat(xs, dim=-1)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, num_groups={self.num_groups}, rng={self.rng!r}"
