@@ -76,7 +76,10 @@ def picard(f: Callable[[Tensor], Tensor], z0: Tensor, max_iter: int = 50, tol: f
 
 def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, max_iter: int = 50, tol: float = 1e-4, m: int = 5,
              lam: float = 1e-4, beta: float = 1.0) -> tuple[Tensor, SolverStats]:
-    """Anderson acceleration (Walker & Ni, 2011) over the flattened state; memory 2 m |z| whatever max_iter is."""
+    """Anderson acceleration (Walker & Ni, 2011) over the flattened state; memory 2 m |z| whatever max_iter is.
+
+    ``lam`` is a Tikhonov weight relative to the largest squared residual norm in the window.
+    """
     stats = SolverStats("anderson", tol=tol)
     shape, n = z0.shape, z0.numel()
     m = max(1, min(m, max_iter))
@@ -96,7 +99,9 @@ def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, max_iter: int = 50, tol:
     for k in range(1, max_iter):
         n_ = min(k, m)
         G = Fx[:n_] - X[:n_]                                            # residuals (n_, |z|)
-        H[1:n_ + 1, 1:n_ + 1] = G @ G.T + lam * torch.eye(n_, dtype=z0.dtype, device=z0.device)
+        GG = G @ G.T
+        scale = GG.diagonal().max().clamp_min(torch.finfo(z0.dtype).tiny)  # regularise relative to |G|^2
+        H[1:n_ + 1, 1:n_ + 1] = GG + lam * scale * torch.eye(n_, dtype=z0.dtype, device=z0.device)
         alpha = torch.linalg.solve(H[:n_ + 1, :n_ + 1], rhs[:n_ + 1])[1:n_ + 1]  # (n_,), sums to 1
         slot = k % m
         X[slot] = beta * (alpha @ Fx[:n_]) + (1 - beta) * (alpha @ X[:n_])

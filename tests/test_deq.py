@@ -1,0 +1,105 @@
+"""DEQ claims: the solver finds fixed points, the implicit gradient is exact, memory ignores the iteration count."""
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from revgnn import DEQGNN, ConvergenceWarning, DEQLayer, fixed_point
+from revgnn.memory import SavedTensorMeter
+
+
+class Contraction(nn.Module):
+    """f(z, x) = tanh(z W + x) with ||W||_2 = 0.6: a contraction, so z* exists and is unique."""
+
+    def __init__(self, d=6, seed=0, norm=0.6):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        w = torch.randn(d, d, generator=g, dtype=torch.float64)
+        self.w = nn.Parameter(norm * w / torch.linalg.matrix_norm(w, 2))
+        self.b = nn.Parameter(torch.randn(d, generator=g, dtype=torch.float64) * 0.1)
+
+    def forward(self, z, x):
+        return torch.tanh(z @ self.w + x + self.b)
+
+
+@pytest.mark.parametrize("solver", ["anderson", "picard"])
+def test_solver_converges_on_a_contraction(solver):
+    f = Contraction()
+    x = torch.randn(10, 6, dtype=torch.float64)
+    with torch.no_grad():
+        z, stats = fixed_point(lambda z: f(z, x), torch.zeros_like(x), solver, max_iter=200, tol=1e-10)
+        assert stats.converged and stats.iterations < 200, "the solver converges on a contraction"
+        assert torch.allclose(f(z, x), z, atol=1e-8), "the returned point is a fixed point"
+        assert len(stats.residuals) == stats.iterations
+
+
+def test_anderson_needs_fewer_iterations_than_picard():
+    f = Contraction(norm=0.95)
+    x = torch.randn(10, 6, dtype=torch.float64)
+    with torch.no_grad():
+        _, a = fixed_point(lambda z: f(z, x), torch.zeros_like(x), "anderson", max_iter=200, tol=1e-10)
+        _, p = fixed_point(lambda z: f(z, x), torch.zeros_like(x), "picard", max_iter=200, tol=1e-10)
+    assert a.iterations < p.iterations, f"Anderson accelerates ({a.iterations} vs {p.iterations} iterations)"
+
+
+def test_implicit_gradient_matches_unrolled_solve():
+    f = Contraction()
+    layer = DEQLayer(f, "anderson", max_iter=100, tol=1e-12)
+    x = torch.randn(10, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(10, 6, dtype=torch.float64)
+    implicit = torch.autograd.grad((layer(x) * w).sum(), [x, *f.parameters()])
+    assert layer.last_stats.converged and layer.last_backward_stats.converged
+    z = torch.zeros_like(x)
+    for _ in range(200):  # unrolled to convergence with ordinary autograd
+        z = f(z, x)
+    unrolled = torch.autograd.grad((z * w).sum(), [x, *f.parameters()])
+    for a, b in zip(implicit, unrolled):
+        assert (a - b).norm() / b.norm() < 1e-4, "the implicit gradient equals the unrolled gradient"
+
+
+def test_memory_independent_of_iteration_count():
+    f = Contraction()
+    x = torch.randn(50, 6, dtype=torch.float64, requires_grad=True)
+    sizes = []
+    for iters in (5, 80):
+        layer = DEQLayer(f, "picard", max_iter=iters, tol=0.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            with SavedTensorMeter(f.parameters()) as m:
+                layer(x).sum()
+        sizes.append(m.bytes)
+        assert layer.last_stats.iterations == iters
+    assert sizes[0] == sizes[1] > 0, f"saved bytes do not grow with solver iterations ({sizes})"
+    layer = DEQLayer(f, unrolled_iters=20)
+    with SavedTensorMeter(f.parameters()) as m:
+        layer(x).sum()
+    assert m.bytes > 5 * sizes[0], "the unrolled warm-up, by contrast, stores every iteration"
+
+
+def test_non_convergence_is_reported():
+    f = Contraction()
+    layer = DEQLayer(f, "picard", max_iter=2, tol=1e-12)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        layer(torch.randn(4, 6, dtype=torch.float64))
+    assert layer.last_stats.converged is False and layer.last_stats.iterations == 2
+
+
+def test_deq_gnn_trains_and_reports_solver_stats():
+    torch.manual_seed(0)
+    N, E = 40, 160
+    ei = torch.randint(0, N, (2, E))
+    ea, x, sp = torch.rand(E, 8), torch.rand(N, 8), torch.randint(0, 8, (N,))
+    model = DEQGNN(8, 16, 3, dropout=0.1, edge_dim=8, num_species=8, max_iter=40, tol=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        out = model(x, ei, ea, sp)
+        out.sum().backward()
+    stats = model.last_solver_stats
+    assert out.shape == (N, 3) and stats is not None and stats.iterations >= 1
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad), "every parameter gets a gradient"
+
+
+def test_bad_solver_is_rejected():
+    with pytest.raises(ValueError, match="unknown solver"):
+        DEQLayer(Contraction(), solver="newton")
