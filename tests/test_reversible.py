@@ -269,3 +269,21 @@ def test_group_copies_have_independent_weights():
     assert not torch.equal(a.conv.mlp[0].weight, b.conv.mlp[0].weight), "group blocks start from different weights"
     clone = copy.deepcopy(model)
     assert torch.equal(clone.stack.layers[0][0].conv.mlp[0].weight, a.conv.mlp[0].weight)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: peak GPU memory vs depth")
+def test_cuda_peak_memory_flat_in_depth():
+    dev = torch.device("cuda")
+    x, ei, ea, sp = (t.to(dev) for t in graph(N=2000, E=40000))
+    peaks = []
+    for L in (4, 64):
+        model = RevGNN(8, 64, 112, L, 2, dropout=0.1, edge_dim=8, num_species=8).to(dev)
+        model(x, ei, ea, sp).sum().backward()          # allocate the gradients, part of the model state
+        model.zero_grad(set_to_none=False)
+        state = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        model(x, ei, ea, sp).sum().backward()
+        peaks.append(torch.cuda.max_memory_allocated(dev) - state)
+        del model
+    assert abs(peaks[1] - peaks[0]) <= 0.05 * peaks[0], f"GPU peak above model state is flat in depth: {peaks}"
