@@ -10,9 +10,10 @@ root finder under ``no_grad``; the backward pass uses the implicit function theo
 solving the adjoint fixed point u with the same solver. Only z* (and the inputs) are stored, so memory does not grow
 with the number of iterations (the layer is O(ND), like RevGNN).
 
-Solvers: ``"anderson"`` (Anderson acceleration, window m, Tikhonov-regularised least squares) and ``"picard"``
-(plain iteration z <- f(z)). Every solve returns a :class:`SolverStats` record; a solve that stops at ``max_iter``
-above tolerance emits a :class:`ConvergenceWarning` and says so in its stats.
+Solvers: ``"anderson"`` (Anderson acceleration, window m, Tikhonov-regularised least squares; the default),
+``"broyden"`` (limited-memory good Broyden) and ``"picard"`` (plain iteration z <- f(z)). Every solve returns a
+:class:`SolverStats` record; a solve that stops at ``max_iter`` above tolerance emits a
+:class:`ConvergenceWarning` and says so in its stats.
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-__all__ = ["SolverStats", "ConvergenceWarning", "fixed_point", "anderson", "picard", "DEQLayer"]
+__all__ = ["SolverStats", "ConvergenceWarning", "fixed_point", "anderson", "broyden", "picard", "DEQLayer"]
 
-SOLVERS = ("anderson", "picard")
+SOLVERS = ("anderson", "broyden", "picard")
 
 
 class ConvergenceWarning(UserWarning):
@@ -59,7 +60,8 @@ def _rel(fz: Tensor, z: Tensor) -> float:
     return float((fz - z).norm() / (fz.norm() + 1e-12))
 
 
-def picard(f: Callable[[Tensor], Tensor], z0: Tensor, max_iter: int = 50, tol: float = 1e-4) -> tuple[Tensor, SolverStats]:
+def picard(f: Callable[[Tensor], Tensor], z0: Tensor, max_iter: int = 50,
+           tol: float = 1e-4) -> tuple[Tensor, SolverStats]:
     """Plain fixed-point iteration z_{k+1} = f(z_k)."""
     stats = SolverStats("picard", tol=tol)
     z = z0
@@ -117,6 +119,64 @@ def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, max_iter: int = 50, tol:
     return best[1].view(shape), stats
 
 
+def broyden(f: Callable[[Tensor], Tensor], z0: Tensor, max_iter: int = 50, tol: float = 1e-4,
+            memory: int = 20) -> tuple[Tensor, SolverStats]:
+    """Limited-memory "good" Broyden root finding on g(z) = f(z) - z (Broyden, 1965; as in Bai et al., 2019).
+
+    The inverse Jacobian of g is kept as -I + U V^T with at most ``memory`` rank-one terms (oldest dropped), so memory
+    is 2 * memory * |z| whatever max_iter is. Returns the iterate with the lowest residual seen.
+    """
+    stats = SolverStats("broyden", tol=tol)
+    shape = z0.shape
+    z = z0.reshape(-1)
+    fz = f(z0).reshape(-1)
+    g = fz - z
+    stats.iterations = 1
+    stats.residuals.append(_rel(fz, z))
+    best = (stats.residuals[-1], fz.clone())
+    U, V = [], []                                                      # columns of the low-rank correction
+
+    def binv(v: Tensor) -> Tensor:                                     # (-I + U V^T) v
+        out = -v
+        for u_k, v_k in zip(U, V):
+            out = out + u_k * (v_k @ v)
+        return out
+
+    def binv_t(v: Tensor) -> Tensor:                                   # v^T (-I + U V^T)
+        out = -v
+        for u_k, v_k in zip(U, V):
+            out = out + v_k * (v @ u_k)
+        return out
+
+    while stats.iterations < max_iter and best[0] > tol:
+        dz = -binv(g)
+        z_new = z + dz
+        fz = f(z_new.view(shape)).reshape(-1)
+        g_new = fz - z_new
+        stats.iterations += 1
+        res = _rel(fz, z_new)
+        stats.residuals.append(res)
+        if res < best[0]:
+            best = (res, fz.clone())
+        dg = g_new - g
+        vT = binv_t(dz)
+        denom = vT @ dg
+        if torch.isfinite(denom) and denom.abs() > 1e-30:
+            U.append((dz - binv(dg)) / denom)
+            V.append(vT)
+            if len(U) > memory:
+                U.pop(0)
+                V.pop(0)
+        else:                                                          # degenerate step: restart from -I
+            U.clear()
+            V.clear()
+        z, g = z_new, g_new
+        if not torch.isfinite(g).all():
+            break
+    stats.converged = best[0] <= tol
+    return best[1].view(shape), stats
+
+
 def fixed_point(f: Callable[[Tensor], Tensor], z0: Tensor, solver: str = "anderson", max_iter: int = 50,
                 tol: float = 1e-4, **kwargs) -> tuple[Tensor, SolverStats]:
     """Solve z = f(z) from z0 with the named solver; returns (z*, stats)."""
@@ -124,6 +184,8 @@ def fixed_point(f: Callable[[Tensor], Tensor], z0: Tensor, solver: str = "anders
         return anderson(f, z0, max_iter=max_iter, tol=tol, **kwargs)
     if solver == "picard":
         return picard(f, z0, max_iter=max_iter, tol=tol)
+    if solver == "broyden":
+        return broyden(f, z0, max_iter=max_iter, tol=tol, **kwargs)
     raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
 
 
@@ -185,7 +247,7 @@ class DEQLayer(nn.Module):
 
     Args:
         cell (nn.Module): f, called as ``cell(z, x, *args)``; z and x share a shape.
-        solver (str): ``"anderson"`` or ``"picard"``. (default: ``"anderson"``)
+        solver (str): ``"anderson"``, ``"broyden"`` or ``"picard"``. (default: ``"anderson"``)
         max_iter (int): forward iteration cap. (default: 30)
         tol (float): relative residual ||f(z) - z|| / ||f(z)|| to stop at. (default: 1e-4)
         backward_max_iter (int, optional): adjoint iteration cap (default: ``max_iter``).

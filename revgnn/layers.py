@@ -83,7 +83,8 @@ class DEQCell(nn.Module):
 
     .. math::
         Z' = \mathrm{GEN}_1(Z), \quad Z'' = \mathrm{Norm}(Z' + X), \quad
-        Z''' = \mathrm{GEN}_2(\mathrm{Drop}(\mathrm{ReLU}(Z''))), \quad f(Z, X) = \mathrm{Norm}(\mathrm{ReLU}(Z''' + Z'))
+        Z''' = \mathrm{GEN}_2(\mathrm{Drop}(\mathrm{ReLU}(Z''))), \quad
+        f(Z, X) = \mathrm{Norm}(\mathrm{ReLU}(Z''' + Z'))
 
     X enters as input injection. Dropout uses an explicit mask so f is deterministic during the solve.
 

@@ -23,7 +23,7 @@ class Contraction(nn.Module):
         return torch.tanh(z @ self.w + x + self.b)
 
 
-@pytest.mark.parametrize("solver", ["anderson", "picard"])
+@pytest.mark.parametrize("solver", ["anderson", "broyden", "picard"])
 def test_solver_converges_on_a_contraction(solver):
     f = Contraction()
     x = torch.randn(10, 6, dtype=torch.float64)
@@ -43,9 +43,10 @@ def test_anderson_needs_fewer_iterations_than_picard():
     assert a.iterations < p.iterations, f"Anderson accelerates ({a.iterations} vs {p.iterations} iterations)"
 
 
-def test_implicit_gradient_matches_unrolled_solve():
+@pytest.mark.parametrize("solver", ["anderson", "broyden"])
+def test_implicit_gradient_matches_unrolled_solve(solver):
     f = Contraction()
-    layer = DEQLayer(f, "anderson", max_iter=100, tol=1e-12)
+    layer = DEQLayer(f, solver, max_iter=100, tol=1e-12)
     x = torch.randn(10, 6, dtype=torch.float64, requires_grad=True)
     w = torch.randn(10, 6, dtype=torch.float64)
     implicit = torch.autograd.grad((layer(x) * w).sum(), [x, *f.parameters()])

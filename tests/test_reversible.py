@@ -167,7 +167,7 @@ def test_only_the_output_is_kept_for_backward():
         stack.reversible = reversible
         saved = set()
 
-        def pack(t):
+        def pack(t, saved=saved):
             saved.add(t.untyped_storage().data_ptr())
             return t
 
