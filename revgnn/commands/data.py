@@ -1,0 +1,31 @@
+"""``revgnn data NAME --root DIR``: prepare a dataset (downloads ogbn-proteins where a network exists)."""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("data", help="prepare a dataset and print its summary",
+                              description=__doc__)
+    p.add_argument("name", help="ogbn-proteins, synthetic-proteins[-full], ppi, cora, planetoid:NAME")
+    p.add_argument("--root", help="data root (default $REVGNN_DATA or ~/.cache/revgnn)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from revgnn.data import default_root, load_dataset
+
+    try:
+        ds = load_dataset(args.name, root=args.root, download=True)
+    except (ValueError, FileNotFoundError) as err:
+        sys.stderr.write(f"revgnn data: error: {err}\n")
+        return 2
+    info = {"dataset": ds.name, "root": str(args.root or default_root()), "num_nodes": ds.num_nodes,
+            "num_edges": int(ds.data.edge_index.size(1)), "num_features": ds.num_features, "edge_dim": ds.edge_dim,
+            "num_species": ds.num_species, "num_tasks": ds.num_tasks, "metric": ds.metric,
+            "split": {k: int(v.numel()) for k, v in ds.split.items()}}
+    sys.stdout.write((json.dumps(info) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items())) + "\n")
+    return 0

@@ -1,0 +1,342 @@
+"""Datasets for "Training Graph Neural Networks with 1000 Layers" (Li et al., ICML 2021), behind one entry point.
+
+:func:`load_dataset` returns a :class:`GraphDataset`: one PyG ``Data`` graph, its split, its metric and task count.
+
+- ``ogbn-proteins``: the paper's benchmark, read by ogb's own ``PygNodePropPredDataset`` (species split, 112 binary
+  tasks, ROC-AUC). Node input as in the paper: the sum of each node's incident 8-dim edge features (``x``, (N, 8)),
+  plus the species index (``species``, (N,), one-hot encoded inside the model). Offline, missing files raise
+  :class:`FileNotFoundError` with instructions instead of letting ogb prompt or download.
+- ``synthetic-proteins`` (and ``synthetic-proteins-full``, ogbn-proteins' exact size): see :mod:`revgnn.synthetic`.
+- ``ppi``: the node2vec human PPI graph shipped in ``revgnn/datasets/node2vec_PPI`` (3,890 nodes, 50 labels,
+  ROC-AUC), seeded 60/20/20 split. It has no node features; ``x`` is the standardised log-degree (N, 1). Training
+  adds label reuse and learnable embeddings on top (:class:`revgnn.train.TrainConfig`).
+- ``cora``: Planetoid Cora shipped in ``revgnn/datasets/Cora`` (public split, accuracy); ``planetoid:NAME`` reads
+  Cora, CiteSeer or PubMed in PyG's raw Planetoid layout from ``root/NAME/raw``.
+
+Shipped files are copied to ``root`` (default ``$REVGNN_DATA`` or ``~/.cache/revgnn``) before PyG or ogb writes
+``processed/`` next to them, so the package directory may be read-only.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+from torch_geometric.utils import coalesce, degree, remove_self_loops, scatter
+
+from revgnn.synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
+
+log = logging.getLogger(__name__)
+
+SHIPPED = Path(__file__).parent / "datasets"
+DATASETS = ("ogbn-proteins", "synthetic-proteins", "synthetic-proteins-full", "ppi", "cora", "planetoid:NAME")
+PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
+PROTEINS_URL = "http://snap.stanford.edu/ogb/data/nodeproppred/proteins.zip"
+PROTEINS_RAW = ("edge.csv.gz", "edge-feat.csv.gz", "node-label.csv.gz", "num-node-list.csv.gz", "num-edge-list.csv.gz")
+PPI_SPLIT_SEED = 0
+
+
+@dataclass
+class GraphDataset:
+    """One graph, its split and its metric.
+
+    Args:
+        name: Dataset name as given to :func:`load_dataset`.
+        data: PyG graph: ``x`` (N, F) or None, ``edge_index`` (2, E), ``edge_attr`` (E, edge_dim) or None,
+            ``species`` (N,) or None, ``y`` (N, T) in {0, 1} (multi-label) or (N,) class ids (multi-class).
+        split: ``train``/``valid``/``test`` node indices.
+        metric: ``"rocauc"`` (mean over tasks) or ``"acc"``.
+        num_tasks: Output channels: tasks (multi-label) or classes (multi-class).
+        train_parts: Default random partition size in training (the paper: 10 on ogbn-proteins).
+        eval_parts: Default partition size at test time (the paper: 5; 1 = full graph).
+    """
+
+    name: str
+    data: Data
+    split: dict[str, torch.Tensor]
+    metric: str
+    num_tasks: int
+    train_parts: int = 1
+    eval_parts: int = 1
+
+    @property
+    def multilabel(self) -> bool:
+        return self.metric == "rocauc"
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.data.num_nodes)
+
+    @property
+    def num_features(self) -> int:
+        return 0 if self.data.x is None else int(self.data.x.size(1))
+
+    @property
+    def edge_dim(self) -> int | None:
+        return None if self.data.edge_attr is None else int(self.data.edge_attr.size(1))
+
+    @property
+    def num_species(self) -> int | None:
+        s = getattr(self.data, "species", None)
+        return None if s is None else int(s.max()) + 1
+
+
+def rocauc(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
+    """Mean ROC-AUC over tasks, vectorised, with ogb's ``Evaluator`` rules (tasks lacking a positive or a negative
+    label are skipped; NaN labels are ignored). Equal to ogb's value to float precision (tested); ogb calls
+    scikit-learn once per task, about 100x slower, which dominated a training epoch on small graphs.
+
+    Shapes:
+        y_true: (n, T) in {0, 1} (NaN = unlabeled); y_pred: (n, T) scores.
+    """
+    yt = y_true.detach().cpu().double().numpy()
+    yp = y_pred.detach().cpu().double().numpy()
+    if yt.shape != yp.shape or yt.ndim != 2:
+        raise ValueError(f"y_true {yt.shape} and y_pred {yp.shape} must both be (n, T)")
+    scores = []
+    for cols in (np.flatnonzero(~np.isnan(yt).any(0)), np.flatnonzero(np.isnan(yt).any(0))):
+        if cols.size == 0:
+            continue
+        if np.isnan(yt[:, cols]).any():  # rare: ragged labels, one task at a time
+            for c in cols:
+                ok = ~np.isnan(yt[:, c])
+                scores += _auc_columns(yt[ok][:, [c]], yp[ok][:, [c]])
+        else:
+            scores += _auc_columns(yt[:, cols], yp[:, cols])
+    if not scores:
+        raise RuntimeError("No positively labeled data available. Cannot compute ROC-AUC.")
+    return float(np.mean(scores))
+
+
+def _average_ranks(v: torch.Tensor) -> torch.Tensor:
+    """Column-wise 1-based ranks, ties sharing their average rank. Shapes: (n, T) -> (n, T)."""
+    s, order = v.sort(dim=0)
+    n = v.size(0)
+    pos = torch.arange(n, dtype=torch.float64).view(-1, 1).expand_as(s)
+    new = torch.ones_like(s, dtype=torch.bool)
+    new[1:] = s[1:] != s[:-1]  # first element of a tie group
+    last = torch.ones_like(new)
+    last[:-1] = new[1:]  # last element of a tie group
+    first_pos = torch.where(new, pos, torch.zeros_like(pos)).cummax(0).values
+    last_pos = torch.where(last, pos, torch.full_like(pos, n)).flip(0).cummin(0).values.flip(0)
+    return torch.empty_like(s).scatter_(0, order, (first_pos + last_pos) / 2 + 1)
+
+
+def _auc_columns(yt: np.ndarray, yp: np.ndarray) -> list[float]:
+    pos = (yt == 1).sum(0)
+    neg = (yt == 0).sum(0)
+    ranks = _average_ranks(torch.from_numpy(yp)).numpy()  # ties: average rank (= scikit-learn's trapezoids)
+    u = (ranks * (yt == 1)).sum(0) - pos * (pos + 1) / 2  # Mann-Whitney U of the positives
+    keep = (pos > 0) & (neg > 0)
+    return list(u[keep] / (pos[keep] * neg[keep]))
+
+
+def evaluate(metric: str, y_true: torch.Tensor, y_pred: torch.Tensor, reference: bool = False) -> float:
+    """Score predictions: ROC-AUC averaged over any number of tasks, or accuracy (ogb's ``Evaluator`` rules).
+
+    Args:
+        metric: ``"rocauc"`` or ``"acc"``.
+        y_true: (n, T) labels in {0, 1} for ROC-AUC; (n,) class ids for accuracy.
+        y_pred: (n, T) scores (logits) for ROC-AUC; (n, C) logits for accuracy.
+        reference: Call ogb's ``Evaluator`` itself (ROC-AUC through scikit-learn, one task at a time) instead of
+            the vectorised :func:`rocauc`, which returns the same value.
+    """
+    if metric == "rocauc" and not reference:
+        return rocauc(y_true, y_pred)
+    from ogb.nodeproppred import Evaluator
+
+    if metric == "rocauc":
+        ev = Evaluator("ogbn-proteins")
+        ev.num_tasks = int(y_true.size(1))  # ogb hard-codes 112; its per-task loop works for any count
+        return float(ev.eval({"y_true": y_true, "y_pred": y_pred})["rocauc"])
+    if metric == "acc":
+        ev = Evaluator("ogbn-arxiv")
+        pred = y_pred.argmax(-1, keepdim=True) if y_pred.dim() == 2 and y_pred.size(1) > 1 else y_pred.view(-1, 1)
+        return float(ev.eval({"y_true": y_true.view(-1, 1), "y_pred": pred})["acc"])
+    raise ValueError(f"unknown metric {metric!r}; expected 'rocauc' or 'acc'")
+
+
+def default_root() -> Path:
+    """Writable data root: ``$REVGNN_DATA`` if set, else ``~/.cache/revgnn``."""
+    return Path(os.environ.get("REVGNN_DATA", Path.home() / ".cache" / "revgnn"))
+
+
+def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = False, **kwargs) -> GraphDataset:
+    """Load a dataset by name (see the module docstring for the list).
+
+    Args:
+        name: ``ogbn-proteins``, ``synthetic-proteins``, ``synthetic-proteins-full``, ``ppi``, ``cora`` or
+            ``planetoid:NAME``.
+        root: Writable directory for dataset files; default :func:`default_root`.
+        download: Allow ogb to download ogbn-proteins when its files are absent.
+        **kwargs: ``synthetic-proteins`` only: fields of :class:`revgnn.synthetic.SyntheticProteinsConfig`.
+
+    Raises:
+        ValueError: unknown name or bad parameters.
+        FileNotFoundError: files absent offline (the message says where to put them and how to fetch them).
+    """
+    root = Path(root) if root is not None else default_root()
+    key = name.lower()
+    if kwargs and not key.startswith("synthetic-proteins"):
+        raise ValueError(f"dataset {name!r} takes no parameters, got {sorted(kwargs)}")
+    if key == "ogbn-proteins":
+        return _load_ogbn_proteins(root, download)
+    if key in ("synthetic-proteins", "synthetic-proteins-full"):
+        params = {**(FULL_SIZE if key.endswith("-full") else {}), **kwargs}
+        data, split = generate_synthetic_proteins(SyntheticProteinsConfig(**params))
+        big = data.num_nodes > 20_000
+        return GraphDataset(key, data, split, "rocauc", data.y.size(1), train_parts=10 if big else 1,
+                            eval_parts=5 if big else 1)
+    if key == "ppi":
+        return _load_ppi()
+    if key == "cora":
+        return _load_planetoid(root, "Cora", shipped=True)
+    if key.startswith("planetoid:"):
+        sub = key.split(":", 1)[1]
+        if sub not in PLANETOID:
+            raise ValueError(f"unknown Planetoid dataset {sub!r}; choose one of {sorted(PLANETOID.values())}")
+        return _load_planetoid(root, PLANETOID[sub], shipped=False)
+    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def _load_ppi() -> GraphDataset:
+    raw = SHIPPED / "node2vec_PPI" / "raw"
+    try:
+        edges = np.loadtxt(raw / "node2vec_PPI.edgelist", usecols=(0, 1), dtype=np.int64)
+        rows = (raw / "node2vec_PPI_labels.txt").read_text().split("\n")
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"cannot read the shipped PPI files in {raw} ({err}); reinstall revgnn") from err
+    rows = [list(map(int, r.split())) for r in rows if r.strip()]
+    num_nodes = len(rows)
+    y = torch.zeros(num_nodes, 50, dtype=torch.long)
+    for r in rows:
+        y[r[0] - 1, torch.tensor(r[1:]) - 1] = 1
+    edge_index = torch.from_numpy(edges.T - 1)
+    edge_index, _ = remove_self_loops(edge_index)  # 894 self-loops; the models' residuals keep a node's own state
+    edge_index = coalesce(edge_index, num_nodes=num_nodes)
+    deg = torch.log1p(degree(edge_index[0], num_nodes))
+    x = ((deg - deg.mean()) / deg.std()).view(-1, 1)  # (N, 1) standardised log-degree
+    perm = torch.from_numpy(np.random.default_rng(PPI_SPLIT_SEED).permutation(num_nodes))
+    n_train, n_valid = round(0.6 * num_nodes), round(0.2 * num_nodes)
+    split = {"train": perm[:n_train].sort().values, "valid": perm[n_train:n_train + n_valid].sort().values,
+             "test": perm[n_train + n_valid:].sort().values}
+    return GraphDataset("ppi", Data(x=x, edge_index=edge_index, y=y, num_nodes=num_nodes), split, "rocauc", 50)
+
+
+def _load_planetoid(root: Path, name: str, shipped: bool) -> GraphDataset:
+    from torch_geometric.datasets import Planetoid
+    from torch_geometric.transforms import NormalizeFeatures
+
+    raw = root / name / "raw"
+    files = [f"ind.{name.lower()}.{s}" for s in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")]
+    if shipped:
+        raw.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            if not (raw / f).exists():
+                tmp = raw / (f + ".tmp")
+                shutil.copyfile(SHIPPED / name / "raw" / f, tmp)
+                os.replace(tmp, raw / f)
+    missing = [f for f in files if not (raw / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"Planetoid {name}: missing {', '.join(missing)} in {raw}. Put PyG's raw Planetoid files there (from "
+            f"https://github.com/kimiyoung/planetoid/tree/master/data) or pass --root DIR holding {name}/raw/.")
+    try:
+        with _quiet():
+            ds = Planetoid(str(root), name, transform=NormalizeFeatures())
+            data = ds[0]
+    except Exception as err:  # unreadable or truncated pickles
+        raise FileNotFoundError(f"Planetoid {name}: cannot read the files in {raw} ({err!r}); replace them") from err
+    split = {k: m.nonzero().view(-1) for k, m in
+             (("train", data.train_mask), ("valid", data.val_mask), ("test", data.test_mask))}
+    data = Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes)
+    return GraphDataset(name.lower(), data, split, "acc", ds.num_classes)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Send the prints, progress bars and warnings of PyG/ogb dataset processing to the debug log."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            if out.getvalue().strip():
+                log.debug("dataset processing: %s", out.getvalue().strip())
+
+
+@contextlib.contextmanager
+def _ogb_compatible_torch_load():
+    """Let ogb 1.3.6 read its own PyG caches under torch >= 2.6 (``weights_only=True`` by default).
+
+    ogb calls ``torch.load`` on a pickled ``(Data, slices)`` tuple; the PyG classes are allow-listed here for the
+    duration of the load only (snap-stanford/ogb#497).
+    """
+    from torch_geometric.data.data import Data as PygData
+    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+    from torch_geometric.data.storage import EdgeStorage, GlobalStorage, NodeStorage
+
+    safe = [PygData, DataEdgeAttr, DataTensorAttr, GlobalStorage, NodeStorage, EdgeStorage]
+    ctx = torch.serialization.safe_globals(safe) if hasattr(torch.serialization, "safe_globals") else \
+        contextlib.nullcontext()
+    with ctx:
+        yield
+
+
+def proteins_missing(folder: Path) -> list[str]:
+    """Files that ogb needs in ``folder`` (``root/ogbn_proteins``) to load ogbn-proteins without a network."""
+    need = ["RELEASE_v1.txt"] + [f"split/species/{s}.csv.gz" for s in ("train", "valid", "test")]
+    if not (folder / "processed" / "geometric_data_processed.pt").is_file():
+        need += [f"raw/{f}" for f in PROTEINS_RAW]
+        if not (folder / "raw" / "species.csv.gz").is_file():
+            need.append("raw/node_species.csv.gz")
+    return [f for f in need if not (folder / f).is_file()]
+
+
+def _load_ogbn_proteins(root: Path, download: bool) -> GraphDataset:
+    from ogb.nodeproppred import PygNodePropPredDataset
+
+    folder = root / ("ogbn_proteins_pyg" if (root / "ogbn_proteins_pyg").is_dir() else "ogbn_proteins")
+    missing = proteins_missing(folder)
+    if missing and (folder.exists() or not download):
+        hint = (f"On a connected machine run `revgnn data ogbn-proteins --root DIR` (or download and unzip "
+                f"{PROTEINS_URL} into DIR so that DIR/ogbn_proteins/ holds RELEASE_v1.txt, raw/, split/), then copy "
+                f"DIR/ogbn_proteins to {folder}.")
+        if folder.exists():
+            hint += f" {folder} exists but is incomplete: delete it and fetch it again."
+        raise FileNotFoundError(f"ogbn-proteins: missing {', '.join(missing)} in {folder}. {hint}")
+    root.mkdir(parents=True, exist_ok=True)
+    old_timeout = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(60)  # a dead network fails instead of hanging
+        with _quiet(), _ogb_compatible_torch_load():
+            ds = PygNodePropPredDataset("ogbn-proteins", root=str(root))
+            split = ds.get_idx_split()
+            data = ds[0]
+    except OSError as err:
+        if not download:
+            raise FileNotFoundError(f"ogbn-proteins: cannot read files in {folder} ({err}); fetch them again") from err
+        shutil.rmtree(folder, ignore_errors=True)
+        raise FileNotFoundError(f"ogbn-proteins: download from {PROTEINS_URL} failed ({err}). Fetch it on a "
+                                f"connected machine with `revgnn data ogbn-proteins --root DIR`.") from err
+    except (RuntimeError, ValueError, EOFError) as err:
+        raise FileNotFoundError(f"ogbn-proteins: unreadable files in {folder} ({err}); delete the folder and "
+                                f"fetch it again") from err
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+    species_raw = data.node_species.view(-1)
+    _, species = torch.unique(species_raw, return_inverse=True)  # NCBI taxon ids -> 0..7
+    x = scatter(data.edge_attr, data.edge_index[0], dim=0, dim_size=data.num_nodes, reduce="sum")  # (N, 8)
+    graph = Data(x=x, edge_index=data.edge_index, edge_attr=data.edge_attr, species=species, y=data.y,
+                 num_nodes=data.num_nodes)
+    return GraphDataset("ogbn-proteins", graph, split, "rocauc", int(data.y.size(1)), train_parts=10, eval_parts=5)

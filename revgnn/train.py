@@ -1,0 +1,322 @@
+"""Training and evaluation protocol of "Training Graph Neural Networks with 1000 Layers" (Li et al., ICML 2021).
+
+Per epoch a fresh random node partition (10 parts on ogbn-proteins), one Adam step per part's induced subgraph,
+gradient-norm clipping; evaluation on a random partition (5 parts) or the full graph, averaging the logits over
+several random partitions ("multi-view") when asked; the test score is read at the best validation epoch. Several
+seeded runs give mean ± std.
+
+Reproducibility: every random partition (and label-reuse mask) comes from a generator seeded by (seed, epoch), the
+dropout RNG, optimizer and best-so-far are checkpointed, so a run killed at any point (``kill -9``) and restarted
+with ``resume=True`` ends with the same metrics as an uninterrupted run (on the same machine, CPU).
+
+Featureless graphs (``ppi``): the node input is the standardised log-degree plus *label reuse* (``label_reuse``,
+0.5 by default in ``revgnn train --dataset ppi``; a learnable per-node embedding, ``node_embeddings``, is available
+but scored at chance on held-out nodes in our runs), the trick of the paper's ogbn-arxiv RevGAT models
+(Wang et al., 2021, "Bag of tricks"): every epoch a random ``label_reuse`` fraction of the training nodes shows its
+labels as input features (plus a "label known" flag) and the loss is taken on the other training nodes; at
+evaluation all training labels are shown. Validation and test labels are never input.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from revgnn.data import GraphDataset, evaluate, load_dataset
+from revgnn.partition import partition_subgraphs
+from revgnn.presets import ModelConfig, build_model, count_parameters
+from revgnn.records import atomic_torch_save, environment, peak_memory_bytes, read_json, write_json
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and evaluation settings (the paper's values in comments; defaults run in minutes on a CPU).
+
+    Args:
+        dataset: A name for :func:`revgnn.data.load_dataset`.
+        root: Data root (None: ``$REVGNN_DATA`` or ``~/.cache/revgnn``).
+        dataset_kwargs: Parameters of ``synthetic-proteins`` (e.g. ``num_nodes``).
+        epochs: Training epochs (paper: 2000).
+        lr: Adam learning rate (paper: 0.001).
+        weight_decay: Adam weight decay.
+        clip_grad_norm: Gradient-norm clip (paper: 1.0); None disables.
+        train_parts: Random partition parts per training epoch (paper: 10); None uses the dataset's default.
+        eval_parts: Parts at evaluation (paper: 5; 1 = full graph); None uses the dataset's default.
+        eval_views: Random partitions whose logits are averaged at evaluation (paper's reported numbers: 10).
+        eval_every: Evaluate every k epochs (and at the last epoch).
+        runs: Seeded runs (seeds ``seed .. seed + runs - 1``).
+        seed: First seed.
+        checkpoint_every: Checkpoint every N epochs when ``out_dir`` is set (0 disables).
+        out_dir: Folder for records and checkpoints (None: nothing written).
+        resume: Continue from checkpoints and finished records in ``out_dir``.
+        label_reuse: Fraction of training nodes whose labels are input per epoch (0 disables).
+        node_embeddings: Add a learnable embedding per node.
+        embedding_dim: Width of that embedding.
+        device: ``cpu`` or ``cuda``.
+        progress: Show a tqdm progress bar.
+    """
+
+    dataset: str = "synthetic-proteins"
+    root: str | None = None
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 50
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_grad_norm: float | None = 1.0
+    train_parts: int | None = None
+    eval_parts: int | None = None
+    eval_views: int = 1
+    eval_every: int = 1
+    runs: int = 1
+    seed: int = 0
+    checkpoint_every: int = 5
+    out_dir: str | None = None
+    resume: bool = False
+    label_reuse: float = 0.0
+    node_embeddings: bool = False
+    embedding_dim: int = 64
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("epochs", "runs", "eval_every", "eval_views"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_parts", "eval_parts"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.label_reuse < 1.0:
+            raise ValueError(f"label_reuse must be in [0, 1), got {self.label_reuse}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+# Settings that do not change the numbers: a resumed run may differ in these.
+_RUNTIME_KEYS = ("runs", "out_dir", "resume", "progress", "checkpoint_every", "root")
+
+
+def adapt_model_config(cfg: ModelConfig, ds: GraphDataset, tcfg: TrainConfig) -> ModelConfig:
+    """Fill the dataset-dependent fields of a model config (input, output, edge and species widths)."""
+    label_dim = (ds.num_tasks + 1) if tcfg.label_reuse > 0 else 0  # labels (one-hot or multi-hot) + known flag
+    return dataclasses.replace(
+        cfg, in_channels=ds.num_features + label_dim, out_channels=ds.num_tasks, edge_dim=ds.edge_dim,
+        num_species=ds.num_species, num_embeddings=ds.num_nodes if tcfg.node_embeddings else None,
+        embedding_dim=tcfg.embedding_dim)
+
+
+def _label_features(ds: GraphDataset, known: torch.Tensor) -> torch.Tensor:
+    """(N, T + 1): the labels of ``known`` nodes (multi-hot or one-hot) and a known flag; zeros elsewhere."""
+    y = ds.data.y
+    lab = y.float() if ds.multilabel else F.one_hot(y.view(-1), ds.num_tasks).float()
+    flag = torch.zeros(ds.num_nodes, 1)
+    flag[known] = 1.0
+    return torch.cat([lab * flag, flag], dim=1)
+
+
+def _inputs(ds: GraphDataset, label_feat: torch.Tensor | None) -> torch.Tensor | None:
+    x = ds.data.x
+    if label_feat is None:
+        return x
+    return label_feat if x is None else torch.cat([x, label_feat], dim=1)
+
+
+def _forward(model, batch, device) -> torch.Tensor:
+    g = batch.to(device)
+    return model(g.x, g.edge_index, edge_attr=g.edge_attr, species=g.get("species"), n_id=g.n_id)
+
+
+def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7 + stream)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, ds: GraphDataset, num_parts: int = 1, num_views: int = 1,
+            generator: torch.Generator | None = None, x: torch.Tensor | None = None,
+            device: str | torch.device = "cpu") -> torch.Tensor:
+    """Logits for every node, averaged over ``num_views`` random ``num_parts``-way partitions (multi-view).
+
+    Args:
+        model: A model with the :func:`revgnn.build_model` forward signature.
+        ds: The dataset.
+        num_parts: Parts per view; 1 is full-graph evaluation (a single view suffices then).
+        num_views: Random partitions whose logits are averaged.
+        generator: Randomness of the partitions.
+        x: Node input overriding ``ds.data.x`` (label reuse).
+
+    Shapes:
+        output: (N, T) logits.
+    """
+    model.eval()
+    data = ds.data if x is None else ds.data.clone().update({"x": x})
+    views = 1 if num_parts == 1 else num_views
+    out = torch.zeros(ds.num_nodes, ds.num_tasks)
+    for _ in range(views):
+        for batch in partition_subgraphs(data, num_parts, generator):
+            out[batch.n_id] += _forward(model, batch, device).float().cpu()
+    return out / views
+
+
+def _score(ds: GraphDataset, logits: torch.Tensor) -> dict[str, float]:
+    y = ds.data.y
+    return {s: evaluate(ds.metric, y[ds.split[s]], logits[ds.split[s]]) for s in SPLITS}
+
+
+def _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device) -> float:
+    model.train()
+    g = _generator(seed, epoch, 0)
+    train_mask = torch.zeros(ds.num_nodes, dtype=torch.bool)
+    train_mask[ds.split["train"]] = True
+    x = ds.data.x
+    if tcfg.label_reuse > 0:
+        train_idx = ds.split["train"]
+        shown = train_idx[torch.rand(train_idx.numel(), generator=g) < tcfg.label_reuse]
+        train_mask[shown] = False  # loss on the training nodes whose labels are hidden
+        x = _inputs(ds, _label_features(ds, shown))
+    data = ds.data if x is ds.data.x else ds.data.clone().update({"x": x})
+    total, steps = 0.0, 0
+    for batch in partition_subgraphs(data, train_parts, g):
+        mask = train_mask[batch.n_id]
+        if not bool(mask.any()):
+            continue
+        opt.zero_grad()
+        logits = _forward(model, batch, device)[mask.to(device)]
+        target = batch.y.to(device)[mask.to(device)]
+        if ds.multilabel:
+            loss = F.binary_cross_entropy_with_logits(logits, target.float())
+        else:
+            loss = F.cross_entropy(logits, target.view(-1))
+        loss.backward()
+        if tcfg.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip_grad_norm)
+        opt.step()
+        total += float(loss.detach())
+        steps += 1
+    return total / max(steps, 1)
+
+
+def _config_block(mcfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
+    t = {k: v for k, v in dataclasses.asdict(tcfg).items() if k not in _RUNTIME_KEYS}
+    return {"model": dataclasses.asdict(mcfg), "train": t}
+
+
+def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
+              run_dir: Path | None = None) -> dict[str, Any]:
+    """One seeded run; returns its record (also written to ``run_dir/record.json`` when given)."""
+    device = torch.device(tcfg.device)
+    train_parts = tcfg.train_parts or ds.train_parts
+    eval_parts = tcfg.eval_parts or ds.eval_parts
+    config = _config_block(mcfg, tcfg)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    model = build_model(mcfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    state = {"epoch": 0, "history": [], "best": None, "elapsed_s": 0.0}
+    ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
+    if tcfg.resume and ckpt_path is not None and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt["config"] != config:
+            raise ValueError(f"{ckpt_path} was written with a different configuration; use another --out "
+                             f"or drop --resume to start over")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        np.random.set_state(ckpt["numpy_rng"])
+        random.setstate(ckpt["python_rng"])
+        state = ckpt["state"]
+        log.info("resumed %s at epoch %d", run_dir, state["epoch"])
+    start = time.perf_counter() - state["elapsed_s"]
+    bar = tqdm(range(state["epoch"] + 1, tcfg.epochs + 1), initial=state["epoch"], total=tcfg.epochs,
+               desc=f"{tcfg.dataset} seed {seed}", disable=not tcfg.progress, leave=False)
+    for epoch in bar:
+        loss = _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device)
+        entry: dict[str, Any] = {"epoch": epoch, "loss": loss}
+        if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
+            x = _inputs(ds, _label_features(ds, ds.split["train"])) if tcfg.label_reuse > 0 else None
+            logits = predict(model, ds, eval_parts, tcfg.eval_views, _generator(seed, epoch, 1), x, device)
+            entry.update(_score(ds, logits))
+            if state["best"] is None or entry["valid"] > state["best"]["valid"]:
+                state["best"] = {k: entry[k] for k in ("epoch", "train", "valid", "test")}
+            bar.set_postfix(loss=f"{loss:.4f}", valid=f"{entry['valid']:.4f}")
+        state["history"].append(entry)
+        state["epoch"] = epoch
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss} at epoch {epoch}; lower --lr or check the data")
+        if ckpt_path is not None and tcfg.checkpoint_every and epoch % tcfg.checkpoint_every == 0 \
+                and epoch < tcfg.epochs:
+            state["elapsed_s"] = time.perf_counter() - start
+            atomic_torch_save({"config": config, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                               "python_rng": random.getstate(), "state": state}, ckpt_path)
+    bar.close()
+    final = next(h for h in reversed(state["history"]) if "valid" in h)
+    record = {
+        "dataset": ds.name, "metric": ds.metric, "num_tasks": ds.num_tasks, "seed": seed, "config": config,
+        "params": count_parameters(model), "best": state["best"],
+        "final": {k: final[k] for k in ("epoch", "train", "valid", "test")}, "history": state["history"],
+        "train_parts": train_parts, "eval_parts": eval_parts,
+        "wall_time_s": time.perf_counter() - start, **peak_memory_bytes(device), **environment(device),
+    }
+    if run_dir is not None:
+        write_json(run_dir / "record.json", record)
+        ckpt_path.unlink(missing_ok=True)
+    return record
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
+
+
+def fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphDataset | None = None) -> dict[str, Any]:
+    """Train ``train_config.runs`` seeded runs and summarise them (test at best validation, mean ± std).
+
+    Args:
+        model_config: The model; dataset-dependent widths are filled in by :func:`adapt_model_config`.
+        train_config: Optimisation, evaluation, output.
+        dataset: A loaded dataset (default: ``load_dataset(train_config.dataset, ...)``).
+
+    Returns:
+        Summary with ``dataset``, ``metric``, ``valid``/``test`` (means at best validation) and their ``*_std``,
+        ``params``, ``runs`` (each run's record). Written to ``out_dir/summary.json`` when ``out_dir`` is set.
+    """
+    tcfg = train_config
+    ds = dataset or load_dataset(tcfg.dataset, root=tcfg.root, **tcfg.dataset_kwargs)
+    mcfg = adapt_model_config(model_config, ds, tcfg)
+    build_model(mcfg)  # fail on bad settings before anything is written
+    out = Path(tcfg.out_dir) if tcfg.out_dir else None
+    records = []
+    for i in range(tcfg.runs):
+        seed = tcfg.seed + i
+        run_dir = None
+        if out is not None:
+            run_dir = out / f"run-seed{seed}"
+            done = run_dir / "record.json"
+            if tcfg.resume and done.is_file():
+                rec = read_json(done)
+                if rec["config"] == _config_block(mcfg, tcfg):
+                    records.append(rec)
+                    continue
+            run_dir.mkdir(parents=True, exist_ok=True)
+        records.append(train_run(mcfg, tcfg, ds, seed, run_dir))
+    valid, valid_std = _mean_std([r["best"]["valid"] for r in records])
+    test, test_std = _mean_std([r["best"]["test"] for r in records])
+    summary = {"dataset": ds.name, "metric": ds.metric, "valid": valid, "valid_std": valid_std, "test": test,
+               "test_std": test_std, "params": records[0]["params"], "seeds": [r["seed"] for r in records],
+               "runs": records}
+    if out is not None:
+        write_json(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,199 @@
+"""Datasets, evaluator and random partitions (Li et al., ICML 2021: ogbn-proteins protocol)."""
+import builtins
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch_geometric.utils import scatter
+
+from revgnn.data import SHIPPED, evaluate, load_dataset
+from revgnn.partition import partition_subgraphs, random_partition
+from revgnn.synthetic import SyntheticProteinsConfig, generate_synthetic_proteins
+
+
+@pytest.fixture(autouse=True)
+def no_prompt(monkeypatch):
+    def refuse(*_):
+        raise AssertionError("a loader called input(); it must never wait for a prompt")
+    monkeypatch.setattr(builtins, "input", refuse)
+
+
+def test_synthetic_proteins_has_the_ogbn_proteins_schema():
+    ds = load_dataset("synthetic-proteins", num_nodes=800, num_edges=16_000)
+    d = ds.data
+    assert d.edge_index.shape == (2, 16_000) and d.edge_attr.shape == (16_000, 8), "ogbn-proteins edge shapes"
+    assert float(d.edge_attr.min()) >= 0 and float(d.edge_attr.max()) <= 1, "edge features lie in [0, 1]"
+    assert d.y.shape == (800, 112) and set(d.y.unique().tolist()) == {0, 1}, "112 binary tasks"
+    assert ds.num_species == 8 and ds.metric == "rocauc" and ds.num_tasks == 112, "8 species, ROC-AUC"
+    assert bool((d.edge_index[0] != d.edge_index[1]).all()), "no self-loops"
+    x = scatter(d.edge_attr, d.edge_index[0], dim=0, dim_size=800, reduce="sum")
+    assert torch.allclose(d.x, x), "node input is the sum of incident edge features (the paper's)"
+    half = d.edge_index.size(1) // 2
+    assert torch.equal(d.edge_index[:, :half].flip(0), d.edge_index[:, half:]), "every edge in both directions"
+    assert torch.equal(d.edge_attr[:half], d.edge_attr[half:]), "both directions carry the same features"
+    sp = d.species
+    assert bool((sp[d.edge_index[0]] == sp[d.edge_index[1]]).all()), "edges stay inside a species"
+    assert set(sp[ds.split["train"]].tolist()) == set(range(6)), "six training species"
+    assert set(sp[ds.split["valid"]].tolist()) == {6} and set(sp[ds.split["test"]].tolist()) == {7}, "species split"
+    assert sum(v.numel() for v in ds.split.values()) == 800, "split covers every node once"
+    rate = d.y[ds.split["test"]].float().mean(0)
+    assert int(((rate > 0) & (rate < 1)).sum()) >= 100, "almost every task has test positives and negatives"
+
+
+def test_synthetic_proteins_is_deterministic_by_seed():
+    a, _ = generate_synthetic_proteins(SyntheticProteinsConfig(num_nodes=500, num_edges=6000, seed=3))
+    b, _ = generate_synthetic_proteins(SyntheticProteinsConfig(num_nodes=500, num_edges=6000, seed=3))
+    c, _ = generate_synthetic_proteins(SyntheticProteinsConfig(num_nodes=500, num_edges=6000, seed=4))
+    assert all(torch.equal(a[k], b[k]) for k in ("edge_index", "edge_attr", "y")), "same seed, same graph"
+    assert not torch.equal(a.y, c.y), "another seed, another graph"
+
+
+def test_synthetic_proteins_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="even"):
+        load_dataset("synthetic-proteins", num_nodes=500, num_edges=6001)
+    with pytest.raises(TypeError):
+        load_dataset("synthetic-proteins", bogus=1)
+
+
+@pytest.mark.slow
+def test_synthetic_proteins_scales_to_ogbn_proteins_node_count():
+    ds = load_dataset("synthetic-proteins", num_nodes=132_534, num_edges=7_912_250)
+    assert ds.data.x.shape == (132_534, 8) and ds.data.y.shape == (132_534, 112), "ogbn-proteins node shapes"
+    assert [v.numel() for v in ds.split.values()] == [86_619, 21_236, 24_679], "ogbn-proteins split sizes"
+
+
+def test_tiny_ogbn_proteins_loads_through_ogb_offline(tiny_proteins_root):
+    for _ in range(2):  # first call processes raw/, second reads ogb's cache through torch.load
+        ds = load_dataset("ogbn-proteins", root=tiny_proteins_root)
+        d = ds.data
+        assert d.edge_index.size(1) == 240, "ogb adds the inverse of each undirected edge"
+        assert d.y.shape == (40, 112) and ds.num_tasks == 112 and ds.metric == "rocauc", "112 tasks"
+        x = scatter(d.edge_attr, d.edge_index[0], dim=0, dim_size=40, reduce="sum")
+        assert torch.allclose(d.x, x), "node input is the sum of incident edge features"
+        assert d.species.min() == 0 and d.species.max() == 7, "taxon ids mapped to 8 species indices"
+        assert [v.numel() for v in ds.split.values()] == [30, 5, 5], "ogb's species split is read"
+
+
+def test_missing_ogbn_proteins_fails_fast_with_instructions(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"revgnn data ogbn-proteins --root"):
+        load_dataset("ogbn-proteins", root=tmp_path)
+    (tmp_path / "ogbn_proteins" / "raw").mkdir(parents=True)  # ogb would prompt here: no RELEASE_v1.txt
+    with pytest.raises(FileNotFoundError, match="RELEASE_v1.txt"):
+        load_dataset("ogbn-proteins", root=tmp_path, download=True)
+
+
+def test_unreadable_ogbn_proteins_files_give_a_clear_error(tiny_proteins_root):
+    (tiny_proteins_root / "ogbn_proteins" / "raw" / "edge.csv.gz").write_bytes(b"not gzip")
+    with pytest.raises(FileNotFoundError, match="unreadable|cannot read"):
+        load_dataset("ogbn-proteins", root=tiny_proteins_root)
+
+
+@pytest.mark.ogbn_proteins
+def test_real_ogbn_proteins():
+    root = Path(os.environ.get("REVGNN_DATA", Path.home() / ".cache" / "revgnn"))
+    if not (root / "ogbn_proteins" / "RELEASE_v1.txt").is_file():
+        pytest.skip(f"real ogbn-proteins files absent from {root}/ogbn_proteins (run `revgnn data ogbn-proteins`)")
+    ds = load_dataset("ogbn-proteins", root=root)
+    assert ds.num_nodes == 132_534 and ds.data.edge_index.size(1) == 79_122_504, "paper's graph size"
+    assert [v.numel() for v in ds.split.values()] == [86_619, 21_236, 24_679], "species split sizes"
+
+
+def test_ppi_is_the_shipped_node2vec_graph():
+    ds = load_dataset("ppi")
+    assert ds.num_nodes == 3890 and ds.num_tasks == 50 and ds.metric == "rocauc", "3,890 proteins, 50 labels"
+    assert ds.data.edge_attr is None and ds.num_features == 1, "structure only: log-degree input"
+    sizes = [v.numel() for v in ds.split.values()]
+    assert sizes == [2334, 778, 778], "seeded 60/20/20 split"
+    allidx = torch.cat(list(ds.split.values()))
+    assert allidx.unique().numel() == 3890, "split parts are disjoint and cover all nodes"
+    assert torch.equal(load_dataset("ppi").split["test"], ds.split["test"]), "the split is deterministic"
+
+
+@pytest.mark.parametrize("name", ["node2vec_PPI", "Cora"])
+def test_shipped_files_match_their_readme_checksums(name):
+    folder = SHIPPED / name
+    readme = (folder / "README.md").read_text()
+    rows = re.findall(r"\| (\S+) \| (\d+) \| ([0-9a-f]{64}) \|", readme)
+    assert rows, "the README lists sha256 checksums"
+    for rel, size, digest in rows:
+        data = (folder / rel).read_bytes()
+        assert len(data) == int(size) and hashlib.sha256(data).hexdigest() == digest, f"{rel} matches its README"
+    assert list(folder.glob("LICENSE*")), "the licence ships with the data"
+
+
+def test_cora_loads_offline_into_a_writable_root(tmp_path):
+    ds = load_dataset("cora", root=tmp_path)
+    assert ds.num_nodes == 2708 and ds.num_tasks == 7 and ds.metric == "acc", "Cora, 7 classes, accuracy"
+    assert [v.numel() for v in ds.split.values()] == [140, 500, 1000], "Planetoid public split"
+    assert (tmp_path / "Cora" / "processed").is_dir(), "PyG processed files go to the root"
+    assert not (SHIPPED / "Cora" / "processed").exists(), "nothing is written into the package"
+
+
+def test_planetoid_reads_a_user_copy_and_reports_missing_or_broken_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ind.citeseer.x"):
+        load_dataset("planetoid:CiteSeer", root=tmp_path)
+    shutil.copytree(SHIPPED / "Cora" / "raw", tmp_path / "Cora" / "raw")
+    assert load_dataset("planetoid:cora", root=tmp_path).num_nodes == 2708, "a user's raw copy loads"
+    broken = tmp_path / "broken"
+    shutil.copytree(SHIPPED / "Cora" / "raw", broken / "Cora" / "raw")
+    (broken / "Cora" / "raw" / "ind.cora.graph").write_bytes(b"garbage")
+    with pytest.raises(FileNotFoundError, match="cannot read"):
+        load_dataset("planetoid:cora", root=broken)
+
+
+def test_unknown_dataset_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("ogbn-nothing")
+    with pytest.raises(ValueError, match="Planetoid"):
+        load_dataset("planetoid:amazon")
+
+
+def test_evaluator_is_ogb_rocauc_for_any_task_count_and_accuracy():
+    y = torch.randint(0, 2, (50, 5))
+    assert evaluate("rocauc", y, y.float()) == pytest.approx(1.0), "perfect scores give ROC-AUC 1"
+    assert evaluate("rocauc", y, -y.float()) == pytest.approx(0.0), "reversed scores give ROC-AUC 0"
+    c = torch.randint(0, 3, (30,))
+    assert evaluate("acc", c, torch.nn.functional.one_hot(c, 3).float()) == 1.0, "argmax accuracy"
+
+
+def test_random_partition_covers_each_node_once_in_balanced_parts():
+    part = random_partition(103, 10, torch.Generator().manual_seed(0))
+    counts = torch.bincount(part, minlength=10)
+    assert int(counts.max() - counts.min()) <= 1, "parts have equal size to within one node"
+    again = random_partition(103, 10, torch.Generator().manual_seed(0))
+    assert torch.equal(part, again), "same generator state, same partition"
+
+
+def test_partition_subgraphs_are_the_induced_subgraphs():
+    ds = load_dataset("synthetic-proteins", num_nodes=400, num_edges=8000)
+    d = ds.data
+    subs = list(partition_subgraphs(d, 4, torch.Generator().manual_seed(1)))
+    assert torch.equal(torch.cat([s.n_id for s in subs]).sort().values, torch.arange(400)), "nodes covered once"
+    kept = sum(s.edge_index.size(1) for s in subs)
+    assert 0.15 < kept / 8000 < 0.35, "a random 4-way partition keeps about 1/4 of the edges"
+    original = set(map(tuple, d.edge_index.t().tolist()))
+    for s in subs:
+        glob = s.n_id[s.edge_index]
+        assert set(map(tuple, glob.t().tolist())) <= original, "subgraph edges are edges of the graph"
+        assert torch.equal(s.x, d.x[s.n_id]) and torch.equal(s.y, d.y[s.n_id]), "node attributes follow n_id"
+    part = torch.empty(400, dtype=torch.long)
+    for k, s in enumerate(subs):
+        part[s.n_id] = k
+    inside = int((part[d.edge_index[0]] == part[d.edge_index[1]]).sum())
+    assert inside == kept, "every edge inside a part is kept"
+    full = next(partition_subgraphs(d, 1))
+    assert full.edge_index is d.edge_index and torch.equal(full.n_id, torch.arange(400)), "1 part = full graph"
+
+
+def test_vectorised_rocauc_equals_ogb_evaluator():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (500, 20), generator=g).float()
+    y[:, 3] = 0  # a task without positives is skipped, as in ogb
+    y[:7, 4] = float("nan")  # unlabeled entries are ignored, as in ogb
+    p = (torch.randn(500, 20, generator=g) * 2).round() / 2  # many ties
+    fast, ref = evaluate("rocauc", y, p), evaluate("rocauc", y, p, reference=True)
+    assert fast == pytest.approx(ref, abs=1e-12), "vectorised ROC-AUC equals ogb's Evaluator"
