@@ -1,17 +1,48 @@
-"""Memory measurement (Li et al., 2021, Fig. 2-4): what a training step keeps for backward, and its peak.
+"""Memory measurement (Li et al., 2021, Fig. 2-4): what one training step keeps for backward, its peak, its time.
 
-:class:`SavedTensorMeter` counts the bytes autograd saves for backward, through
-``torch.autograd.graph.saved_tensors_hooks``: each storage once, parameters excluded (they exist anyway). This is the
-activation memory of the paper's complexity table: O(LND) for ResGNN, O(ND) for RevGNN and DEQ-GNN.
+The paper's claim is that RevGNN's training memory stays flat as depth L grows while ResGNN's grows linearly
+(activation memory O(ND) against O(LND), complexity table of Sec. 3). :func:`measure_step` makes it measurable: it
+runs one training step (forward, BCE loss, backward, optimizer step) of a model on a graph and returns a
+:class:`StepMemory` record:
+
+- ``peak_bytes``: peak tensor memory during the step. CUDA: ``torch.cuda.max_memory_allocated``. CPU: the
+  allocator's own allocation and free events, recorded by ``torch.profiler`` (``profile_memory=True``) and summed in
+  time order; their running maximum is added to the bytes of the tensors alive before the step (parameters,
+  optimizer state, the graph). :func:`measure_in_subprocess` cross-checks it against the operating system: in a
+  fresh process it resets the peak resident set size (``/proc/self/clear_refs``) and reads its growth over one
+  step, with glibc's ``malloc`` forced to return large blocks to the system.
+- ``state_bytes``: parameters + gradients + optimizer state (each storage once), what any trainer holds whatever
+  the activations; ``peak_bytes - state_bytes`` is activation memory plus the graph.
+- ``saved_bytes``: bytes autograd saved for backward (:class:`SavedTensorMeter`), the table's activation memory.
+- ``step_seconds``: median wall time of ``repeats`` un-instrumented steps.
+
+The optimizer is Adam with its per-parameter loop (``foreach=False``): the multi-tensor variant allocates
+temporaries the size of all parameters at once, which would add O(L D^2) to every model's peak and hide the
+activation memory the paper is about. Gradient clipping is left out for the same reason.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-__all__ = ["SavedTensorMeter"]
+__all__ = ["SavedTensorMeter", "StepMemory", "synthetic_graph", "measure_step", "measure_config",
+           "measure_in_subprocess", "tensor_bytes", "PEAK_METHODS"]
+
+PEAK_METHODS = {
+    "cuda": "torch.cuda.max_memory_allocated",
+    "cpu": "torch.profiler allocator events (running sum of allocations and frees) + live bytes before the step",
+}
 
 
 class SavedTensorMeter:
@@ -53,3 +84,313 @@ class SavedTensorMeter:
 
     def __exit__(self, *exc) -> None:
         self._hooks.__exit__(*exc)
+
+
+@dataclass
+class StepMemory:
+    """Memory and time of one training (or inference) step of one model on one graph.
+
+    Attributes:
+        device: ``"cpu"`` or ``"cuda"``; device_name: the processor or GPU model.
+        method: how ``peak_bytes`` was measured (one of :data:`PEAK_METHODS`).
+        mode: ``"train"`` (forward, loss, backward, optimizer step) or ``"inference"`` (forward under no_grad).
+        peak_bytes: peak tensor bytes during the step, including everything alive before it.
+        baseline_bytes: tensor bytes alive when the step starts (parameters, optimizer state, graph).
+        state_bytes: parameters + gradients + optimizer state, each storage once (parameters only for inference).
+        saved_bytes: bytes autograd saved for backward, parameters excluded (0 for inference).
+        step_seconds: median wall time over ``step_seconds_all``.
+        rss_step_bytes: growth of the process's peak resident set size over one step (fresh subprocess only).
+        graph: ``num_nodes``, ``num_edges``; model: its configuration as a dict, ``num_parameters``.
+    """
+
+    device: str
+    device_name: str
+    method: str
+    mode: str
+    peak_bytes: int
+    baseline_bytes: int
+    state_bytes: int
+    saved_bytes: int
+    step_seconds: float
+    step_seconds_all: list[float] = field(default_factory=list)
+    num_parameters: int = 0
+    num_nodes: int = 0
+    num_edges: int = 0
+    model: dict = field(default_factory=dict)
+    rss_step_bytes: int | None = None
+    rss_method: str | None = None
+    solver_iterations: int | None = None
+
+    @property
+    def peak_above_state_bytes(self) -> int:
+        """Peak minus model state: activations, transients and the graph."""
+        return self.peak_bytes - self.state_bytes
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["peak_above_state_bytes"] = self.peak_above_state_bytes
+        return d
+
+
+def tensor_bytes(tensors: Iterable) -> int:
+    """Bytes of the distinct storages among ``tensors`` (None and non-tensors skipped)."""
+    seen, total = set(), 0
+    for t in tensors:
+        if isinstance(t, Tensor):
+            s = t.untyped_storage()
+            if s.data_ptr() not in seen:
+                seen.add(s.data_ptr())
+                total += s.nbytes()
+    return total
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer | None) -> list:
+    if opt is None:
+        return []
+    return [v for st in opt.state.values() for v in st.values() if isinstance(v, Tensor)]
+
+
+def synthetic_graph(num_nodes: int, num_edges: int, seed: int = 0):
+    """A ``synthetic-proteins`` graph (ogbn-proteins schema) with ``num_nodes`` nodes and ``num_edges`` directed
+    edges (rounded up to even): ``x`` (N, 8) summed edge features, ``edge_attr`` (E, 8), ``species`` (N,),
+    ``y`` (N, 112)."""
+    from .synthetic import SyntheticProteinsConfig, generate_synthetic_proteins
+
+    if num_nodes < 80:
+        raise ValueError(f"--nodes must be >= 80 for a synthetic-proteins graph (8 species), got {num_nodes}")
+    if num_edges < 2:
+        raise ValueError(f"--edges must be >= 2, got {num_edges}")
+    num_edges += num_edges % 2
+    fd = min(3.0, num_edges / num_nodes)
+    data, _ = generate_synthetic_proteins(SyntheticProteinsConfig(num_nodes, num_edges, functional_degree=fd,
+                                                                  seed=seed))
+    return data
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    import platform
+
+    return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
+           f"torch threads {torch.get_num_threads()}"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _cpu_peak_increment(prof) -> int:
+    """Running maximum of the allocator's allocation (+) and free (-) events, in time order."""
+    events = [e for e in prof.profiler.kineto_results.events()
+              if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
+    events.sort(key=lambda e: e.start_ns())
+    run = peak = 0
+    for e in events:
+        run += e.nbytes()
+        peak = max(peak, run)
+    return peak
+
+
+class _Step:
+    """One training or inference step of ``model`` on ``data``; the forward is optionally metered."""
+
+    def __init__(self, model: nn.Module, data, train: bool, lr: float = 1e-3):
+        self.model, self.data, self.train = model, data, train
+        self.opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=False) if train else None
+        self.target = data.y.float() if train else None
+        self.meter: SavedTensorMeter | None = None
+
+    def _forward(self):
+        d = self.data
+        return self.model(d.x, d.edge_index, getattr(d, "edge_attr", None), getattr(d, "species", None))
+
+    def prepare(self) -> None:
+        if self.opt is not None:
+            self.opt.zero_grad(set_to_none=True)
+
+    def __call__(self, meter: bool = False) -> None:
+        if not self.train:
+            self.model.eval()
+            with torch.no_grad():
+                self._forward()
+            return
+        self.model.train()
+        if meter:
+            self.meter = SavedTensorMeter(self.model.parameters())
+            with self.meter:
+                out = self._forward()
+        else:
+            out = self._forward()
+        loss = F.binary_cross_entropy_with_logits(out, self.target)
+        del out
+        loss.backward()
+        del loss
+        self.opt.step()
+
+    def live_tensors(self) -> list:
+        d = self.data
+        params = list(self.model.parameters())
+        return [*params, *(p.grad for p in params), *self.model.buffers(), *_optimizer_tensors(self.opt),
+                *(d[k] for k in d.keys() if isinstance(d[k], Tensor)), self.target]
+
+    def state_bytes(self) -> int:
+        params = list(self.model.parameters())
+        return tensor_bytes([*params, *(p.grad for p in params), *self.model.buffers(),
+                             *_optimizer_tensors(self.opt)])
+
+
+def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", train: bool = True,
+                 repeats: int = 3, warmup: int = 1, peak: bool = True) -> StepMemory:
+    """Measure one step of ``model`` on ``data`` (a PyG ``Data`` with x, edge_index, edge_attr, species, y).
+
+    Args:
+        model (nn.Module): any model with the package's ``forward(x, edge_index, edge_attr, species)``.
+        data: the graph; moved to ``device``.
+        device: ``"cpu"`` or ``"cuda"``.
+        train (bool): a training step (forward, BCE loss, backward, Adam step) or an inference forward (no grad).
+        repeats (int): timed, un-instrumented steps; ``step_seconds`` is their median.
+        warmup (int): steps run first (they also create the optimizer state, which is then part of the baseline).
+        peak (bool): measure the peak (one extra, instrumented step); ``False`` times only.
+
+    Returns:
+        StepMemory: the record (``model`` and graph fields filled from what is known here).
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda (got {device})")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0 (got {repeats}, {warmup})")
+    model = model.to(device)
+    data = data.to(device)
+    step = _Step(model, data, train)
+    for _ in range(warmup):
+        step.prepare()
+        step()
+    times = []
+    for _ in range(repeats):
+        step.prepare()
+        _sync(device)
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+
+    peak_bytes = baseline = 0
+    if peak:
+        step.prepare()
+        if device.type == "cuda":
+            _sync(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            baseline = torch.cuda.memory_allocated(device)
+            step(meter=True)
+            _sync(device)
+            peak_bytes = torch.cuda.max_memory_allocated(device)
+        else:
+            from torch.profiler import ProfilerActivity, profile
+
+            baseline = tensor_bytes(step.live_tensors())
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                step(meter=True)
+            peak_bytes = baseline + _cpu_peak_increment(prof)
+    else:
+        step.prepare()
+        step(meter=True)
+    stats = getattr(model, "last_solver_stats", None)
+    return StepMemory(
+        device=device.type, device_name=_device_name(device), method=PEAK_METHODS[device.type] if peak else "none",
+        mode="train" if train else "inference", peak_bytes=int(peak_bytes), baseline_bytes=int(baseline),
+        state_bytes=step.state_bytes(), saved_bytes=step.meter.bytes if step.meter else 0,
+        step_seconds=statistics.median(times), step_seconds_all=times,
+        num_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        num_nodes=int(data.num_nodes), num_edges=int(data.edge_index.size(1)),
+        solver_iterations=getattr(stats, "iterations", None))
+
+
+def measure_config(config, num_nodes: int, num_edges: int, device: str = "cpu", train: bool = True,
+                   repeats: int = 3, warmup: int = 1, seed: int = 0, data=None) -> StepMemory:
+    """Build ``config`` (a :class:`~revgnn.presets.ModelConfig`) and measure it on a ``synthetic-proteins`` graph
+    of the given size (or on ``data``)."""
+    from .presets import build_model
+
+    torch.manual_seed(seed)
+    if data is None:
+        data = synthetic_graph(num_nodes, num_edges, seed)
+    model = build_model(config)
+    rec = measure_step(model, data, device, train=train, repeats=repeats, warmup=warmup)
+    rec.model = dataclasses.asdict(config)
+    return rec
+
+
+_CHILD = r"""
+import json, sys, torch
+from revgnn.memory import _child_main
+print(json.dumps(_child_main(json.loads(sys.argv[1]))))
+"""
+
+
+def _proc_status_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def _child_main(spec: dict) -> dict:
+    """Subprocess body of :func:`measure_in_subprocess`."""
+    from .presets import ModelConfig, build_model
+
+    cfg = ModelConfig(**spec["config"])
+    torch.manual_seed(spec["seed"])
+    data = synthetic_graph(spec["num_nodes"], spec["num_edges"], spec["seed"])
+    model = build_model(cfg)
+    step = _Step(model, data, spec["train"])
+    step.prepare()
+    step()                                             # warm-up: optimizer state, allocator, lazy inits
+    step.prepare()
+    rss_method = None
+    try:
+        with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current RSS (Linux >= 4.0)
+            f.write("5")
+        before = _proc_status_kb("VmRSS")
+        step()
+        rss_step = (_proc_status_kb("VmHWM") - before) * 1024
+        rss_method = "VmHWM after the step - VmRSS before it (/proc/self/clear_refs reset), MALLOC_MMAP_THRESHOLD_"
+    except OSError:
+        rss_step = None
+    rec = measure_step(model, data, "cpu", train=spec["train"], repeats=1, warmup=0)
+    rec.model = dataclasses.asdict(cfg)
+    rec.rss_step_bytes, rec.rss_method = rss_step, rss_method
+    return rec.to_dict()
+
+
+def measure_in_subprocess(config, num_nodes: int, num_edges: int, train: bool = True, seed: int = 0,
+                          timeout: float = 600) -> StepMemory:
+    """:func:`measure_config` on CPU in a fresh Python process, with the operating system's view as a cross-check.
+
+    The child runs a warm-up step, resets its peak resident set size, runs one step and reports the growth of the
+    peak RSS over the RSS before the step as ``rss_step_bytes``; then it measures the step as
+    :func:`measure_step` does. ``rss_step_bytes`` should match ``peak_bytes - baseline_bytes`` up to allocator
+    slack (glibc is told to return every block above 64 KiB to the system at once, so freed tensors leave RSS).
+    """
+    spec = {"config": dataclasses.asdict(config), "num_nodes": num_nodes, "num_edges": num_edges, "train": train,
+            "seed": seed}
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    out = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], capture_output=True, text=True,
+                         env=env, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory subprocess failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
+    d = json.loads(out.stdout.strip().splitlines()[-1])
+    d.pop("peak_above_state_bytes", None)
+    return StepMemory(**d)

@@ -1,0 +1,178 @@
+"""Memory vs depth (Li et al., 2021, Fig. 2-4): peak training memory of ResGNN, ResGNN with checkpointing, RevGNN,
+WT-ResGNN, WT-RevGNN and DEQ-GNN as L (DEQ-GNN: solver iterations) grows, on a synthetic-proteins graph.
+
+    OMP_NUM_THREADS=1 python benchmarks/memory_depth.py --graph small       # N=500, E=5,000, D=16, L up to 1001
+    OMP_NUM_THREADS=1 python benchmarks/memory_depth.py --graph partition   # 13,253 nodes, 791,224 edges (1/10 of
+                                                                            # ogbn-proteins' nodes, 1/100 of its edges)
+Writes results/memory_depth_<graph>[_<device>].json (schema in results/README.md).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import memory_total_bytes, provenance, save  # noqa: E402
+
+from revgnn import ModelConfig  # noqa: E402
+from revgnn.memory import measure_config, synthetic_graph  # noqa: E402
+
+GRAPHS = {  # name: (nodes, edges, channels)
+    "small": (500, 5_000, 16),
+    "partition": (13_253, 791_224, 32),   # one of 10 random parts of ogbn-proteins: N/10 nodes, ~E/100 edges
+}
+# label: (ModelConfig overrides, meaning of the x axis)
+MODELS = {
+    "res": (dict(model="res"), "layers"),
+    "res-ckpt": (dict(model="res", checkpoint_grads=True), "layers"),
+    "rev": (dict(model="rev"), "layers"),
+    "wt-res": (dict(model="wt-res"), "layers"),
+    "wt-rev": (dict(model="wt-rev"), "layers"),
+    "deq": (dict(model="deq", tol=0.0), "solver iterations (forward and adjoint, tol=0: exactly this many)"),
+}
+DEPTHS = {
+    "small": {"default": [1, 10, 100, 250, 500, 1001], "deq": [1, 5, 10, 25, 50, 100]},
+    "partition": {"default": [1, 2, 4, 8], "wt-res": [2, 8], "wt-rev": [2, 8], "deq": [2, 8]},
+}
+QUICK = {
+    "small": {"default": [1, 10, 100, 1001], "res": [1, 10, 100, 250], "res-ckpt": [1, 10, 100, 250],
+              "wt-res": [1, 10, 100, 250], "deq": [1, 10, 50]},
+    "partition": {"default": [1, 2, 4], "wt-res": [2, 4], "wt-rev": [2, 4], "deq": [2, 4]},
+}
+INFERENCE_MODELS = ("res", "rev")
+GiB = 2**30
+
+
+def linear_fit(xs, ys) -> dict:
+    n = len(xs)
+    if n < 2:
+        return {"slope": None, "intercept": None, "r2": None}
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    icpt = my - slope * mx
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    ss_res = sum((y - icpt - slope * x) ** 2 for x, y in zip(xs, ys))
+    return {"slope": slope, "intercept": icpt, "r2": 1 - ss_res / ss_tot if ss_tot > 0 else 1.0}
+
+
+def summarise(rows: list[dict], limits: dict[str, int]) -> dict:
+    out = {}
+    for label in dict.fromkeys(r["label"] for r in rows):
+        rs = sorted((r for r in rows if r["label"] == label), key=lambda r: r["x"])
+        xs = [r["x"] for r in rs]
+        fit = linear_fit(xs, [r["peak_bytes"] for r in rs])
+        fit_act = linear_fit(xs, [r["peak_above_state_bytes"] for r in rs])
+        s = {"x": xs, "peak_fit": fit, "peak_above_state_fit": fit_act,
+             "peak_above_state_max_over_min": max(r["peak_above_state_bytes"] for r in rs)
+             / min(r["peak_above_state_bytes"] for r in rs)}
+        if fit["slope"] and fit["slope"] > 0:
+            s["oom_depth"] = {name: int((lim - fit["intercept"]) / fit["slope"]) for name, lim in limits.items()}
+        out[label] = s
+    return out
+
+
+def targets(rows: list[dict]) -> dict:
+    t = {}
+    rev = {r["x"]: r for r in rows if r["label"] == "rev" and r["mode"] == "train"}
+    # L=10 as the target says; on graphs swept to fewer layers the smallest L >= 2 (from L=2 on, the backward holds
+    # one more (E, D) edge-gradient buffer than at L=1, then nothing grows).
+    ref = 10 if 10 in rev else min((x for x in rev if x >= 2), default=min(rev) if rev else None)
+    if rev and max(rev) != ref:
+        top = max(rev)
+        a, b = rev[ref]["peak_above_state_bytes"], rev[top]["peak_above_state_bytes"]
+        t["rev_flat"] = {"target": f"RevGNN peak above model state at the deepest L within 5 % of L={ref}",
+                         "L_ref": ref, "L_top": top, "ref_bytes": a, "top_bytes": b,
+                         "relative_change": (b - a) / a, "met": abs(b - a) / a <= 0.05}
+    res = [r for r in rows if r["label"] == "res" and r["mode"] == "train"]
+    if len(res) >= 3:
+        fit = linear_fit([r["x"] for r in res], [r["peak_bytes"] for r in res])
+        t["res_linear"] = {"target": "ResGNN peak grows linearly in L", "r2": fit["r2"],
+                           "bytes_per_layer": fit["slope"], "met": fit["r2"] > 0.99 and fit["slope"] > 0}
+    return t
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--graph", choices=GRAPHS, default="small")
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    p.add_argument("--depths", type=int, nargs="+", help="override the depth list of every model")
+    p.add_argument("--channels", type=int, help="override D")
+    p.add_argument("--no-inference", action="store_true", help="skip the no-grad inference rows")
+    p.add_argument("--quick", action="store_true", help="fewer depths (a few minutes on 2 CPU cores)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--out", help="output file name under results/")
+    p.add_argument("--summarise-only", metavar="FILE", help="recompute summary and targets of a results file")
+    args = p.parse_args(argv)
+    if args.summarise_only:
+        import json
+
+        path = Path(args.summarise_only)
+        result = json.loads(path.read_text())
+        rows = result["rows"]
+        result["summary"] = summarise([r for r in rows if r["mode"] == "train"], result["memory_limits_bytes"])
+        result["summary_inference"] = summarise([r for r in rows if r["mode"] == "inference"],
+                                                result["memory_limits_bytes"])
+        result["targets"] = targets(rows)
+        save(path.name, result)
+        print(json.dumps(result["targets"], indent=1))
+        return 0
+    nodes, edges, channels = GRAPHS[args.graph]
+    channels = args.channels or channels
+    depth_table = (QUICK if args.quick else DEPTHS)[args.graph]
+    torch.manual_seed(0)
+    data = synthetic_graph(nodes, edges, seed=0)
+    rows = []
+    t_start = time.time()
+    for label in args.models:
+        overrides, axis = MODELS[label]
+        depths = args.depths or depth_table.get(label, depth_table["default"])
+        for x in depths:
+            cfg = ModelConfig(hidden_channels=channels, dropout=0.1, **overrides)
+            cfg = cfg.replace(num_layers=1, max_iter=x) if cfg.model == "deq" else cfg.replace(num_layers=x)
+            modes = ["train"] + (["inference"] if label in INFERENCE_MODELS and not args.no_inference else [])
+            for mode in modes:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="DEQ .* did not converge")
+                    rec = measure_config(cfg, nodes, edges, device=args.device, train=mode == "train", repeats=1,
+                                         warmup=0, data=data)
+                row = {"label": label, "x": x, "x_axis": axis, **rec.to_dict()}
+                rows.append(row)
+                print(f"{label:8s} {mode:9s} x={x:5d} peak={rec.peak_bytes / 2**20:9.1f} MiB "
+                      f"state={rec.state_bytes / 2**20:8.1f} MiB above={rec.peak_above_state_bytes / 2**20:9.1f} "
+                      f"MiB saved={rec.saved_bytes / 2**20:9.1f} MiB t={rec.step_seconds:7.2f}s "
+                      f"[{time.time() - t_start:6.0f}s]", flush=True)
+    limits = {"this_machine": memory_total_bytes() or 0, "16GiB": 16 * GiB, "32GiB_V100": 32 * GiB,
+              "80GiB_A100_H100": 80 * GiB}
+    if args.device == "cuda":
+        limits["this_machine"] = torch.cuda.get_device_properties(0).total_memory
+    train_rows = [r for r in rows if r["mode"] == "train"]
+    result = {
+        "benchmark": "memory_depth",
+        "provenance": provenance(args.device),
+        "graph": {"name": f"synthetic-proteins ({args.graph})", "num_nodes": nodes,
+                  "num_edges": rows[0]["num_edges"] if rows else edges, "edge_dim": 8, "seed": 0},
+        "hidden_channels": channels, "num_groups": 2, "dropout": 0.1,
+        "optimizer": "Adam(lr=1e-3, foreach=False)",
+        "memory_limits_bytes": limits,
+        "rows": rows,
+        "summary": summarise(train_rows, limits),
+        "summary_inference": summarise([r for r in rows if r["mode"] == "inference"], limits),
+        "targets": targets(rows),
+        "seconds": time.time() - t_start,
+    }
+    suffix = "" if args.device == "cpu" else f"_{args.device}"
+    path = save(args.out or f"memory_depth_{args.graph}{suffix}.json", result)
+    print(f"wrote {path}")
+    for k, v in result["targets"].items():
+        print(k, {a: b for a, b in v.items() if a != "target"})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
