@@ -1,0 +1,333 @@
+"""Figures and tables of "Training Graph Neural Networks with 1000 Layers" (Li et al., ICML 2021), ours and the paper's.
+
+The book's notebooks stay thin: they compute (or load) result records and call the helpers here. Two sources are
+never mixed up: the paper's published numbers (:data:`PAPER_112_LAYERS`, :data:`PAPER_MAIN`, each with its
+confidence mark from the project's PAPER.md) are drawn as hollow markers labelled "paper"; our measurements are
+filled markers labelled "ours", and every table row or caption says which records, device and revision they
+come from (:func:`provenance_line`).
+
+A *record* is a flat dict; the keys read here are ``model`` (one of ``res``, ``rev``, ``wt-res``, ``wt-rev``,
+``deq``), ``num_layers``, ``hidden_channels``, and the measured values a plot asks for by name (``roc_auc``,
+``peak_bytes``, ...). ``provenance`` (a dict: git revision, versions, device, seed) is shown in captions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+__all__ = [
+    "MODEL_NAMES", "MODEL_STYLES", "PAPER_112_LAYERS", "PAPER_MAIN", "PAPER_MARKS",
+    "load_records", "memory_records", "provenance_line", "markdown_table",
+    "plot_auc_vs_memory", "plot_memory_vs_depth", "plot_metric_vs_depth",
+]
+
+MODEL_NAMES = {"res": "ResGNN", "res-ckpt": "ResGNN + checkpointing", "rev": "RevGNN", "wt-res": "WT-ResGNN",
+               "wt-rev": "WT-RevGNN", "deq": "DEQ-GNN"}
+MODEL_STYLES = {  # one colour and marker per model family, in every figure
+    "res": {"color": "#d62728", "marker": "s"},
+    "res-ckpt": {"color": "#8c564b", "marker": "v"},
+    "rev": {"color": "#1f77b4", "marker": "o"},
+    "wt-res": {"color": "#ff7f0e", "marker": "D"},
+    "wt-rev": {"color": "#2ca02c", "marker": "^"},
+    "deq": {"color": "#9467bd", "marker": "P"},
+}
+PAPER_MARKS = {
+    "paper": "the paper's own text",
+    "code": "the official code or its README",
+    "OGB": "the OGB leaderboard entry the authors submitted",
+    "derived": "arithmetic that reproduces an [OGB] number exactly",
+    "unconfirmed": "second-hand transcription of the paper's tables, not checked against the PDF",
+}
+
+# The paper's 112-layer comparison on ogbn-proteins (Fig. 1 and its table): ROC-AUC % and training GPU memory
+# (GB, one V100 32 GB) are [unconfirmed]; parameter counts carry their own marks (PAPER.md, sections 2 and 4).
+PAPER_112_LAYERS: list[dict] = [
+    {"name": "ResGNN-64", "model": "res", "num_layers": 112, "hidden_channels": 64, "roc_auc": 85.94,
+     "memory_gb": 27.1, "params": 2_374_568, "params_mark": "OGB", "mark": "unconfirmed"},
+    {"name": "ResGNN-224", "model": "res", "num_layers": 112, "hidden_channels": 224, "roc_auc": None,
+     "memory_gb": None, "params": 28_400_000, "params_mark": "unconfirmed", "mark": "unconfirmed", "oom": True},
+    {"name": "WT-ResGNN-64", "model": "wt-res", "num_layers": 112, "hidden_channels": 64, "roc_auc": 83.30,
+     "memory_gb": 27.4, "params": 51_200, "params_mark": "unconfirmed", "mark": "unconfirmed"},
+    {"name": "DEQ-GNN-64", "model": "deq", "num_layers": 112, "hidden_channels": 64, "roc_auc": 83.17,
+     "memory_gb": 2.22, "params": 51_300, "params_mark": "unconfirmed", "mark": "unconfirmed"},
+    {"name": "DEQ-GNN-224", "model": "deq", "num_layers": 112, "hidden_channels": 224, "roc_auc": 85.84,
+     "memory_gb": 7.60, "params": 537_000, "params_mark": "unconfirmed", "mark": "unconfirmed"},
+    {"name": "RevGNN-64", "model": "rev", "num_layers": 112, "hidden_channels": 64, "roc_auc": 85.48,
+     "memory_gb": 2.09, "params": 1_457_080, "params_mark": "derived", "mark": "unconfirmed"},
+    {"name": "RevGNN-80", "model": "rev", "num_layers": 112, "hidden_channels": 80, "roc_auc": 85.97,
+     "memory_gb": 2.56, "params": 2_251_384, "params_mark": "derived", "mark": "unconfirmed"},
+    {"name": "RevGNN-224", "model": "rev", "num_layers": 112, "hidden_channels": 224, "roc_auc": 87.02,
+     "memory_gb": 7.30, "params": 17_141_560, "params_mark": "derived", "mark": "unconfirmed"},
+    {"name": "WT-RevGNN-64", "model": "wt-rev", "num_layers": 112, "hidden_channels": 64, "roc_auc": 82.89,
+     "memory_gb": 1.60, "params": 35_000, "params_mark": "derived from unconfirmed", "mark": "unconfirmed"},
+    {"name": "WT-RevGNN-80", "model": "wt-rev", "num_layers": 112, "hidden_channels": 80, "roc_auc": 83.46,
+     "memory_gb": 2.08, "params": 51_384, "params_mark": "derived from unconfirmed", "mark": "unconfirmed"},
+    {"name": "WT-RevGNN-224", "model": "wt-rev", "num_layers": 112, "hidden_channels": 224, "roc_auc": 85.28,
+     "memory_gb": 5.55, "params": 337_080, "params_mark": "derived from unconfirmed", "mark": "unconfirmed"},
+]
+
+# RevGNN-Deep and RevGNN-Wide on ogbn-proteins (PAPER.md, sections 2-4).
+PAPER_MAIN: dict[str, dict] = {
+    "revgnn-deep": {"name": "RevGNN-Deep", "num_layers": 1001, "hidden_channels": 80, "dropout": 0.1,
+                    "params": 20_031_384, "params_mark": "OGB",
+                    "test": (87.74, 0.13, "paper"), "valid": (93.26, 0.06, "OGB"),
+                    "single_view_test": (87.06, 0.20, "code"), "memory_gb": (2.86, "unconfirmed"),
+                    "days": (13.5, "paper"), "seconds_per_epoch": (583, "derived from paper")},
+    "revgnn-wide": {"name": "RevGNN-Wide", "num_layers": 448, "hidden_channels": 224, "dropout": 0.2,
+                    "params": 68_471_608, "params_mark": "OGB",
+                    "test": (88.24, 0.15, "paper"), "valid": (94.50, 0.08, "OGB"),
+                    "single_view_test": (87.62, 0.18, "code"), "memory_gb": (7.91, "unconfirmed"),
+                    "days": (17.1, "paper"), "seconds_per_epoch": (739, "derived from paper")},
+}
+
+
+def load_records(path: str | Path, pattern: str = "*.json") -> list[dict]:
+    """Result records from a JSON file or from every matching file in a folder; ``[]`` when there is none.
+
+    A file holds a record, a list of records, ``{"records": [...]}``, or a benchmark result of
+    ``benchmarks/memory_depth.py`` (``{"rows": [...], "provenance": ..., "graph": ...}``), whose training rows
+    become records with ``model`` (the row's label), ``depth`` (its x), ``num_layers``, ``hidden_channels``,
+    ``dataset`` and the file's ``provenance``. Every record gets ``source``, the file it came from, so that a plot
+    can say where a point came from.
+    """
+    path = Path(path)
+    files = sorted(path.glob(pattern)) if path.is_dir() else ([path] if path.is_file() else [])
+    records = []
+    for file in files:
+        content = json.loads(file.read_text())
+        if isinstance(content, dict) and "rows" in content:
+            items = [_benchmark_row(row, content) for row in content["rows"] if row.get("mode", "train") == "train"]
+        else:
+            items = content if isinstance(content, list) else content.get("records", [content])
+        records += [{**item, "source": item.get("source", str(file))} for item in items]
+    return records
+
+
+def _benchmark_row(row: dict, result: dict) -> dict:
+    config = row.get("model") or {}
+    return {**row, "model": row["label"], "depth": row["x"], "config": config,
+            "num_layers": config.get("num_layers"), "hidden_channels": config.get("hidden_channels"),
+            "dataset": (result.get("graph") or {}).get("name"), "provenance": result.get("provenance") or {}}
+
+
+def memory_records(points: Iterable[tuple[dict, object]], data, device="cpu", seed: int = 0,
+                   limit_bytes: float | None = None, repeats: int = 1) -> list[dict]:
+    """Measure one training step per ``(labels, ModelConfig)`` point with :func:`revgnn.memory.measure_config`.
+
+    Each record is the :class:`~revgnn.memory.StepMemory` as a dict, plus ``labels`` (e.g. model, depth, width),
+    ``oom`` and ``provenance`` (git revision, versions, device). A step is out of memory when the device raises
+    it (CUDA) or when its peak exceeds ``limit_bytes``; once a ``(model, hidden_channels)`` series is out of
+    memory, its later (deeper) points are recorded as OOM without being run.
+
+    Args:
+        points: ``(labels, config)`` pairs, in increasing depth within each series.
+        data: the graph (a PyG ``Data``, e.g. ``load_dataset(...).data``).
+        device: ``"cpu"`` or ``"cuda"``.
+        seed: seed of the weights.
+        limit_bytes: the memory limit (None: only the device's own).
+        repeats: timed steps per point (``step_seconds`` is their median).
+    """
+    import torch
+
+    from revgnn.memory import measure_config
+    from revgnn.records import environment
+
+    device = torch.device(device)
+    provenance = {**environment(device), "seed": seed}
+    out_of_memory: set[tuple] = set()
+    records = []
+    for labels, config in points:
+        series = (labels.get("model", config.model), labels.get("hidden_channels", config.hidden_channels))
+        record = {"model": config.model, "num_layers": config.num_layers,
+                  "hidden_channels": config.hidden_channels, **labels, "provenance": provenance}
+        if series in out_of_memory:
+            records.append({**record, "oom": True, "peak_bytes": None})
+            continue
+        try:
+            step = measure_config(config, data.num_nodes, data.num_edges, device=str(device), seed=seed,
+                                  data=data, repeats=repeats).to_dict()
+        except torch.cuda.OutOfMemoryError:
+            step = {"peak_bytes": None, "oom": True}
+            torch.cuda.empty_cache()
+        step["oom"] = step.get("oom", False) or (limit_bytes is not None and step["peak_bytes"] > limit_bytes)
+        if step["oom"]:
+            out_of_memory.add(series)
+        records.append({**step, "config": step.get("model"), **record, "oom": step["oom"]})
+    return records
+
+
+def provenance_line(records: Sequence[dict] | dict) -> str:
+    """One line naming where records come from: device, git revision, torch version, seeds, source files."""
+    records = [records] if isinstance(records, dict) else list(records)
+    fields: dict[str, set] = {"device": set(), "git": set(), "torch": set(), "seed": set(), "source": set()}
+    for r in records:
+        prov = r.get("provenance", {}) or {}
+        for key in fields:
+            value = prov.get(key, r.get(key))
+            if value is None and key == "torch":
+                value = (prov.get("versions") or {}).get("torch")
+            if value is None and key == "git":
+                value = prov.get("git_revision") or prov.get("revision")
+            if key == "device" and prov.get("device_name") and prov["device_name"] not in str(value):
+                value = f"{value} ({prov['device_name']})"
+            if value is not None:
+                fields[key].add(str(value))
+    parts = [f"{k} {', '.join(sorted(v))}" for k, v in fields.items() if v]
+    return "ours: " + ("; ".join(parts) if parts else "no provenance recorded")
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(rows: Iterable[dict], columns: Sequence[tuple[str, str]], digits: int = 2) -> str:
+    """A Markdown table of ``rows`` with ``columns`` given as (key, header) pairs; missing values show as '–'."""
+    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(k), digits) for k, _ in columns) + " |")
+    return "\n".join(lines)
+
+
+def _legend_once(ax: Axes, **kwargs) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), **kwargs)
+
+
+def plot_auc_vs_memory(ours: Sequence[dict], paper: Sequence[dict] = PAPER_112_LAYERS,
+                       memory_key: str = "peak_bytes", auc_key: str = "roc_auc",
+                       ours_label: str = "ours") -> Figure:
+    """The paper's Fig. 1: ROC-AUC against training memory, the paper's points above ours.
+
+    The two panels (paper above, ours below) have their own axes because the settings differ (the paper:
+    ogbn-proteins on a 32 GB V100; ours: whatever the records say). ``ours`` records need ``model``,
+    ``hidden_channels``, ``memory_key`` (bytes) and ``auc_key`` (a fraction in [0, 1] or a percentage).
+    """
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 8.4), constrained_layout=True)
+    for p in paper:
+        style = MODEL_STYLES[p["model"]]
+        if p.get("oom"):
+            continue
+        top.scatter(p["memory_gb"], p["roc_auc"], s=60, facecolors="none", edgecolors=style["color"],
+                     marker=style["marker"], label=f"{MODEL_NAMES[p['model']]} (paper)")
+        top.annotate(str(p["hidden_channels"]), (p["memory_gb"], p["roc_auc"]), textcoords="offset points",
+                      xytext=(5, 3), fontsize=8)
+    _plain_log10_ticks(top)
+    top.set_xlabel("training GPU memory (GB, log scale)")
+    top.set_ylabel("test ROC-AUC (%)")
+    top.set_title("paper: ogbn-proteins, L=112, V100 GPU [unconfirmed]")
+    _legend_once(top, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    for r in ours:
+        style = MODEL_STYLES[r["model"]]
+        auc = r[auc_key] * (100 if r[auc_key] <= 1 else 1)
+        bottom.scatter(r[memory_key] / 2**20, auc, s=60, color=style["color"], marker=style["marker"],
+                      label=f"{MODEL_NAMES[r['model']]} ({ours_label})")
+        bottom.annotate(str(r.get("hidden_channels")), (r[memory_key] / 2**20, auc),
+                       textcoords="offset points", xytext=(5, 3), fontsize=8)
+    _plain_log10_ticks(bottom)
+    bottom.set_xlabel("peak training memory of one step (MiB, log scale)")
+    bottom.set_ylabel("test ROC-AUC (%)")
+    depths = sorted({r.get("num_layers") for r in ours})
+    bottom.set_title(f"{ours_label}: {', '.join(f'L={d}' for d in depths)}, " + _setting(ours))
+    _legend_once(bottom, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def _setting(records: Sequence[dict]) -> str:
+    names = sorted({str(r.get("dataset", "?")) for r in records})
+    devices = sorted({str((r.get("provenance") or {}).get("device") or r.get("device", "?")).split(",")[0]
+                      for r in records})
+    nodes = sorted({r["num_nodes"] for r in records if r.get("num_nodes")})
+    size = f" ({', '.join(f'{n:,}' for n in nodes)} nodes)" if nodes else ""
+    return f"{', '.join(names)}{size} on {', '.join(devices)}"
+
+
+_PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 1, 2, 4, 0.5 instead of 2^0 or 1.0
+
+
+def _plain_log2_ticks(ax: Axes) -> None:
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(_PLAIN)
+
+
+def _plain_log10_ticks(ax: Axes) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(_PLAIN)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_memory_vs_depth(records: Sequence[dict], x_key: str = "num_layers", memory_key: str = "peak_bytes",
+                         limit_bytes: float | None = None, limit_label: str = "memory limit",
+                         xlabel: str = "number of layers L", title: str | None = None, log_x: bool = False,
+                         ax: Axes | None = None) -> Figure:
+    """The paper's Figs. 2-4: training memory against depth (or solver iterations), one line per model.
+
+    Records with ``oom`` true (the step did not fit under the limit) are drawn as a cross on the limit line and
+    labelled "OOM", as in the paper's Fig. 2. ``limit_bytes`` draws that limit as a dashed line. The depth axis is
+    linear (as in the paper: linear growth against a flat line) unless ``log_x``.
+    """
+    fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 4.2), constrained_layout=True)
+    ax = ax or fig.add_subplot()
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["model"], r.get("hidden_channels")), []).append(r)
+    for (model, width), rows in groups.items():
+        style = MODEL_STYLES[model]
+        rows = sorted(rows, key=lambda r: r[x_key])
+        fits = [r for r in rows if not r.get("oom")]
+        label = f"{MODEL_NAMES[model]}, D={width} (ours)"
+        ax.plot([r[x_key] for r in fits], [r[memory_key] / 2**20 for r in fits], color=style["color"],
+                marker=style["marker"], label=label)
+        for r in rows:
+            if r.get("oom") and limit_bytes is not None:
+                ax.scatter(r[x_key], limit_bytes / 2**20, marker="x", s=80, color=style["color"], zorder=3)
+                ax.annotate("OOM", (r[x_key], limit_bytes / 2**20), textcoords="offset points", xytext=(-10, -16),
+                            color=style["color"], fontsize=9)
+    if limit_bytes is not None:
+        ax.axhline(limit_bytes / 2**20, color="grey", linestyle="--", linewidth=1,
+                   label=f"{limit_label} ({limit_bytes / 2**20:,.0f} MiB)")
+    if log_x:
+        _plain_log2_ticks(ax)
+    ax.set_xlabel(xlabel + (" (log scale)" if log_x else ""))
+    ax.set_ylabel("peak training memory of one step (MiB)")
+    ax.set_title(title or _setting(records))
+    _legend_once(ax, fontsize=8)
+    return fig
+
+
+def plot_metric_vs_depth(records: Sequence[dict], metric_key: str = "roc_auc", x_key: str = "num_layers",
+                         series_key: str = "hidden_channels", ylabel: str = "test ROC-AUC (%)",
+                         xlabel: str = "number of layers L", series_label: str = "D",
+                         title: str | None = None) -> Figure:
+    """A metric against depth, one line per value of ``series_key`` (e.g. width): the depth sweep."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    series: dict = {}
+    for r in records:
+        series.setdefault(r[series_key], []).append(r)
+    for value, rows in sorted(series.items()):
+        rows = sorted(rows, key=lambda r: r[x_key])
+        ys = [r[metric_key] * (100 if r[metric_key] <= 1 else 1) for r in rows]
+        ax.plot([r[x_key] for r in rows], ys, marker="o", label=f"{series_label}={value} (ours)")
+    _plain_log2_ticks(ax)
+    ax.set_xlabel(f"{xlabel} (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or _setting(records))
+    ax.legend(fontsize=8)
+    return fig
