@@ -243,7 +243,7 @@ class _ImplicitFunction(torch.autograd.Function):
 
 
 class DEQLayer(nn.Module):
-    r"""Equilibrium layer z* = f(z*, x, *args) with implicit-differentiation backward (Bai et al., 2019).
+    r"""Equilibrium layer ``z* = f(z*, x, *args)`` with implicit-differentiation backward (Bai et al., 2019).
 
     Args:
         cell (nn.Module): f, called as ``cell(z, x, *args)``; z and x share a shape.

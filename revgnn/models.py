@@ -95,8 +95,8 @@ class ResGNN(nn.Module):
     (\mathrm{Norm}(X^l))))`, first layer a plain GENConv. Activation memory O(LND).
 
     Args:
-        in_channels, hidden_channels, out_channels, num_layers, dropout, edge_dim, num_species,
-        num_embeddings, embedding_dim: as in :class:`GraphHeads`.
+        in_channels, hidden_channels, out_channels: as in :class:`GraphHeads`.
+        num_layers, dropout, edge_dim, num_species, num_embeddings, embedding_dim: as in :class:`GraphHeads`.
         aggr (str): GENConv aggregation. (default: ``"softmax"`` with learnable temperature, as DeeperGCN)
         learn_t (bool): learnable softmax temperature. (default: ``True``)
         checkpoint_grads (bool): gradient checkpointing per layer (recompute in backward; the strong baseline).
@@ -155,8 +155,8 @@ class RevGNN(nn.Module):
     where each block draws its own ordinary dropout and the backward pass replays its RNG seed.
 
     Args:
-        in_channels, hidden_channels, out_channels, num_layers, dropout, edge_dim, num_species,
-        num_embeddings, embedding_dim: as in :class:`GraphHeads`.
+        in_channels, hidden_channels, out_channels: as in :class:`GraphHeads`.
+        num_layers, dropout, edge_dim, num_species, num_embeddings, embedding_dim: as in :class:`GraphHeads`.
         num_groups (int): C >= 2, dividing hidden_channels. (default: 2)
         aggr (str): GENConv aggregation. (default: ``"max"``, as RevGNN-Deep/Wide)
         learn_t (bool): learnable softmax temperature (``aggr="softmax"`` only).
@@ -225,8 +225,8 @@ class DEQGNN(nn.Module):
     implicit differentiation (:class:`~revgnn.deq.DEQLayer`). Activation memory O(ND), parameters O(D^2).
 
     Args:
-        in_channels, hidden_channels, out_channels, dropout, edge_dim, num_species, num_embeddings,
-        embedding_dim: as in :class:`GraphHeads`.
+        in_channels, hidden_channels, out_channels: as in :class:`GraphHeads`.
+        dropout, edge_dim, num_species, num_embeddings, embedding_dim: as in :class:`GraphHeads`.
         aggr (str): GENConv aggregation in the cell. (default: ``"softmax"``, learnable temperature)
         solver (str): ``"anderson"`` or ``"picard"``. max_iter, tol, backward_max_iter: solver budget.
         unrolled_iters (int, optional): apply the cell this many times with plain autograd instead of solving
