@@ -163,9 +163,10 @@ def _seed(seeds, layer_idx: int, group_idx: int) -> int | None:
 
 
 def _add(acc: Tensor | None, g: Tensor | None) -> Tensor | None:
+    """Accumulate in place into a buffer we own (one copy at first use), so no second (E, D) buffer appears."""
     if g is None:
         return acc
-    return g if acc is None else acc + g
+    return g.clone() if acc is None else acc.add_(g)
 
 
 def _chunk(t, C: int):
