@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import memory_total_bytes, provenance, save  # noqa: E402
+from provenance import memory_total_bytes, provenance, save, write_result  # noqa: E402
 
 from revgnn import ModelConfig  # noqa: E402
 from revgnn.memory import measure_config, synthetic_graph  # noqa: E402
@@ -166,12 +166,7 @@ def main(argv=None) -> int:
         "targets": targets(rows),
         "seconds": time.time() - t_start,
     }
-    suffix = "" if args.device == "cpu" else f"_{args.device}"
-    path = save(args.out or f"memory_depth_{args.graph}{suffix}.json", result)
-    print(f"wrote {path}")
-    for k, v in result["targets"].items():
-        print(k, {a: b for a, b in v.items() if a != "target"})
-    return 0
+    return write_result(f"memory_depth_{args.graph}", args.device, args.out, result)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,13 @@ def save(name: str, obj: dict) -> Path:
     tmp.write_text(json.dumps(obj, indent=1) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def write_result(stem: str, device: str, out: str | None, result: dict) -> int:
+    """Save ``result`` as results/<stem>[_<device>].json (or ``out``) and print each target's verdict."""
+    suffix = "" if device == "cpu" else f"_{device}"
+    path = save(out or f"{stem}{suffix}.json", result)
+    print(f"wrote {path}")
+    for k, v in result["targets"].items():
+        print(k, {a: b for a, b in v.items() if a != "target"})
+    return 0

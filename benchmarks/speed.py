@@ -26,7 +26,7 @@ from torch import nn
 from torch_geometric.nn import GroupAddRev
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import provenance, save  # noqa: E402
+from provenance import provenance, write_result  # noqa: E402
 
 from revgnn import ResGNN, RevGNN, shared_dropout_mask  # noqa: E402
 from revgnn.memory import _Step, _sync, measure_step, synthetic_graph  # noqa: E402
@@ -176,12 +176,7 @@ def main(argv=None) -> int:
         },
         "seconds": time.time() - t_start,
     }
-    suffix = "" if args.device == "cpu" else f"_{args.device}"
-    path = save(args.out or f"speed{suffix}.json", result)
-    print(f"wrote {path}")
-    for k, v in result["targets"].items():
-        print(k, {a: b for a, b in v.items() if a != "target"})
-    return 0
+    return write_result("speed", args.device, args.out, result)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from .presets import PAPER_PARAMS
+
 __all__ = [
     "MODEL_NAMES", "MODEL_STYLES", "PAPER_112_LAYERS", "PAPER_MAIN", "PAPER_MARKS",
     "load_records", "memory_records", "provenance_line", "markdown_table",
@@ -49,40 +51,39 @@ PAPER_MARKS = {
 
 # The paper's 112-layer comparison on ogbn-proteins (Fig. 1 and its table): ROC-AUC % and training GPU memory
 # (GB, one V100 32 GB) are [unconfirmed]; parameter counts carry their own marks (PAPER.md, sections 2 and 4).
-PAPER_112_LAYERS: list[dict] = [
-    {"name": "ResGNN-64", "model": "res", "num_layers": 112, "hidden_channels": 64, "roc_auc": 85.94,
-     "memory_gb": 27.1, "params": 2_374_568, "params_mark": "OGB", "mark": "unconfirmed"},
-    {"name": "ResGNN-224", "model": "res", "num_layers": 112, "hidden_channels": 224, "roc_auc": None,
-     "memory_gb": None, "params": 28_400_000, "params_mark": "unconfirmed", "mark": "unconfirmed", "oom": True},
-    {"name": "WT-ResGNN-64", "model": "wt-res", "num_layers": 112, "hidden_channels": 64, "roc_auc": 83.30,
-     "memory_gb": 27.4, "params": 51_200, "params_mark": "unconfirmed", "mark": "unconfirmed"},
-    {"name": "DEQ-GNN-64", "model": "deq", "num_layers": 112, "hidden_channels": 64, "roc_auc": 83.17,
-     "memory_gb": 2.22, "params": 51_300, "params_mark": "unconfirmed", "mark": "unconfirmed"},
-    {"name": "DEQ-GNN-224", "model": "deq", "num_layers": 112, "hidden_channels": 224, "roc_auc": 85.84,
-     "memory_gb": 7.60, "params": 537_000, "params_mark": "unconfirmed", "mark": "unconfirmed"},
-    {"name": "RevGNN-64", "model": "rev", "num_layers": 112, "hidden_channels": 64, "roc_auc": 85.48,
-     "memory_gb": 2.09, "params": 1_457_080, "params_mark": "derived", "mark": "unconfirmed"},
-    {"name": "RevGNN-80", "model": "rev", "num_layers": 112, "hidden_channels": 80, "roc_auc": 85.97,
-     "memory_gb": 2.56, "params": 2_251_384, "params_mark": "derived", "mark": "unconfirmed"},
-    {"name": "RevGNN-224", "model": "rev", "num_layers": 112, "hidden_channels": 224, "roc_auc": 87.02,
-     "memory_gb": 7.30, "params": 17_141_560, "params_mark": "derived", "mark": "unconfirmed"},
-    {"name": "WT-RevGNN-64", "model": "wt-rev", "num_layers": 112, "hidden_channels": 64, "roc_auc": 82.89,
-     "memory_gb": 1.60, "params": 35_000, "params_mark": "derived from unconfirmed", "mark": "unconfirmed"},
-    {"name": "WT-RevGNN-80", "model": "wt-rev", "num_layers": 112, "hidden_channels": 80, "roc_auc": 83.46,
-     "memory_gb": 2.08, "params": 51_384, "params_mark": "derived from unconfirmed", "mark": "unconfirmed"},
-    {"name": "WT-RevGNN-224", "model": "wt-rev", "num_layers": 112, "hidden_channels": 224, "roc_auc": 85.28,
-     "memory_gb": 5.55, "params": 337_080, "params_mark": "derived from unconfirmed", "mark": "unconfirmed"},
-]
+def _paper_112(name: str, model: str, channels: int, roc_auc: float | None, memory_gb: float | None,
+               oom: bool = False) -> dict:
+    """One point of the paper's 112-layer comparison; the parameter count and its mark come from
+    :data:`revgnn.presets.PAPER_PARAMS` (the same record the preset tests assert)."""
+    params, params_mark = PAPER_PARAMS[name.lower()]
+    row = {"name": name, "model": model, "num_layers": 112, "hidden_channels": channels, "roc_auc": roc_auc,
+           "memory_gb": memory_gb, "params": params, "params_mark": params_mark, "mark": "unconfirmed"}
+    return row | ({"oom": True} if oom else {})
+
+
+PAPER_112_LAYERS: list[dict] = [_paper_112(*row) for row in (
+    ("ResGNN-64", "res", 64, 85.94, 27.1),
+    ("ResGNN-224", "res", 224, None, None, True),
+    ("WT-ResGNN-64", "wt-res", 64, 83.30, 27.4),
+    ("DEQ-GNN-64", "deq", 64, 83.17, 2.22),
+    ("DEQ-GNN-224", "deq", 224, 85.84, 7.60),
+    ("RevGNN-64", "rev", 64, 85.48, 2.09),
+    ("RevGNN-80", "rev", 80, 85.97, 2.56),
+    ("RevGNN-224", "rev", 224, 87.02, 7.30),
+    ("WT-RevGNN-64", "wt-rev", 64, 82.89, 1.60),
+    ("WT-RevGNN-80", "wt-rev", 80, 83.46, 2.08),
+    ("WT-RevGNN-224", "wt-rev", 224, 85.28, 5.55),
+)]
 
 # RevGNN-Deep and RevGNN-Wide on ogbn-proteins (PAPER.md, sections 2-4).
 PAPER_MAIN: dict[str, dict] = {
     "revgnn-deep": {"name": "RevGNN-Deep", "num_layers": 1001, "hidden_channels": 80, "dropout": 0.1,
-                    "params": 20_031_384, "params_mark": "OGB",
+                    "params": PAPER_PARAMS["revgnn-deep"][0], "params_mark": PAPER_PARAMS["revgnn-deep"][1],
                     "test": (87.74, 0.13, "paper"), "valid": (93.26, 0.06, "OGB"),
                     "single_view_test": (87.06, 0.20, "code"), "memory_gb": (2.86, "unconfirmed"),
                     "days": (13.5, "paper"), "seconds_per_epoch": (583, "derived from paper")},
     "revgnn-wide": {"name": "RevGNN-Wide", "num_layers": 448, "hidden_channels": 224, "dropout": 0.2,
-                    "params": 68_471_608, "params_mark": "OGB",
+                    "params": PAPER_PARAMS["revgnn-wide"][0], "params_mark": PAPER_PARAMS["revgnn-wide"][1],
                     "test": (88.24, 0.15, "paper"), "valid": (94.50, 0.08, "OGB"),
                     "single_view_test": (87.62, 0.18, "code"), "memory_gb": (7.91, "unconfirmed"),
                     "days": (17.1, "paper"), "seconds_per_epoch": (739, "derived from paper")},

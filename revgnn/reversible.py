@@ -36,12 +36,17 @@ __all__ = ["ReversibleStack", "check_groups"]
 _RNG_MODES = ("none", "replay")
 
 
-def check_groups(channels: int, num_groups: int) -> None:
-    """Raise a ValueError that says what to change unless ``channels`` splits into ``num_groups >= 2`` groups."""
+def check_num_groups(num_groups: int) -> None:
+    """Raise a ValueError that says what to change unless ``num_groups`` is an integer >= 2."""
     if not isinstance(num_groups, int) or num_groups < 2:
         raise ValueError(
             f"num_groups must be an integer >= 2 (got {num_groups!r}): a reversible layer needs at least two "
             "groups, since group 1's input is rebuilt from the others. Use num_groups=2 (the paper's setting).")
+
+
+def check_groups(channels: int, num_groups: int) -> None:
+    """Raise a ValueError that says what to change unless ``channels`` splits into ``num_groups >= 2`` groups."""
+    check_num_groups(num_groups)
     if channels % num_groups != 0:
         lo = channels - channels % num_groups
         raise ValueError(
@@ -211,7 +216,7 @@ class ReversibleStack(nn.Module):
     def __init__(self, layers: Sequence[Sequence[nn.Module]], num_groups: int, reversible: bool = True,
                  rng: str = "none"):
         super().__init__()
-        check_groups(2 * num_groups if isinstance(num_groups, int) else 0, num_groups)
+        check_num_groups(num_groups)
         if rng not in _RNG_MODES:
             raise ValueError(f"rng must be one of {_RNG_MODES} (got {rng!r})")
         self.num_groups = num_groups
