@@ -316,9 +316,16 @@ def plot_memory_vs_depth(records: Sequence[dict], x_key: str = "num_layers", mem
 def plot_metric_vs_depth(records: Sequence[dict], metric_key: str = "roc_auc", x_key: str = "num_layers",
                          series_key: str = "hidden_channels", ylabel: str = "test ROC-AUC (%)",
                          xlabel: str = "number of layers L", series_label: str = "D",
-                         title: str | None = None) -> Figure:
-    """A metric against depth, one line per value of ``series_key`` (e.g. width): the depth sweep."""
+                         title: str | None = None, reference: Sequence[tuple[float, float]] | None = None,
+                         reference_label: str = "reference") -> Figure:
+    """A metric against depth, one line per value of ``series_key`` (e.g. width): the depth sweep.
+
+    ``reference`` adds one dashed line of (depth, value) points, e.g. the best ROC-AUC a predictor that knows the
+    hidden truth within the same number of hops can reach (:func:`revgnn.synthetic.oracle_rocauc`)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    if reference:
+        xs, ys = zip(*sorted(reference))
+        ax.plot(xs, [100 * y if y <= 1 else y for y in ys], ls="--", marker="x", color="0.4", label=reference_label)
     series: dict = {}
     for r in records:
         series.setdefault(r[series_key], []).append(r)

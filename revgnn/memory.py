@@ -161,9 +161,7 @@ def synthetic_graph(num_nodes: int, num_edges: int, seed: int = 0):
     if num_edges < 2:
         raise ValueError(f"--edges must be >= 2, got {num_edges}")
     num_edges += num_edges % 2
-    fd = min(3.0, num_edges / num_nodes)
-    data, _ = generate_synthetic_proteins(SyntheticProteinsConfig(num_nodes, num_edges, functional_degree=fd,
-                                                                  seed=seed))
+    data, _ = generate_synthetic_proteins(SyntheticProteinsConfig(num_nodes, num_edges, seed=seed))
     return data
 
 

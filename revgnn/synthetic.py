@@ -4,38 +4,45 @@ Companion data for "Training Graph Neural Networks with 1000 Layers" (Li et al.,
 graph (132,534 proteins, 79,122,504 directed edges, 8-dim edge features in [0, 1], 8 species, species split,
 112 binary tasks) cannot be downloaded on every machine, so this module generates a graph with the same schema,
 sized by parameters, deterministic by seed. At full size (:data:`FULL_SIZE`) every tensor has exactly the shape of
-ogbn-proteins, which is what memory measurements need; at the default size (4,000 nodes) models train in seconds.
+ogbn-proteins, which is what memory measurements need; at the default size (4,000 nodes, mean degree 16) a model
+trains in about a minute on a CPU core.
 
 Generative process (every step vectorised; one ``torch.Generator`` seeded with ``seed``):
 
 1. **Species.** Nodes are laid out in 8 contiguous species blocks with ogbn-proteins' proportions: six training
    species share 86,619 / 132,534 of the nodes equally, the validation species holds 21,236 / 132,534 and the test
    species 24,679 / 132,534. The split is by species, as in OGB: species 0-5 train, 6 valid, 7 test.
-2. **Edges.** ``num_edges / 2`` undirected pairs are drawn inside species (as in STRING, where associations are
-   within an organism): a species is drawn with probability proportional to its size, then both endpoints uniformly
-   inside it (a self-loop is moved to the next node of the block; repeated pairs are kept as multi-edges). Each pair is
-   stored in both directions, so ``edge_index`` has exactly ``num_edges`` columns and degrees are Poisson-like.
-3. **Functional edges and edge features.** Each pair is *functional* with probability
-   ``functional_degree / mean_degree`` (about 3 functional neighbours per node at every size). Its 8 association
-   scores in [0, 1] are: channels 0-2 (the "evidence" channels) uniform on [0.45, 1] for functional pairs and on
-   [0, 0.55] otherwise, so functionality is readable from the features but not from any single threshold; channels
-   3-7 uniform on [0, 1]. Both directions of a pair carry the same features.
-4. **Observable node signal.** The model sees :math:`x_i = \sum_{j} u_{ij}`, the sum of the incident edge features
-   (the paper's ogbn-proteins input). The base signal is its channel contrast,
-   :math:`h_i = \mathrm{std}(x_i - \bar{x}_i \mathbf{1})`, a linear function of :math:`x_i` that removes the
-   degree, standardised per channel over all nodes.
-5. **Labels: reachability of marked proteins over functional edges.** Task t (112 tasks) has a random unit
-   direction :math:`w_t \in \mathbb{R}^8`, a radius :math:`k_t = 1 + (t \bmod 6)` and a positive rate
-   :math:`p_t \sim U(0.1, 0.4)`. With :math:`s_{jt} = w_t^\top h_j` and :math:`B_k(i)` the nodes within k
-   functional hops of i (i included),
-   :math:`y_{it} = [\, \max_{j \in B_{k_t}(i)} s_{jt} > \tau_t \,]`, where :math:`\tau_t` is the
-   :math:`(1 - p_t)`-quantile of that maximum, so a protein has function t when a strongly marked protein lies
-   within :math:`k_t` functional associations. Finally each label is flipped with probability ``label_noise``.
+2. **Pathways (functional edges).** Each species' proteins are put in a random order and cut into chains of
+   ``pathway_length`` proteins; consecutive proteins of a chain are *functionally* associated. So almost every
+   protein has exactly two functional partners, and the ball of radius k around a protein holds 2k + 1 proteins
+   whatever its degree: the local neighbourhood says nothing about how far a pathway reaches.
+3. **Background edges.** The remaining ``num_edges / 2 - #functional`` undirected pairs are drawn inside species
+   (as in STRING, associations are within an organism): a species with probability proportional to its size, then
+   both endpoints uniformly inside it (a self-loop is moved to the next node of the block; repeated pairs are kept).
+   Each pair is stored in both directions, so ``edge_index`` has exactly ``num_edges`` columns. At the default size a
+   protein has 2 functional and about 14 background partners. (When ``num_edges`` is too small for all pathway
+   links, a random subset of them is kept and no background edge is drawn.)
+4. **Marks and edge features.** Each protein carries mark m (m = 0..4, :data:`NUM_MARKS` kinds) independently
+   with probability :math:`r_m`, rising evenly from 0.02 to 0.06. Each pair's 8 association scores in [0, 1]:
+   channels 0-2 ("evidence") uniform on [0.5, 1] for functional pairs and on [0, 0.5] for background pairs, so a
+   functional link is readable from its features; channel 3 + m uniform on [0.8, 1] when either end carries mark m,
+   uniform on [0, 1] otherwise. Both directions of a pair carry the same scores.
+5. **Observable input.** As in the paper, the model sees :math:`x_i = \sum_j u_{ij}`, the sum of a protein's incident
+   edge features (plus its species). A marked protein's channel 3 + m is raised on every incident edge, so its own
+   marks stand out in :math:`x_i`; whether a *neighbour* carries a mark is visible only on that neighbour or on the
+   edge between them.
+6. **Labels: reach of a mark along pathways.** Task t (112 tasks) asks whether a protein lies within
+   :math:`k_t = 1 + (t \bmod 8)` functional hops of a protein carrying mark :math:`m_t = \lfloor t / 8 \rfloor
+   \bmod 5`: :math:`y_{it} = [\, \exists j \in B_{k_t}(i) : j \text{ carries } m_t \,]`, with :math:`B_k(i)` the
+   proteins within k functional hops of i (i included). Each of the 40 (mark, radius) pairs backs two or three
+   tasks; each label is then flipped independently with probability ``label_noise`` (0.02), which bounds every
+   model's ROC-AUC below 1. Positive rates run from about 10 % (radius 1) to about 45 % (radius 8).
 
-So one task in six needs a single message-passing step that tells functional from non-functional edges by their
-features, and the others need 2 to 6 such steps (k rounds of "max over functional neighbours", which GENConv's max
-aggregation can express): a 1-2 layer GNN sees only part of each ball, a deeper one all of it. The label noise
-bounds every model below ROC-AUC 1.
+Why depth matters: a task of radius k needs k rounds of "max over functional partners" (what GENConv's max
+aggregation computes once background edges are gated out by their evidence channels); a model that passes fewer
+messages sees only part of the ball. A RevGNN layer with C groups passes C messages, so at C = 2 a 1-layer RevGNN sees
+2 hops and a 4-layer one all 8. With exact k-hop knowledge the mean test ROC-AUC over tasks is about 0.97; knowing
+only 1 or 2 hops caps it near 0.71 or 0.79 (:func:`oracle_rocauc`).
 """
 from __future__ import annotations
 
@@ -48,7 +55,9 @@ from torch_geometric.utils import scatter
 NUM_SPECIES = 8
 NUM_TASKS = 112
 EDGE_DIM = 8
-MAX_HOPS = 6
+NUM_MARKS = 5
+MAX_HOPS = 8
+MARK_RATES = (0.02, 0.06)  # lowest and highest mark rate
 SPECIES_SIZES_OGB = (14_436, 14_437, 14_436, 14_437, 14_436, 14_437, 21_236, 24_679)  # 6 x train, valid, test
 FULL_SIZE = {"num_nodes": 132_534, "num_edges": 79_122_504}
 
@@ -58,16 +67,16 @@ class SyntheticProteinsConfig:
     """Size and seed of a ``synthetic-proteins`` graph (the process is in the module docstring).
 
     Args:
-        num_nodes: Number of proteins; ogbn-proteins has 132,534. The default trains in seconds on a CPU.
+        num_nodes: Number of proteins; ogbn-proteins has 132,534. The default trains in about a minute on a CPU.
         num_edges: Number of directed edges (even); ogbn-proteins has 79,122,504 (mean degree about 597).
-        functional_degree: Expected number of functional neighbours per node, which carry the multi-hop signal.
+        pathway_length: Proteins per pathway (chain of functional associations); must exceed 2 * 8 hops.
         label_noise: Probability that a label is flipped.
         seed: Seed of the only random generator used.
     """
 
-    num_nodes: int = 4_000   # a few thousand nodes: seconds per epoch on 2 CPU cores
-    num_edges: int = 120_000  # mean degree 30: enough neighbours that functional edges must be picked out
-    functional_degree: float = 3.0  # sparse enough that 6 hops stay distinguishable
+    num_nodes: int = 4_000    # a few thousand nodes: about a minute for a 4-layer RevGNN on one CPU core
+    num_edges: int = 64_000   # mean degree 16: 2 functional partners among about 16
+    pathway_length: int = 32  # > 2 * MAX_HOPS, so the ball of every radius fits inside a pathway
     label_noise: float = 0.02
     seed: int = 0
 
@@ -76,8 +85,10 @@ class SyntheticProteinsConfig:
             raise ValueError(f"synthetic-proteins needs num_nodes >= {10 * NUM_SPECIES}, got {self.num_nodes}")
         if self.num_edges <= 0 or self.num_edges % 2:
             raise ValueError(f"synthetic-proteins needs a positive even num_edges, got {self.num_edges}")
-        if not 0 < self.functional_degree <= self.num_edges / self.num_nodes:
-            raise ValueError("functional_degree must lie in (0, mean degree]")
+        if self.pathway_length < 2:
+            raise ValueError(f"pathway_length must be >= 2, got {self.pathway_length}")
+        if not 0.0 <= self.label_noise < 0.5:
+            raise ValueError(f"label_noise must lie in [0, 0.5), got {self.label_noise}")
 
 
 def _species_sizes(num_nodes: int) -> torch.Tensor:
@@ -87,14 +98,25 @@ def _species_sizes(num_nodes: int) -> torch.Tensor:
     return sizes
 
 
-def _standardise(h: torch.Tensor) -> torch.Tensor:
-    return (h - h.mean(0)) / h.std(0).clamp_min(1e-12)
+def _pathway_links(species: torch.Tensor, sizes: torch.Tensor, length: int, g: torch.Generator):
+    """Random chains of ``length`` proteins inside each species: returns (src, dst) of the chain links."""
+    n = species.numel()
+    order = (species.double() + torch.rand(n, generator=g, dtype=torch.float64)).argsort()  # species-major shuffle
+    offsets = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
+    slot = torch.arange(n) - offsets[species]  # slot's position in its species block (blocks are contiguous)
+    link = (slot[1:] % length != 0) & (species[1:] == species[:-1])  # slot i-1 -- slot i in the same chain
+    return order[:-1][link], order[1:][link]
 
 
-def _has_functional(f_index: torch.Tensor, n: int) -> torch.Tensor:
-    has = torch.zeros(n, dtype=torch.bool)
-    has[f_index[0]] = True
-    return has
+def _reach(marks: torch.Tensor, f_index: torch.Tensor, hops: int) -> list[torch.Tensor]:
+    """``[R_0, ..., R_hops]``, R_k (N, M) bool: a protein carrying each mark lies within k functional hops."""
+    n = marks.size(0)
+    reach = [marks]
+    for _ in range(hops):
+        r = reach[-1].to(torch.uint8)
+        nbr = scatter(r[f_index[1]], f_index[0], dim=0, dim_size=n, reduce="max")  # no partner: 0
+        reach.append(reach[-1] | nbr.bool())
+    return reach
 
 
 def generate_synthetic_proteins(cfg: SyntheticProteinsConfig | None = None) -> tuple[Data, dict[str, torch.Tensor]]:
@@ -105,8 +127,10 @@ def generate_synthetic_proteins(cfg: SyntheticProteinsConfig | None = None) -> t
 
     Returns:
         ``(data, split)``: ``data`` holds ``edge_index`` (2, E), ``edge_attr`` (E, 8) float in [0, 1], ``x`` (N, 8)
-        sum of incident edge features, ``species`` (N,) long in [0, 8), ``y`` (N, 112) long in {0, 1}, and ``hop``
-        (112,) each task's radius; ``split`` maps train/valid/test to node indices (species split).
+        sum of incident edge features, ``species`` (N,) long in [0, 8), ``y`` (N, 112) long in {0, 1}, ``hop``
+        (112,) each task's radius, ``mark`` (112,) each task's mark, ``marks`` (N, 5) bool the hidden marks and
+        ``functional`` (E,) bool the hidden pathway edges (the last two are ground truth for analysis, not model
+        input); ``split`` maps train/valid/test to node indices (species split).
     """
     cfg = cfg or SyntheticProteinsConfig()
     g = torch.Generator().manual_seed(cfg.seed)
@@ -116,51 +140,79 @@ def generate_synthetic_proteins(cfg: SyntheticProteinsConfig | None = None) -> t
     offsets = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
     species = torch.repeat_interleave(torch.arange(NUM_SPECIES), sizes)  # (N,)
 
-    pair_species = torch.multinomial(sizes.double(), m, replacement=True, generator=g)  # (m,)
+    fsrc, fdst = _pathway_links(species, sizes, cfg.pathway_length, g)
+    if fsrc.numel() > m:  # too few edges for every link: keep a random subset
+        keep = torch.randperm(fsrc.numel(), generator=g)[:m]
+        fsrc, fdst = fsrc[keep], fdst[keep]
+    mb = m - fsrc.numel()  # background pairs
+    pair_species = torch.multinomial(sizes.double(), mb, replacement=True, generator=g) if mb else \
+        torch.zeros(0, dtype=torch.long)
     block = sizes[pair_species]
-    src = (torch.rand(m, generator=g, dtype=torch.float64) * block).long().clamp_max_(block - 1)
-    dst = (torch.rand(m, generator=g, dtype=torch.float64) * block).long().clamp_max_(block - 1)
+    src = (torch.rand(mb, generator=g, dtype=torch.float64) * block).long().clamp_max_(block - 1)
+    dst = (torch.rand(mb, generator=g, dtype=torch.float64) * block).long().clamp_max_(block - 1)
     dst = torch.where(src == dst, (dst + 1) % block, dst)  # no self-loops, same edge count
     src, dst = src + offsets[pair_species], dst + offsets[pair_species]
     del block, pair_species
+    perm = torch.randperm(m, generator=g)  # functional pairs do not sit at fixed positions
+    functional = (torch.arange(m) < fsrc.numel())[perm]  # (m,)
+    src, dst = torch.cat([fsrc, src])[perm], torch.cat([fdst, dst])[perm]
+    del perm
 
-    functional = torch.rand(m, generator=g) < cfg.functional_degree * n / cfg.num_edges  # (m,)
+    lo, hi = MARK_RATES
+    rate = lo + (hi - lo) * torch.arange(NUM_MARKS, dtype=torch.float32) / (NUM_MARKS - 1)  # (M,)
+    marks = torch.rand(n, NUM_MARKS, generator=g) < rate  # (N, M)
     feat = torch.rand(m, EDGE_DIM, generator=g)  # (m, 8) in [0, 1)
-    evidence = feat[:, :3]
-    feat[:, :3] = torch.where(functional[:, None], 0.45 + 0.55 * evidence, 0.55 * evidence)
+    feat[:, :3] = torch.where(functional[:, None], 0.5 + 0.5 * feat[:, :3], 0.5 * feat[:, :3])
+    marked = marks[src] | marks[dst]  # (m, M): either end carries the mark
+    feat[:, 3:] = torch.where(marked, 0.8 + 0.2 * feat[:, 3:], feat[:, 3:])
+    del marked
 
     edge_index = torch.stack([torch.cat([src, dst]), torch.cat([dst, src])])  # (2, E)
     del src, dst
     edge_attr = torch.cat([feat, feat])  # (E, 8): both directions share a pair's scores
     del feat
     x = scatter(edge_attr, edge_index[0], dim=0, dim_size=n, reduce="sum")  # (N, 8), the paper's node input
+    functional = torch.cat([functional, functional])  # (E,)
 
-    fsrc = edge_index[0, : m][functional]
-    fdst = edge_index[1, : m][functional]
-    f_index = torch.stack([torch.cat([fsrc, fdst]), torch.cat([fdst, fsrc])])  # functional edges, both directions
-    h = _standardise(x - x.mean(1, keepdim=True))  # (N, 8) observable base signal
-    w = torch.randn(NUM_TASKS, EDGE_DIM, generator=g)
-    w = w / w.norm(dim=1, keepdim=True)  # (T, 8) unit directions
-    task_hop = torch.arange(NUM_TASKS) % MAX_HOPS + 1  # (T,) radius k_t in 1..6
-    rate = 0.1 + 0.3 * torch.rand(NUM_TASKS, generator=g)  # (T,) positive rates
-    best = h @ w.t()  # (N, T) s_jt, then max over the growing ball B_k
-    reach = torch.empty_like(best)
-    has = _has_functional(f_index, n)[:, None]  # nodes without functional neighbours keep their own score
-    for k in range(1, MAX_HOPS + 1):
-        nbr = scatter(best[f_index[1]], f_index[0], dim=0, dim_size=n, reduce="max")  # isolated nodes: 0
-        best = torch.maximum(best, torch.where(has, nbr, best))
-        reach[:, task_hop == k] = best[:, task_hop == k]
-    threshold = torch.stack([torch.quantile(reach[:, t], 1 - float(rate[t])) for t in range(NUM_TASKS)])  # (T,)
-    y = (reach > threshold).long()  # (N, T)
+    t = torch.arange(NUM_TASKS)
+    task_hop = t % MAX_HOPS + 1  # (T,) radius k_t in 1..8
+    task_mark = (t // MAX_HOPS) % NUM_MARKS  # (T,) mark m_t
+    reach = _reach(marks, edge_index[:, functional], MAX_HOPS)
+    y = torch.stack([reach[int(k)][:, int(mk)] for k, mk in zip(task_hop, task_mark)], dim=1).long()  # (N, T)
+    del reach
     flip = torch.rand(n, NUM_TASKS, generator=g) < cfg.label_noise
     y = torch.where(flip, 1 - y, y)
 
     data = Data(x=x, edge_index=edge_index, edge_attr=edge_attr, species=species, y=y, num_nodes=n)
-    data.hop = task_hop
-    train_mask = species < 6
+    data.hop, data.mark, data.marks, data.functional = task_hop, task_mark, marks, functional
     split = {
-        "train": train_mask.nonzero().view(-1),
+        "train": (species < 6).nonzero().view(-1),
         "valid": (species == 6).nonzero().view(-1),
         "test": (species == 7).nonzero().view(-1),
     }
     return data, split
+
+
+def oracle_rocauc(data: Data, nodes: torch.Tensor, hops: int) -> float:
+    """Mean ROC-AUC over tasks of a predictor that knows the hidden marks and pathways up to ``hops`` hops.
+
+    Scores each task (mark m, radius k) by whether a protein carrying m lies within ``min(k, hops)`` functional hops,
+    breaking ties by closeness; it is the best such a ``hops``-hop model can rank up to label noise. ``hops=8``
+    (every radius) is the ceiling set by the label noise; ``hops=1`` or 2 is what a model passing 1 or 2 messages
+    can know at best.
+
+    Args:
+        data: A graph from :func:`generate_synthetic_proteins` (needs ``marks``, ``functional``, ``hop``, ``mark``).
+        nodes: Indices of the nodes to score (e.g. ``split["test"]``).
+        hops: How many functional hops the predictor sees (>= 0).
+    """
+    from revgnn.data import rocauc
+
+    if hops < 0:
+        raise ValueError(f"hops must be >= 0, got {hops}")
+    reach = _reach(data.marks, data.edge_index[:, data.functional], min(hops, MAX_HOPS))
+    closeness = torch.stack(reach).float().sum(0)  # (N, M): hops - distance + 1 to the nearest mark within reach
+    visible = torch.stack([reach[min(int(k), len(reach) - 1)][:, int(mk)] for k, mk in zip(data.hop, data.mark)],
+                          dim=1).float()  # (N, T)
+    score = visible * (1 + MAX_HOPS) + closeness[:, data.mark]  # visible first, then closer first
+    return rocauc(data.y[nodes], score[nodes])

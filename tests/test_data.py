@@ -12,7 +12,7 @@ from torch_geometric.utils import scatter
 
 from revgnn.data import SHIPPED, evaluate, load_dataset
 from revgnn.partition import partition_subgraphs, random_partition
-from revgnn.synthetic import SyntheticProteinsConfig, generate_synthetic_proteins
+from revgnn.synthetic import MAX_HOPS, NUM_MARKS, SyntheticProteinsConfig, generate_synthetic_proteins, oracle_rocauc
 
 
 @pytest.fixture(autouse=True)
@@ -52,11 +52,61 @@ def test_synthetic_proteins_is_deterministic_by_seed():
     assert not torch.equal(a.y, c.y), "another seed, another graph"
 
 
+def test_synthetic_proteins_pathways_and_marks_are_readable_from_edge_features():
+    d, _ = generate_synthetic_proteins(SyntheticProteinsConfig(num_nodes=800, num_edges=12_800, pathway_length=16))
+    f = d.functional
+    partners = torch.bincount(d.edge_index[0, f], minlength=800)
+    assert int(partners.max()) <= 2 and float((partners == 2).float().mean()) > 0.8, "pathways are chains"
+    assert 700 < int(f.sum()) // 2 < 800, "about one functional link per protein (chains of 16)"
+    ev = d.edge_attr[:, :3]
+    assert bool((ev[f] >= 0.5).all()) and bool((ev[~f] < 0.5).all()), "evidence channels separate pathway links"
+    src, dst = d.edge_index
+    marked = d.marks[src] | d.marks[dst]  # (E, M)
+    assert bool((d.edge_attr[:, 3:][marked] >= 0.8).all()), "a mark raises its channel on every incident edge"
+    assert float(d.edge_attr[:, 3:][~marked].mean()) == pytest.approx(0.5, abs=0.02), "otherwise uniform"
+    rate = d.marks.float().mean(0)
+    assert bool((rate[1:] > rate[:1]).all()) and 0.005 < float(rate[0]) < 0.04, "mark rates rise from about 2 %"
+
+
+def test_synthetic_proteins_labels_are_the_reach_of_a_mark_along_pathways():
+    d, _ = generate_synthetic_proteins(SyntheticProteinsConfig(num_nodes=400, num_edges=4000, label_noise=0.0,
+                                                               pathway_length=24, seed=1))
+    n = d.num_nodes
+    adj = torch.zeros(n, n, dtype=torch.bool)
+    adj[d.edge_index[0, d.functional], d.edge_index[1, d.functional]] = True
+    within = torch.eye(n, dtype=torch.bool)  # within[i, j]: j lies within k functional hops of i
+    expected = {}
+    for k in range(1, MAX_HOPS + 1):  # grow the balls by boolean matrix products, independently of the generator
+        within = within | ((within.float() @ adj.float()) > 0)
+        expected[k] = (within.float() @ d.marks.float()) > 0  # (N, M)
+    for t in range(d.y.size(1)):
+        k, m = int(d.hop[t]), int(d.mark[t])
+        assert torch.equal(d.y[:, t].bool(), expected[k][:, m]), f"task {t}: mark {m} within {k} hops"
+    assert sorted(set(d.hop.tolist())) == list(range(1, MAX_HOPS + 1)), "radii 1..8"
+    assert sorted(set(d.mark.tolist())) == list(range(NUM_MARKS)), "every mark is asked about"
+
+
+def test_synthetic_proteins_depth_matters_for_a_predictor_that_knows_the_truth():
+    d, split = generate_synthetic_proteins()  # the default size
+    auc = {h: oracle_rocauc(d, split["test"], h) for h in (0, 1, 2, 4, MAX_HOPS)}
+    assert auc[0] < auc[1] < auc[2] < auc[4] < auc[MAX_HOPS], "each extra hop of knowledge helps"
+    assert auc[MAX_HOPS] > 0.93, "knowing every hop nearly solves it; only the 2 % label noise remains"
+    assert auc[MAX_HOPS] - auc[2] > 0.12, "a 2-hop predictor (1-layer RevGNN, C = 2) is far from the ceiling"
+    clean, s2 = generate_synthetic_proteins(SyntheticProteinsConfig(label_noise=0.0))
+    assert oracle_rocauc(clean, s2["test"], MAX_HOPS) == pytest.approx(1.0), "without noise the oracle is exact"
+    with pytest.raises(ValueError, match="hops"):
+        oracle_rocauc(d, split["test"], -1)
+
+
 def test_synthetic_proteins_rejects_bad_sizes():
     with pytest.raises(ValueError, match="even"):
         load_dataset("synthetic-proteins", num_nodes=500, num_edges=6001)
     with pytest.raises(TypeError):
         load_dataset("synthetic-proteins", bogus=1)
+    with pytest.raises(ValueError, match="label_noise"):
+        load_dataset("synthetic-proteins", label_noise=0.5)
+    with pytest.raises(ValueError, match="pathway_length"):
+        load_dataset("synthetic-proteins", pathway_length=1)
 
 
 @pytest.mark.slow
@@ -64,6 +114,7 @@ def test_synthetic_proteins_scales_to_ogbn_proteins_node_count():
     ds = load_dataset("synthetic-proteins", num_nodes=132_534, num_edges=7_912_250)
     assert ds.data.x.shape == (132_534, 8) and ds.data.y.shape == (132_534, 112), "ogbn-proteins node shapes"
     assert [v.numel() for v in ds.split.values()] == [86_619, 21_236, 24_679], "ogbn-proteins split sizes"
+    assert ds.data.edge_index.size(1) == 7_912_250, "exactly the edges asked for"
 
 
 def test_tiny_ogbn_proteins_loads_through_ogb_offline(tiny_proteins_root):
