@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_fit(**train):
-    cfg = TrainConfig(dataset="synthetic-proteins", dataset_kwargs=TINY, epochs=3, lr=0.01, progress=False, **train)
+    train = {"epochs": 3, "lr": 0.01, **train}
+    cfg = TrainConfig(dataset="synthetic-proteins", dataset_kwargs=TINY, progress=False, **train)
     return fit(ModelConfig("rev", num_layers=2, hidden_channels=16, dropout=0.1), cfg)
 
 
@@ -63,6 +64,23 @@ def test_multiview_evaluation_averages_partition_logits():
     assert torch.allclose(mean, sum(views) / 3, atol=1e-6), "multi-view = mean of single-view logits"
 
 
+def test_final_multiview_test_scores_the_best_weights():
+    s = tiny_fit(epochs=8, lr=0.05, eval_every=1, test_views=3)  # eval_parts = test_parts = 1: full graph
+    run = s["runs"][0]
+    assert run["best"]["epoch"] < 8, "setting check: the best epoch is not the last, so restoring matters"
+    mv = run["multiview"]
+    assert mv["epoch"] == run["best"]["epoch"] and (mv["views"], mv["parts"]) == (1, 1), "full graph: one view"
+    assert mv["test"] == pytest.approx(run["best"]["test"], abs=1e-6), "the best weights are restored"
+    assert mv["valid"] == pytest.approx(run["best"]["valid"], abs=1e-6)
+    assert mv["test"] != pytest.approx(run["final"]["test"], abs=1e-6), "not the last epoch's weights"
+    assert s["test_multiview"] == mv["test"] and s["test_multiview_std"] == 0.0, "summarised over runs"
+    parts = tiny_fit(epochs=4, test_views=3, test_parts=3)["runs"][0]["multiview"]
+    assert (parts["views"], parts["parts"]) == (3, 3), "paper-style views of a random partition"
+    assert "test_multiview" not in tiny_fit(epochs=2), "off by default"
+    with pytest.raises(ValueError, match="test_views"):
+        TrainConfig(test_views=-1)
+
+
 def test_label_reuse_never_shows_valid_or_test_labels():
     ds = load_dataset("ppi")
     feat = _label_features(ds, ds.split["train"])
@@ -100,8 +118,8 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, a
 def _train_cmd(out):
     return [sys.executable, "-m", "revgnn.cli", "train", "--model", "rev", "--layers", "3", "--channels", "32",
             "--dataset", "synthetic-proteins", "--num-nodes", "1500", "--num-edges", "30000", "--train-parts", "2",
-            "--epochs", "12", "--lr", "0.01", "--checkpoint-every", "2", "--out", str(out), "--resume", "--json",
-            "--no-progress"]
+            "--epochs", "12", "--lr", "0.01", "--checkpoint-every", "2", "--test-views", "2", "--test-parts", "2",
+            "--out", str(out), "--resume", "--json", "--no-progress"]
 
 
 @pytest.mark.slow
@@ -123,6 +141,7 @@ def test_kill_9_and_restart_ends_with_the_same_metrics(tmp_path):
     a = json.loads(ref.stdout.strip().splitlines()[-1])
     b = json.loads(again.stdout.strip().splitlines()[-1])
     assert (a["valid"], a["test"]) == (b["valid"], b["test"]), "resumed run ends with the same metrics"
+    assert a["test_multiview"] == b["test_multiview"], "the best weights survive the kill in the checkpoint"
     ra = json.loads((tmp_path / "ref" / "run-seed0" / "record.json").read_text())
     rb = json.loads((out / "run-seed0" / "record.json").read_text())
     assert ra["history"] == rb["history"], "every epoch's loss and metrics match the uninterrupted run"

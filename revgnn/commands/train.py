@@ -45,6 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--eval-parts", type=int, help="parts at evaluation (paper: 5; 1 = full graph)")
     t.add_argument("--eval-views", type=int, default=1, help="random partitions averaged at evaluation")
     t.add_argument("--eval-every", type=int, default=1)
+    t.add_argument("--test-views", type=int, default=0,
+                   help="after training, average this many random partitions on the best weights (paper: 10; 0 skips)")
+    t.add_argument("--test-parts", type=int, help="parts per final test view (paper: 3; default --eval-parts)")
     t.add_argument("--label-reuse", type=float, help="fraction of training labels shown as input (ppi: 0.5, else 0)")
     t.add_argument("--node-embeddings", action=argparse.BooleanOptionalAction, default=None,
                    help="learnable per-node embedding (default off)")
@@ -84,7 +87,8 @@ def train_config(args):
     return TrainConfig(
         dataset=args.dataset, root=args.root, dataset_kwargs=kwargs, epochs=args.epochs, lr=args.lr,
         weight_decay=args.weight_decay, clip_grad_norm=args.clip or None, train_parts=args.train_parts,
-        eval_parts=args.eval_parts, eval_views=args.eval_views, eval_every=args.eval_every, runs=args.runs,
+        eval_parts=args.eval_parts, eval_views=args.eval_views, eval_every=args.eval_every,
+        test_views=args.test_views, test_parts=args.test_parts, runs=args.runs,
         seed=args.seed, checkpoint_every=args.checkpoint_every, out_dir=args.out, resume=args.resume,
         label_reuse=label_reuse, node_embeddings=emb, device=args.device, progress=not args.no_progress)
 
@@ -99,6 +103,8 @@ def run(args) -> int:
         return 2
     short = {k: summary[k] for k in ("dataset", "metric", "valid", "valid_std", "test", "test_std", "params",
                                      "seeds")}
+    short.update({k: summary[k] for k in ("valid_multiview", "valid_multiview_std", "test_multiview",
+                                          "test_multiview_std") if k in summary})
     short["wall_time_s"] = sum(r["wall_time_s"] for r in summary["runs"])
     short["out"] = args.out
     if args.json:
@@ -107,4 +113,7 @@ def run(args) -> int:
         sys.stdout.write(f"{short['dataset']}: test {short['metric']} {short['test']:.4f} ± {short['test_std']:.4f}"
                          f" (valid {short['valid']:.4f} ± {short['valid_std']:.4f}) over {len(short['seeds'])} "
                          f"run(s), {short['params']:,} parameters\n")
+        if "test_multiview" in short:
+            sys.stdout.write(f"  multi-view test at the best weights: {short['test_multiview']:.4f} ± "
+                             f"{short['test_multiview_std']:.4f}\n")
     return 0
