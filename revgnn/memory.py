@@ -154,6 +154,8 @@ def synthetic_graph(num_nodes: int, num_edges: int, seed: int = 0):
     """A ``synthetic-proteins`` graph (ogbn-proteins schema) with ``num_nodes`` nodes and ``num_edges`` directed
     edges (rounded up to even): ``x`` (N, 8) summed edge features, ``edge_attr`` (E, 8), ``species`` (N,),
     ``y`` (N, 112)."""
+    from torch_geometric.data import Data
+
     from .synthetic import SyntheticProteinsConfig, generate_synthetic_proteins
 
     if num_nodes < 80:
@@ -162,7 +164,8 @@ def synthetic_graph(num_nodes: int, num_edges: int, seed: int = 0):
         raise ValueError(f"--edges must be >= 2, got {num_edges}")
     num_edges += num_edges % 2
     data, _ = generate_synthetic_proteins(SyntheticProteinsConfig(num_nodes, num_edges, seed=seed))
-    return data
+    keep = ("x", "edge_index", "edge_attr", "species", "y")  # ogbn-proteins' tensors only, no ground-truth extras
+    return Data(**{k: data[k] for k in keep}, num_nodes=num_nodes)
 
 
 def _device_name(device: torch.device) -> str:
