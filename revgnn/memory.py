@@ -169,18 +169,9 @@ def synthetic_graph(num_nodes: int, num_edges: int, seed: int = 0):
 
 
 def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    import platform
+    from .records import device_description
 
-    return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
-           f"torch threads {torch.get_num_threads()}"
+    return device_description(device).split(": ", 1)[1]  # without the "cpu: " / "cuda: " prefix
 
 
 def _sync(device: torch.device) -> None:
