@@ -18,10 +18,11 @@ import argparse
 import shlex
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, write_result  # noqa: E402
@@ -77,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     configs = TASKS[args.task]
     jobs = [(name, seed) for name in reversed(configs) for seed in range(args.seeds)]  # longest first
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {job: pool.submit(_run, configs[job[0]], job[1]) for job in jobs}
-        runs = {job: f.result() for job, f in futures.items()}
+        futures = {pool.submit(_run, configs[job[0]], job[1]): job for job in jobs}
+        runs = {}
+        for f in tqdm(as_completed(futures), total=len(futures), desc=f"{args.task} runs", unit="run"):
+            runs[futures[f]] = f.result()
     rows = []
     for name, command in configs.items():
         seeds = [runs[(name, s)] for s in range(args.seeds)]
