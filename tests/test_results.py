@@ -33,3 +33,25 @@ def test_results_page_quotes_the_committed_accuracy_numbers():
             assert shown in page, f"{path.name} {row['name']}: the page shows test {shown}"
             if "oracle_test" in row:
                 assert f"{row['oracle_test']:.3f}" in page, f"{row['name']}: the page shows the ceiling"
+
+
+def test_recorded_accuracy_commands_still_parse_and_build():
+    """Each committed accuracy row names a revgnn train command; it must still be a valid one."""
+    import shlex
+
+    from revgnn.cli import build_parser
+    from revgnn.commands.train import model_config, train_config
+    from revgnn.data import load_dataset
+    from revgnn.presets import build_model, count_parameters
+    from revgnn.train import adapt_model_config
+
+    for path in sorted((ROOT / "results").glob("accuracy_*.json")):
+        for row in json.loads(path.read_text())["rows"]:
+            argv = shlex.split(row["command"])
+            assert argv[:2] == ["revgnn", "train"], row["command"]
+            args = build_parser().parse_args(argv[1:])
+            mcfg, tcfg = model_config(args), train_config(args)
+            assert tcfg.runs == len(row["seeds"]), f"{path.name} {row['name']}: --runs matches the seeds recorded"
+            ds = load_dataset(tcfg.dataset, **tcfg.dataset_kwargs)
+            model = build_model(adapt_model_config(mcfg, ds, tcfg))
+            assert count_parameters(model) == row["params"], f"{path.name} {row['name']}: the command builds the model"
