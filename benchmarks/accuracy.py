@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -26,6 +25,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, write_result  # noqa: E402
+
+from revgnn.cli import build_parser  # noqa: E402
+from revgnn.commands.train import model_config, train_config  # noqa: E402
+from revgnn.data import load_dataset  # noqa: E402
+from revgnn.synthetic import oracle_rocauc  # noqa: E402
+from revgnn.train import fit, mean_std  # noqa: E402
 
 SEEDS = (0, 1, 2)
 SYNTHETIC = ("--model rev --channels 32 --dropout 0.1 --lr 0.01 --dataset synthetic-proteins --epochs 400 "
@@ -43,27 +48,11 @@ TASKS = {
 def _run(command: str, seed: int) -> dict:
     """One seeded run of ``revgnn train <command> --seed <seed>`` in this (worker) process."""
     torch.set_num_threads(1)
-    from revgnn.cli import build_parser
-    from revgnn.commands.train import model_config, train_config
-    from revgnn.train import fit
-
     args = build_parser().parse_args(["train", *shlex.split(command), "--seed", str(seed), "--no-progress"])
     summary = fit(model_config(args), train_config(args))
     run = summary["runs"][0]
     return {"seed": seed, "test": run["best"]["test"], "valid": run["best"]["valid"], "epoch": run["best"]["epoch"],
             "params": run["params"], "wall_time_s": run["wall_time_s"], "metric": summary["metric"]}
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def _oracle(num_layers: int) -> float:
-    from revgnn.data import load_dataset
-    from revgnn.synthetic import oracle_rocauc
-
-    ds = load_dataset("synthetic-proteins")
-    return oracle_rocauc(ds.data, ds.split["test"], 2 * num_layers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,17 +71,20 @@ def main(argv: list[str] | None = None) -> int:
         runs = {}
         for f in tqdm(as_completed(futures), total=len(futures), desc=f"{args.task} runs", unit="run"):
             runs[futures[f]] = f.result()
+    synthetic = load_dataset("synthetic-proteins") if args.task == "synthetic-depth" else None
     rows = []
     for name, command in configs.items():
         seeds = [runs[(name, s)] for s in range(args.seeds)]
-        test, test_std = _mean_std([r["test"] for r in seeds])
-        valid, valid_std = _mean_std([r["valid"] for r in seeds])
+        test, test_std = mean_std([r["test"] for r in seeds])
+        valid, valid_std = mean_std([r["valid"] for r in seeds])
         row = {"name": name, "command": f"revgnn train {command} --runs {args.seeds}", "metric": seeds[0]["metric"],
                "params": seeds[0]["params"], "test": test, "test_std": test_std, "valid": valid,
                "valid_std": valid_std, "seeds": seeds}
-        if args.task == "synthetic-depth":
-            layers = int(name.split("=")[1])
-            row.update(num_layers=layers, hops=2 * layers, oracle_test=_oracle(layers))
+        if synthetic is not None:  # messages passed: C group blocks per RevGNN layer
+            model = model_config(build_parser().parse_args(["train", *shlex.split(command)]))
+            hops = model.num_groups * model.num_layers
+            row.update(num_layers=model.num_layers, hops=hops,
+                       oracle_test=oracle_rocauc(synthetic.data, synthetic.split["test"], hops))
         rows.append(row)
         print(f"{name}: test {test:.4f} ± {test_std:.4f} (valid {valid:.4f} ± {valid_std:.4f})", flush=True)
     result = {"benchmark": f"accuracy_{args.task}", "provenance": provenance("cpu"), "rows": rows,

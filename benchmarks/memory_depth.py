@@ -9,6 +9,7 @@ Writes results/memory_depth_<graph>[_<device>].json (schema in results/README.md
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -17,10 +18,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import memory_total_bytes, provenance, save, write_result  # noqa: E402
+from provenance import provenance, write_result  # noqa: E402
 
 from revgnn import ModelConfig  # noqa: E402
 from revgnn.memory import measure_config, synthetic_graph  # noqa: E402
+from revgnn.records import read_json, write_json  # noqa: E402
 
 GRAPHS = {  # name: (nodes, edges, channels)
     "small": (500, 5_000, 16),
@@ -97,6 +99,15 @@ def targets(rows: list[dict]) -> dict:
     return t
 
 
+def _analyse(result: dict) -> dict:
+    """Fill ``summary``, ``summary_inference`` and ``targets`` from ``result["rows"]`` (also for --summarise-only)."""
+    rows, limits = result["rows"], result["memory_limits_bytes"]
+    result["summary"] = summarise([r for r in rows if r["mode"] == "train"], limits)
+    result["summary_inference"] = summarise([r for r in rows if r["mode"] == "inference"], limits)
+    result["targets"] = targets(rows)
+    return result
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--graph", choices=GRAPHS, default="small")
@@ -110,16 +121,9 @@ def main(argv=None) -> int:
     p.add_argument("--summarise-only", metavar="FILE", help="recompute summary and targets of a results file")
     args = p.parse_args(argv)
     if args.summarise_only:
-        import json
-
         path = Path(args.summarise_only)
-        result = json.loads(path.read_text())
-        rows = result["rows"]
-        result["summary"] = summarise([r for r in rows if r["mode"] == "train"], result["memory_limits_bytes"])
-        result["summary_inference"] = summarise([r for r in rows if r["mode"] == "inference"],
-                                                result["memory_limits_bytes"])
-        result["targets"] = targets(rows)
-        save(path.name, result)
+        result = _analyse(read_json(path))
+        write_json(path, result)  # back into the file it was read from
         print(json.dumps(result["targets"], indent=1))
         return 0
     nodes, edges, channels = GRAPHS[args.graph]
@@ -147,26 +151,21 @@ def main(argv=None) -> int:
                       f"state={rec.state_bytes / 2**20:8.1f} MiB above={rec.peak_above_state_bytes / 2**20:9.1f} "
                       f"MiB saved={rec.saved_bytes / 2**20:9.1f} MiB t={rec.step_seconds:7.2f}s "
                       f"[{time.time() - t_start:6.0f}s]", flush=True)
-    limits = {"this_machine": memory_total_bytes() or 0, "16GiB": 16 * GiB, "32GiB_V100": 32 * GiB,
+    prov = provenance(args.device)
+    limits = {"this_machine": prov["memory_total_bytes"] or 0, "16GiB": 16 * GiB, "32GiB_V100": 32 * GiB,
               "80GiB_A100_H100": 80 * GiB}
-    if args.device == "cuda":
-        limits["this_machine"] = torch.cuda.get_device_properties(0).total_memory
-    train_rows = [r for r in rows if r["mode"] == "train"]
     result = {
         "benchmark": "memory_depth",
-        "provenance": provenance(args.device),
+        "provenance": prov,
         "graph": {"name": f"synthetic-proteins ({args.graph})", "num_nodes": nodes,
                   "num_edges": rows[0]["num_edges"] if rows else edges, "edge_dim": 8, "seed": 0},
         "hidden_channels": channels, "num_groups": 2, "dropout": 0.1,
         "optimizer": "Adam(lr=1e-3, foreach=False)",
         "memory_limits_bytes": limits,
         "rows": rows,
-        "summary": summarise(train_rows, limits),
-        "summary_inference": summarise([r for r in rows if r["mode"] == "inference"], limits),
-        "targets": targets(rows),
         "seconds": time.time() - t_start,
     }
-    return write_result(f"memory_depth_{args.graph}", args.device, args.out, result)
+    return write_result(f"memory_depth_{args.graph}", args.device, args.out, _analyse(result))
 
 
 if __name__ == "__main__":

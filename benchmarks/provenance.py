@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import subprocess
@@ -10,6 +9,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from revgnn.records import cpu_name, write_json
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -20,14 +21,6 @@ def _git(*args: str) -> str:
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.processor())
-    except OSError:
-        return platform.processor() or platform.machine()
 
 
 def memory_total_bytes() -> int | None:
@@ -50,8 +43,8 @@ def provenance(device: str) -> dict:
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "torch_geometric": torch_geometric.__version__},
         "device": dev.type,
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model(),
-        "cpu_model": cpu_model(),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
+        "cpu_model": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "memory_total_bytes": (torch.cuda.get_device_properties(dev).total_memory if dev.type == "cuda"
@@ -60,11 +53,10 @@ def provenance(device: str) -> dict:
 
 
 def save(name: str, obj: dict) -> Path:
+    """Write ``obj`` as results/<name> (an absolute ``name`` is used as is), atomically."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / name
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_json(path, obj)
     return path
 
 

@@ -44,8 +44,9 @@ def main(argv=None) -> int:
                "rss_over_profiler": rec.rss_step_bytes / inc if rec.rss_step_bytes else None,
                "rss_method": rec.rss_method, "record": rec.to_dict()}
         rows.append(row)
-        print(f"{model} L={L} D={D} N={n}: profiler +{inc / 2**20:.1f} MiB, RSS +{rec.rss_step_bytes / 2**20:.1f} MiB "
-              f"(ratio {row['rss_over_profiler']:.3f})", flush=True)
+        rss = "unavailable" if rec.rss_step_bytes is None else \
+            f"+{rec.rss_step_bytes / 2**20:.1f} MiB (ratio {row['rss_over_profiler']:.3f})"
+        print(f"{model} L={L} D={D} N={n}: profiler +{inc / 2**20:.1f} MiB, RSS {rss}", flush=True)
     path = save("rss_crosscheck.json", {"benchmark": "rss_crosscheck", "provenance": provenance("cpu"),
                                         "rows": rows, "seconds": time.time() - t0})
     print(f"wrote {path}")

@@ -248,6 +248,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         random.setstate(ckpt["python_rng"])
         state = ckpt["state"]
         log.info("resumed %s at epoch %d", run_dir, state["epoch"])
+    eval_x = _inputs(ds, _label_features(ds, ds.split["train"])) if tcfg.label_reuse > 0 else None  # all train labels
     start = time.perf_counter() - state["elapsed_s"]
     bar = tqdm(range(state["epoch"] + 1, tcfg.epochs + 1), initial=state["epoch"], total=tcfg.epochs,
                desc=f"{tcfg.dataset} seed {seed}", disable=not tcfg.progress, leave=False)
@@ -255,8 +256,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         loss = _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device)
         entry: dict[str, Any] = {"epoch": epoch, "loss": loss}
         if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
-            x = _inputs(ds, _label_features(ds, ds.split["train"])) if tcfg.label_reuse > 0 else None
-            logits = predict(model, ds, eval_parts, tcfg.eval_views, _generator(seed, epoch, 1), x, device)
+            logits = predict(model, ds, eval_parts, tcfg.eval_views, _generator(seed, epoch, 1), eval_x, device)
             entry.update(_score(ds, logits))
             if state["best"] is None or entry["valid"] > state["best"]["valid"]:
                 state["best"] = {k: entry[k] for k in ("epoch", "train", "valid", "test")}
@@ -279,8 +279,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
     if tcfg.test_views:
         model.load_state_dict(state["best_model"])
         test_parts = tcfg.test_parts or eval_parts
-        x = _inputs(ds, _label_features(ds, ds.split["train"])) if tcfg.label_reuse > 0 else None
-        logits = predict(model, ds, test_parts, tcfg.test_views, _generator(seed, 0, 2), x, device)
+        logits = predict(model, ds, test_parts, tcfg.test_views, _generator(seed, 0, 2), eval_x, device)
         multiview = {"epoch": state["best"]["epoch"], "views": tcfg.test_views if test_parts > 1 else 1,
                      "parts": test_parts, **_score(ds, logits)}
     record = {
@@ -297,7 +296,8 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
     return record
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
     t = torch.tensor(values, dtype=torch.float64)
     return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
 
@@ -335,14 +335,14 @@ def fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphData
                     continue
             run_dir.mkdir(parents=True, exist_ok=True)
         records.append(train_run(mcfg, tcfg, ds, seed, run_dir))
-    valid, valid_std = _mean_std([r["best"]["valid"] for r in records])
-    test, test_std = _mean_std([r["best"]["test"] for r in records])
+    valid, valid_std = mean_std([r["best"]["valid"] for r in records])
+    test, test_std = mean_std([r["best"]["test"] for r in records])
     summary = {"dataset": ds.name, "metric": ds.metric, "valid": valid, "valid_std": valid_std, "test": test,
                "test_std": test_std, "params": records[0]["params"], "seeds": [r["seed"] for r in records],
                "runs": records}
     if all(r.get("multiview") for r in records):
         for split in ("valid", "test"):
-            mean, std = _mean_std([r["multiview"][split] for r in records])
+            mean, std = mean_std([r["multiview"][split] for r in records])
             summary[f"{split}_multiview"], summary[f"{split}_multiview_std"] = mean, std
     if out is not None:
         write_json(out / "summary.json", summary)
