@@ -39,7 +39,8 @@ def test_synthetic_proteins_has_the_ogbn_proteins_schema():
     assert bool((sp[d.edge_index[0]] == sp[d.edge_index[1]]).all()), "edges stay inside a species"
     assert set(sp[ds.split["train"]].tolist()) == set(range(6)), "six training species"
     assert set(sp[ds.split["valid"]].tolist()) == {6} and set(sp[ds.split["test"]].tolist()) == {7}, "species split"
-    assert sum(v.numel() for v in ds.split.values()) == 800, "split covers every node once"
+    assert torch.equal(torch.cat(list(ds.split.values())).sort().values, torch.arange(800)), \
+        "split covers every node once"
     rate = d.y[ds.split["test"]].float().mean(0)
     assert int(((rate > 0) & (rate < 1)).sum()) >= 100, "almost every task has test positives and negatives"
 
@@ -214,7 +215,9 @@ def test_evaluator_is_ogb_rocauc_for_any_task_count_and_accuracy():
 def test_random_partition_covers_each_node_once_in_balanced_parts():
     part = random_partition(103, 10, torch.Generator().manual_seed(0))
     counts = torch.bincount(part, minlength=10)
+    assert part.shape == (103,) and counts.numel() == 10, "one part id in [0, 10) per node"
     assert int(counts.max() - counts.min()) <= 1, "parts have equal size to within one node"
+    assert not torch.equal(part, random_partition(103, 10, torch.Generator().manual_seed(1))), "random, not fixed"
     again = random_partition(103, 10, torch.Generator().manual_seed(0))
     assert torch.equal(part, again), "same generator state, same partition"
 

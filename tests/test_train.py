@@ -1,6 +1,7 @@
 """Training protocol, records, resume after kill -9 and the command line (Li et al., ICML 2021 protocol)."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,6 +61,7 @@ def test_multiview_evaluation_averages_partition_logits():
     assert torch.allclose(full, again), "full-graph evaluation needs one view"
     g = torch.Generator().manual_seed(0)
     views = [predict(model, ds, 3, 1, g) for _ in range(3)]
+    assert not torch.allclose(views[0], views[1]) and not torch.allclose(views[0], full), "views are new partitions"
     mean = predict(model, ds, 3, 3, torch.Generator().manual_seed(0))
     assert torch.allclose(mean, sum(views) / 3, atol=1e-6), "multi-view = mean of single-view logits"
 
@@ -75,14 +77,28 @@ def test_final_multiview_test_scores_the_best_weights():
     assert mv["test"] != pytest.approx(run["final"]["test"], abs=1e-6), "not the last epoch's weights"
     assert s["test_multiview"] == mv["test"] and s["test_multiview_std"] == 0.0, "summarised over runs"
     parts = tiny_fit(epochs=4, test_views=3, test_parts=3)["runs"][0]["multiview"]
+    whole = tiny_fit(epochs=4, test_views=3)["runs"][0]["multiview"]
     assert (parts["views"], parts["parts"]) == (3, 3), "paper-style views of a random partition"
+    assert parts["epoch"] == whole["epoch"] and parts["test"] != whole["test"], \
+        "the same weights score differently on 3-part views than on the full graph: the views are used"
     assert "test_multiview" not in tiny_fit(epochs=2), "off by default"
     with pytest.raises(ValueError, match="test_views"):
         TrainConfig(test_views=-1)
 
 
-def test_label_reuse_never_shows_valid_or_test_labels():
+def test_label_reuse_never_shows_valid_or_test_labels(monkeypatch):
     ds = load_dataset("ppi")
+    import revgnn.train as train_module
+
+    shown = []
+    real = train_module._label_features
+    monkeypatch.setattr(train_module, "_label_features", lambda d, known: shown.append(known) or real(d, known))
+    fit(ModelConfig("rev", 2, 16), TrainConfig(dataset="ppi", epochs=2, label_reuse=0.5, test_views=2,
+                                               progress=False), ds)
+    train = set(ds.split["train"].tolist())
+    assert len(shown) >= 3, "label features were built for training epochs and for evaluation"
+    assert all(set(k.tolist()) <= train for k in shown), "only training nodes ever show their labels"
+    assert any(len(k) < len(train) for k in shown), "in training, part of the training labels stay hidden"
     feat = _label_features(ds, ds.split["train"])
     hidden = torch.cat([ds.split["valid"], ds.split["test"]])
     assert bool((feat[hidden] == 0).all()), "valid/test rows carry no label information"
@@ -133,11 +149,13 @@ def test_kill_9_and_restart_ends_with_the_same_metrics(tmp_path):
     deadline = time.time() + 120
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
+    assert ckpt.exists(), "a checkpoint was written before the kill"
     time.sleep(0.3)  # kill mid-epoch, after a checkpoint
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run was killed before it finished (else the test measures nothing)"
     again = subprocess.run(_train_cmd(out), capture_output=True, text=True, env=env, cwd=ROOT)
     assert again.returncode == 0, again.stderr
+    assert re.search(r"resumed .* at epoch [1-9]", again.stderr), "the restart continued from the checkpoint"
     a = json.loads(ref.stdout.strip().splitlines()[-1])
     b = json.loads(again.stdout.strip().splitlines()[-1])
     assert (a["valid"], a["test"]) == (b["valid"], b["test"]), "resumed run ends with the same metrics"
