@@ -36,6 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .presets import count_parameters
+from .records import device_name
+
 __all__ = ["SavedTensorMeter", "StepMemory", "synthetic_graph", "measure_step", "measure_config",
            "measure_in_subprocess", "tensor_bytes", "PEAK_METHODS"]
 
@@ -168,12 +171,6 @@ def synthetic_graph(num_nodes: int, num_edges: int, seed: int = 0):
     return Data(**{k: data[k] for k in keep}, num_nodes=num_nodes)
 
 
-def _device_name(device: torch.device) -> str:
-    from .records import device_description
-
-    return device_description(device).split(": ", 1)[1]  # without the "cpu: " / "cuda: " prefix
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -227,20 +224,20 @@ class _Step:
         del loss
         self.opt.step()
 
+    def _state_tensors(self) -> list:
+        params = list(self.model.parameters())
+        return [*params, *(p.grad for p in params), *self.model.buffers(), *_optimizer_tensors(self.opt)]
+
     def live_tensors(self) -> list:
         d = self.data
-        params = list(self.model.parameters())
-        return [*params, *(p.grad for p in params), *self.model.buffers(), *_optimizer_tensors(self.opt),
-                *(d[k] for k in d.keys() if isinstance(d[k], Tensor)), self.target]
+        return [*self._state_tensors(), *(d[k] for k in d.keys() if isinstance(d[k], Tensor)), self.target]
 
     def state_bytes(self) -> int:
-        params = list(self.model.parameters())
-        return tensor_bytes([*params, *(p.grad for p in params), *self.model.buffers(),
-                             *_optimizer_tensors(self.opt)])
+        return tensor_bytes(self._state_tensors())
 
 
 def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", train: bool = True,
-                 repeats: int = 3, warmup: int = 1, peak: bool = True) -> StepMemory:
+                 repeats: int = 3, warmup: int = 1) -> StepMemory:
     """Measure one step of ``model`` on ``data`` (a PyG ``Data`` with x, edge_index, edge_attr, species, y).
 
     Args:
@@ -277,33 +274,28 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
         _sync(device)
         times.append(time.perf_counter() - t0)
 
-    peak_bytes = baseline = 0
-    if peak:
-        step.prepare()
-        if device.type == "cuda":
-            _sync(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            baseline = torch.cuda.memory_allocated(device)
-            step(meter=True)
-            _sync(device)
-            peak_bytes = torch.cuda.max_memory_allocated(device)
-        else:
-            from torch.profiler import ProfilerActivity, profile
-
-            baseline = tensor_bytes(step.live_tensors())
-            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-                step(meter=True)
-            peak_bytes = baseline + _cpu_peak_increment(prof)
-    else:
-        step.prepare()
+    step.prepare()
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
         step(meter=True)
+        _sync(device)
+        peak_bytes = torch.cuda.max_memory_allocated(device)
+    else:
+        from torch.profiler import ProfilerActivity, profile
+
+        baseline = tensor_bytes(step.live_tensors())
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step(meter=True)
+        peak_bytes = baseline + _cpu_peak_increment(prof)
     stats = getattr(model, "last_solver_stats", None)
     return StepMemory(
-        device=device.type, device_name=_device_name(device), method=PEAK_METHODS[device.type] if peak else "none",
+        device=device.type, device_name=device_name(device), method=PEAK_METHODS[device.type],
         mode="train" if train else "inference", peak_bytes=int(peak_bytes), baseline_bytes=int(baseline),
         state_bytes=step.state_bytes(), saved_bytes=step.meter.bytes if step.meter else 0,
         step_seconds=statistics.median(times), step_seconds_all=times,
-        num_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        num_parameters=count_parameters(model),
         num_nodes=int(data.num_nodes), num_edges=int(data.edge_index.size(1)),
         solver_iterations=getattr(stats, "iterations", None))
 

@@ -89,10 +89,15 @@ def cpu_name() -> str:
     return name or platform.processor() or platform.machine()
 
 
-def device_description(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name with its core count and torch's thread count."""
     if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def device_description(device: torch.device) -> str:
+    return f"{device.type}: {device_name(device)}"
 
 
 def peak_memory_bytes(device: torch.device) -> dict[str, int]:
