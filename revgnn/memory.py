@@ -247,7 +247,6 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
         train (bool): a training step (forward, BCE loss, backward, Adam step) or an inference forward (no grad).
         repeats (int): timed, un-instrumented steps; ``step_seconds`` is their median.
         warmup (int): steps run first (they also create the optimizer state, which is then part of the baseline).
-        peak (bool): measure the peak (one extra, instrumented step); ``False`` times only.
 
     Returns:
         StepMemory: the record (``model`` and graph fields filled from what is known here).
