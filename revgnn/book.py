@@ -137,14 +137,33 @@ def load_parameters(params_dir: Path | None, name: str) -> tuple[dict, Path | No
     return values, path
 
 
+KERNEL_START_ATTEMPTS = 3
+
+
 def _execute_one(source: str, target: str, parameters: dict, timeout: int | None) -> float:
-    """Run one notebook with papermill (in a worker process); returns its wall-clock seconds."""
+    """Run one notebook with papermill (in a worker process); returns its wall-clock seconds.
+
+    Kernels started at the same moment by parallel workers can race for the same free TCP port (jupyter_client picks
+    a port, releases it, and the kernel binds it later), and the loser dies before any cell runs ("Kernel died before
+    replying to kernel_info"). Such a start is retried; a failure inside a cell is not.
+    """
     import papermill
 
-    start = time.perf_counter()
-    papermill.execute_notebook(source, target, parameters=parameters, kernel_name="python3",
-                               cwd=str(Path(source).parent), progress_bar=False, execution_timeout=timeout)
-    return time.perf_counter() - start
+    def run() -> float:
+        start = time.perf_counter()
+        papermill.execute_notebook(source, target, parameters=parameters, kernel_name="python3",
+                                   cwd=str(Path(source).parent), progress_bar=False, execution_timeout=timeout)
+        return time.perf_counter() - start
+
+    for attempt in range(1, KERNEL_START_ATTEMPTS):
+        try:
+            return run()
+        except RuntimeError as err:  # a failing cell raises PapermillExecutionError, which is not a RuntimeError
+            if "Kernel died before replying" not in str(err):
+                raise
+            log.warning("%s: the kernel did not start (%s); retrying", Path(source).stem, err)
+            time.sleep(attempt)
+    return run()
 
 
 def execute_notebooks(root: Path, names: list[str], params_dir: Path | None, clear: bool = True,

@@ -149,3 +149,31 @@ def test_parameter_sets_resolve(tmp_path):
     (tmp_path / "nested.yaml").write_text("a: {b: 1}\n")
     with pytest.raises(book.BookError, match="flat mapping"):
         book.load_parameters(tmp_path, "nested")
+
+
+def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeypatch):
+    """Parallel workers can race for a kernel port; that start is retried, a notebook error is not."""
+    papermill = pytest.importorskip("papermill")
+    from revgnn import book
+
+    calls = []
+
+    def dies_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+
+    monkeypatch.setattr(papermill, "execute_notebook", dies_once)
+    monkeypatch.setattr(book.time, "sleep", lambda s: None)
+    book._execute_one("notebooks/x.ipynb", "/tmp/x.ipynb", {}, None)
+    assert len(calls) == 2, "the dead start was retried once"
+
+    def cell_fails(*args, **kwargs):
+        calls.append(1)
+        raise papermill.PapermillExecutionError(0, 1, "x = 1", "ValueError", "bad", [])
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", cell_fails)
+    with pytest.raises(papermill.PapermillExecutionError):
+        book._execute_one("notebooks/x.ipynb", "/tmp/x.ipynb", {}, None)
+    assert len(calls) == 1, "a failing cell is not rerun"
