@@ -19,12 +19,14 @@ Shipped files are copied to ``root`` (default ``$REVGNN_DATA`` or ``~/.cache/rev
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import logging
 import os
 import shutil
 import socket
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, degree, remove_self_loops, scatter
 
+from revgnn.datafiles import DatasetError, gzip_problem
 from revgnn.synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
 
 log = logging.getLogger(__name__)
@@ -183,6 +186,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     Raises:
         ValueError: unknown name or bad parameters.
         FileNotFoundError: files absent offline (the message says where to put them and how to fetch them).
+        DatasetError: a file that cannot be used (the message names it and says what to do); nothing is deleted.
     """
     root = Path(root) if root is not None else default_root()
     key = name.lower()
@@ -303,6 +307,24 @@ def proteins_missing(folder: Path) -> list[str]:
     return [f for f in need if not (folder / f).is_file()]
 
 
+def _no_download(self) -> None:
+    """ogb's ``download`` replaced where the folder already exists: ogb would delete the folder before unpacking."""
+
+
+def _unreadable_proteins(folder: Path, err: BaseException) -> DatasetError:
+    """The error for files in ``folder`` that ogb could not read, naming the first bad one."""
+    read = [f"split/species/{s}.csv.gz" for s in ("train", "valid", "test")] + \
+        [f"raw/{f}" for f in (*PROTEINS_RAW, "node_species.csv.gz", "species.csv.gz")]
+    fetch = "on a connected machine run `revgnn data ogbn-proteins --root DIR`"
+    for rel in read:
+        why = gzip_problem(folder / rel) if (folder / rel).is_file() else None
+        if why:
+            return DatasetError(f"ogbn-proteins: {folder / rel} is not a valid gzip file ({why}); nothing was deleted. "
+                                f"Replace it: {fetch} and copy DIR/{folder.name}/{rel} over it.")
+    return DatasetError(f"ogbn-proteins: cannot read the files in {folder} ({err!r}); nothing was deleted. Replace "
+                        f"the bad file: {fetch} and copy it from DIR/{folder.name}/.")
+
+
 def _load_ogbn_proteins(root: Path, download: bool) -> GraphDataset:
     from ogb.nodeproppred import PygNodePropPredDataset
 
@@ -315,23 +337,29 @@ def _load_ogbn_proteins(root: Path, download: bool) -> GraphDataset:
         if folder.exists():
             hint += f" {folder} exists but is incomplete: delete it and fetch it again."
         raise FileNotFoundError(f"ogbn-proteins: missing {', '.join(missing)} in {folder}. {hint}")
+    fetch = not folder.exists()  # only then may ogb download, into a folder this call creates
+    created = [p for p in (folder, root / "proteins.zip", root / "proteins") if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
+    dataset_class = PygNodePropPredDataset if fetch else type(
+        "OfflineOgbnProteins", (PygNodePropPredDataset,), {"download": _no_download})
     old_timeout = socket.getdefaulttimeout()
     try:
         socket.setdefaulttimeout(60)  # a dead network fails instead of hanging
         with _quiet(), _ogb_compatible_torch_load():
-            ds = PygNodePropPredDataset("ogbn-proteins", root=str(root))
+            ds = dataset_class("ogbn-proteins", root=str(root))
             split = ds.get_idx_split()
             data = ds[0]
-    except OSError as err:
-        if not download:
-            raise FileNotFoundError(f"ogbn-proteins: cannot read files in {folder} ({err}); fetch them again") from err
-        shutil.rmtree(folder, ignore_errors=True)
-        raise FileNotFoundError(f"ogbn-proteins: download from {PROTEINS_URL} failed ({err}). Fetch it on a "
-                                f"connected machine with `revgnn data ogbn-proteins --root DIR`.") from err
-    except (RuntimeError, ValueError, EOFError) as err:
-        raise FileNotFoundError(f"ogbn-proteins: unreadable files in {folder} ({err}); delete the folder and "
-                                f"fetch it again") from err
+    except (OSError, RuntimeError, ValueError, TypeError, EOFError, zlib.error) as err:
+        if fetch:  # everything under these paths was made by this call
+            for p in created:
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            if isinstance(err, OSError) and not isinstance(err, gzip.BadGzipFile):
+                raise FileNotFoundError(f"ogbn-proteins: download from {PROTEINS_URL} failed ({err}). Fetch it on a "
+                                        f"connected machine with `revgnn data ogbn-proteins --root DIR`.") from err
+        raise _unreadable_proteins(folder, err) from err
     finally:
         socket.setdefaulttimeout(old_timeout)
     species_raw = data.node_species.view(-1)
