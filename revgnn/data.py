@@ -28,6 +28,7 @@ import socket
 import warnings
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,19 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, degree, remove_self_loops, scatter
 
-from revgnn.datafiles import DatasetError, gzip_problem
+from revgnn.datafiles import (
+    PROTEINS_TABLES,
+    SPLIT_FILES,
+    DatasetError,
+    build_in_stage,
+    disk_error,
+    first_line_problem,
+    make_dirs,
+    proteins_graph_problem,
+    split_problem,
+    table_problem,
+    usable_root,
+)
 from revgnn.synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
 
 log = logging.getLogger(__name__)
@@ -45,6 +58,9 @@ DATASETS = ("ogbn-proteins", "synthetic-proteins", "synthetic-proteins-full", "p
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 PROTEINS_URL = "http://snap.stanford.edu/ogb/data/nodeproppred/proteins.zip"
 PROTEINS_RAW = ("edge.csv.gz", "edge-feat.csv.gz", "node-label.csv.gz", "num-node-list.csv.gz", "num-edge-list.csv.gz")
+PROTEINS_PROCESSED = "geometric_data_processed.pt"
+PLANETOID_RAW = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+PLANETOID_URL = "https://github.com/kimiyoung/planetoid/tree/master/data"
 PPI_SPLIT_SEED = 0
 
 
@@ -188,8 +204,11 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
         FileNotFoundError: files absent offline (the message says where to put them and how to fetch them).
         DatasetError: a file that cannot be used (the message names it and says what to do); nothing is deleted.
     """
-    root = Path(root) if root is not None else default_root()
     key = name.lower()
+    if root is not None or key in ("ogbn-proteins", "cora") or key.startswith("planetoid:"):
+        root = Path(root) if root is not None else default_root()
+        usable_root(root)
+    root = Path(root) if root is not None else default_root()
     if kwargs and not key.startswith("synthetic-proteins"):
         raise ValueError(f"dataset {name!r} takes no parameters, got {sorted(kwargs)}")
     if key == "ogbn-proteins":
@@ -241,29 +260,69 @@ def _load_planetoid(root: Path, name: str, shipped: bool) -> GraphDataset:
     from torch_geometric.transforms import NormalizeFeatures
 
     raw = root / name / "raw"
-    files = [f"ind.{name.lower()}.{s}" for s in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")]
+    files = [f"ind.{name.lower()}.{s}" for s in PLANETOID_RAW]
     if shipped:
-        raw.mkdir(parents=True, exist_ok=True)
+        make_dirs(raw)
         for f in files:
             if not (raw / f).exists():
-                tmp = raw / (f + ".tmp")
-                shutil.copyfile(SHIPPED / name / "raw" / f, tmp)
-                os.replace(tmp, raw / f)
+                tmp = raw / f"{f}.tmp{os.getpid()}"
+                try:
+                    shutil.copyfile(SHIPPED / name / "raw" / f, tmp)
+                    os.replace(tmp, raw / f)
+                except OSError as err:
+                    tmp.unlink(missing_ok=True)  # this call's partial copy
+                    if (disk := disk_error(err, raw)) is None:
+                        raise
+                    raise disk from err
     missing = [f for f in files if not (raw / f).is_file()]
     if missing:
         raise FileNotFoundError(
             f"Planetoid {name}: missing {', '.join(missing)} in {raw}. Put PyG's raw Planetoid files there (from "
-            f"https://github.com/kimiyoung/planetoid/tree/master/data) or pass --root DIR holding {name}/raw/.")
-    try:
-        with _quiet():
-            ds = Planetoid(str(root), name, transform=NormalizeFeatures())
+            f"{PLANETOID_URL}) or pass --root DIR holding {name}/raw/.")
+    processed = root / name / "processed"
+    ds = None
+    with _quiet():
+        if (processed / "data.pt").is_file():
+            try:
+                ds = Planetoid(str(root), name, transform=NormalizeFeatures())
+                data = ds[0]
+            except Exception as err:  # a truncated or garbage cache: RuntimeError, EOFError, UnpicklingError, ...
+                ds = None
+                log.warning("Planetoid %s: %s cannot be used (%s: %s), as a full disk or a kill can leave it; "
+                            "re-processing it from %s", name, processed / "data.pt", type(err).__name__, err, raw)
+        if ds is None:
+            staged = partial(_staged, Planetoid, root=str(root), name=name, transform=NormalizeFeatures())
+            try:
+                ds = build_in_stage(staged, processed, "data.pt", root)
+            except DatasetError:
+                raise
+            except Exception as err:  # unreadable or truncated raw pickles
+                raise _unreadable_planetoid(raw, name, err) from err
             data = ds[0]
-    except Exception as err:  # unreadable or truncated pickles
-        raise FileNotFoundError(f"Planetoid {name}: cannot read the files in {raw} ({err!r}); replace them") from err
     split = {k: m.nonzero().view(-1) for k, m in
              (("train", data.train_mask), ("valid", data.val_mask), ("test", data.test_mask))}
     data = Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes)
     return GraphDataset(name.lower(), data, split, "acc", ds.num_classes)
+
+
+def _staged(cls, stage: Path, **kwargs):
+    """A PyG dataset ``cls(**kwargs)`` whose processing writes into ``stage`` (see :func:`build_in_stage`)."""
+    return type(cls.__name__, (cls,), {"processed_dir": property(lambda self: str(stage))})(**kwargs)
+
+
+def _unreadable_planetoid(raw: Path, name: str, err: BaseException) -> DatasetError:
+    """The error for raw Planetoid files that PyG could not process, naming the first one that cannot be read."""
+    from torch_geometric.io.planetoid import read_file
+
+    for s in PLANETOID_RAW:
+        try:
+            with _quiet():
+                read_file(str(raw), name, s)
+        except Exception as bad:  # pickle, numpy and text errors of every kind
+            return DatasetError(f"Planetoid {name}: cannot read {raw / f'ind.{name.lower()}.{s}'} ({bad!r}); replace "
+                                f"it with a good copy (from {PLANETOID_URL}). Nothing was deleted.")
+    return DatasetError(f"Planetoid {name}: cannot read the files in {raw} ({err!r}); replace them (from "
+                        f"{PLANETOID_URL}). Nothing was deleted.")
 
 
 @contextlib.contextmanager
@@ -299,35 +358,107 @@ def _ogb_compatible_torch_load():
 
 def proteins_missing(folder: Path) -> list[str]:
     """Files that ogb needs in ``folder`` (``root/ogbn_proteins``) to load ogbn-proteins without a network."""
-    need = ["RELEASE_v1.txt"] + [f"split/species/{s}.csv.gz" for s in ("train", "valid", "test")]
-    if not (folder / "processed" / "geometric_data_processed.pt").is_file():
-        need += [f"raw/{f}" for f in PROTEINS_RAW]
-        if not (folder / "raw" / "species.csv.gz").is_file():
-            need.append("raw/node_species.csv.gz")
+    need = ["RELEASE_v1.txt", *SPLIT_FILES]
+    missing = [f for f in need if not (folder / f).is_file()]
+    if not (folder / "processed" / PROTEINS_PROCESSED).is_file():
+        missing += _proteins_raw_missing(folder)
+    return missing
+
+
+def _proteins_raw_missing(folder: Path) -> list[str]:
+    need = [f"raw/{f}" for f in PROTEINS_RAW]
+    if not (folder / "raw" / "species.csv.gz").is_file():
+        need.append("raw/node_species.csv.gz")
     return [f for f in need if not (folder / f).is_file()]
 
 
-def _no_download(self) -> None:
-    """ogb's ``download`` replaced where the folder already exists: ogb would delete the folder before unpacking."""
+def _proteins_class(stage: Path | None, fetch: bool):
+    """ogb's dataset class, processing into ``stage`` where given, and downloading only where ``fetch``: ogb's
+    ``download`` deletes the dataset folder before unpacking, so it never runs on a folder that already exists."""
+    from ogb.nodeproppred import PygNodePropPredDataset
+
+    attrs = {} if fetch else {"download": lambda self: None}
+    if stage is not None:
+        attrs["processed_dir"] = property(lambda self: str(stage))
+    return type("OgbnProteins", (PygNodePropPredDataset,), attrs)
+
+
+def _bad_proteins_file(path: Path, problem: str) -> DatasetError:
+    return DatasetError(f"ogbn-proteins: {path} {problem}. Nothing was deleted: fix the file or replace it with a "
+                        f"good copy (on a connected machine run `revgnn data ogbn-proteins --root DIR` and copy it "
+                        f"from DIR/ogbn_proteins/).")
 
 
 def _unreadable_proteins(folder: Path, err: BaseException) -> DatasetError:
-    """The error for files in ``folder`` that ogb could not read, naming the first bad one."""
-    read = [f"split/species/{s}.csv.gz" for s in ("train", "valid", "test")] + \
-        [f"raw/{f}" for f in (*PROTEINS_RAW, "node_species.csv.gz", "species.csv.gz")]
-    fetch = "on a connected machine run `revgnn data ogbn-proteins --root DIR`"
-    for rel in read:
-        why = gzip_problem(folder / rel) if (folder / rel).is_file() else None
-        if why:
-            return DatasetError(f"ogbn-proteins: {folder / rel} is not a valid gzip file ({why}); nothing was deleted. "
-                                f"Replace it: {fetch} and copy DIR/{folder.name}/{rel} over it.")
-    return DatasetError(f"ogbn-proteins: cannot read the files in {folder} ({err!r}); nothing was deleted. Replace "
-                        f"the bad file: {fetch} and copy it from DIR/{folder.name}/.")
+    """The error for files in ``folder`` that ogb could not read, naming the first bad one (reads them all again)."""
+    order = [*SPLIT_FILES, *(f for f in PROTEINS_TABLES if f not in SPLIT_FILES)]  # the small files first
+    for rel in order:
+        path = folder / rel
+        if not path.is_file() and rel == "raw/node_species.csv.gz":
+            path = folder / "raw" / "species.csv.gz"  # ogb renames it on first processing
+        bad = table_problem(path, *PROTEINS_TABLES[rel]) if path.is_file() else None
+        if bad:
+            return _bad_proteins_file(path, bad)
+    return DatasetError(f"ogbn-proteins: cannot read the files in {folder} ({err!r}). Nothing was deleted: replace "
+                        f"the bad file with a good copy (`revgnn data ogbn-proteins --root DIR` on a connected "
+                        f"machine).")
+
+
+def _cached_proteins(root: Path, folder: Path):
+    """ogb's dataset and graph from the processed cache, or (None, None) where the cache is damaged and can be
+    rebuilt from raw/ (logged); raises where it cannot."""
+    try:
+        ds = _proteins_class(None, fetch=False)("ogbn-proteins", root=str(root))
+        data = ds[0]
+        bad = proteins_graph_problem(data)
+        why = None if bad is None else f"its graph fails a check: {bad[0]} {bad[1]}"
+    except Exception as err:  # a truncated or garbage cache: RuntimeError, EOFError, UnpicklingError, ...
+        why = f"{type(err).__name__}: {err}"
+    if why is None:
+        return ds, data
+    cache = folder / "processed" / PROTEINS_PROCESSED
+    missing = _proteins_raw_missing(folder)
+    if missing:
+        raise DatasetError(f"ogbn-proteins: {cache} cannot be used ({why}) and cannot be rebuilt: {folder} lacks "
+                           f"{', '.join(missing)}. Put ogb's raw files there (`revgnn data ogbn-proteins --root DIR` "
+                           f"on a connected machine, then copy DIR/ogbn_proteins/raw/); the cache is then rebuilt.")
+    log.warning("ogbn-proteins: %s cannot be used (%s), as a full disk or a kill can leave it; re-processing it from "
+                "%s", cache, why, folder / "raw")
+    return None, None
+
+
+def _process_proteins(root: Path, folder: Path, fetch: bool):
+    """Process (and where ``fetch``, download) ogbn-proteins through ogb into a staged cache; check it first."""
+    if not fetch:
+        for rel, (columns, what) in PROTEINS_TABLES.items():
+            path = folder / rel
+            if rel == "raw/node_species.csv.gz" and not path.is_file():
+                path = folder / "raw" / "species.csv.gz"
+            if rel.startswith("raw/") and (bad := first_line_problem(path, columns, what)):
+                raise _bad_proteins_file(path, bad)
+
+    def build(stage: Path):
+        ds = _proteins_class(stage, fetch)("ogbn-proteins", root=str(root))
+        data = ds[0]
+        bad = proteins_graph_problem(data)
+        if bad:
+            raise _bad_proteins_file(folder / "raw" / bad[0], bad[1])
+        return ds, data
+
+    return build_in_stage(build, folder / "processed", PROTEINS_PROCESSED, root)
+
+
+def _proteins_split(ds, folder: Path, num_nodes: int) -> dict[str, torch.Tensor]:
+    for rel in SPLIT_FILES:
+        if bad := first_line_problem(folder / rel, 1, "a node id"):
+            raise _bad_proteins_file(folder / rel, bad)
+    split = ds.get_idx_split()
+    if bad := split_problem(split, num_nodes):
+        raise _bad_proteins_file(folder / bad[0], bad[1])
+    return split
 
 
 def _load_ogbn_proteins(root: Path, download: bool) -> GraphDataset:
-    from ogb.nodeproppred import PygNodePropPredDataset
-
     folder = root / ("ogbn_proteins_pyg" if (root / "ogbn_proteins_pyg").is_dir() else "ogbn_proteins")
     missing = proteins_missing(folder)
     if missing and (folder.exists() or not download):
@@ -339,17 +470,17 @@ def _load_ogbn_proteins(root: Path, download: bool) -> GraphDataset:
         raise FileNotFoundError(f"ogbn-proteins: missing {', '.join(missing)} in {folder}. {hint}")
     fetch = not folder.exists()  # only then may ogb download, into a folder this call creates
     created = [p for p in (folder, root / "proteins.zip", root / "proteins") if not p.exists()]
-    root.mkdir(parents=True, exist_ok=True)
-    dataset_class = PygNodePropPredDataset if fetch else type(
-        "OfflineOgbnProteins", (PygNodePropPredDataset,), {"download": _no_download})
+    make_dirs(root)
     old_timeout = socket.getdefaulttimeout()
     try:
         socket.setdefaulttimeout(60)  # a dead network fails instead of hanging
         with _quiet(), _ogb_compatible_torch_load():
-            ds = dataset_class("ogbn-proteins", root=str(root))
-            split = ds.get_idx_split()
-            data = ds[0]
-    except (OSError, RuntimeError, ValueError, TypeError, EOFError, zlib.error) as err:
+            ds, data = _cached_proteins(root, folder) if (folder / "processed" / PROTEINS_PROCESSED).is_file() \
+                else (None, None)
+            if ds is None:
+                ds, data = _process_proteins(root, folder, fetch)
+            split = _proteins_split(ds, folder, int(data.num_nodes))
+    except (OSError, RuntimeError, ValueError, TypeError, IndexError, EOFError, zlib.error) as err:
         if fetch:  # everything under these paths was made by this call
             for p in created:
                 if p.is_dir():
@@ -359,6 +490,8 @@ def _load_ogbn_proteins(root: Path, download: bool) -> GraphDataset:
             if isinstance(err, OSError) and not isinstance(err, gzip.BadGzipFile):
                 raise FileNotFoundError(f"ogbn-proteins: download from {PROTEINS_URL} failed ({err}). Fetch it on a "
                                         f"connected machine with `revgnn data ogbn-proteins --root DIR`.") from err
+        if isinstance(err, DatasetError):
+            raise
         raise _unreadable_proteins(folder, err) from err
     finally:
         socket.setdefaulttimeout(old_timeout)

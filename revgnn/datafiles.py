@@ -1,13 +1,49 @@
-"""Dataset files that are never deleted and are named when bad (the data-safety rules of :mod:`revgnn.data`).
+"""Dataset files that are never deleted, checked before use, and cached atomically (the safety rules of
+:mod:`revgnn.data`).
 
-Rules: nothing the program did not create in the same call is deleted; a file that cannot be used is named, with
-what to do.
+- Nothing the program did not create in the same call is deleted. A file that cannot be used is named, with what to
+  do, as a :class:`DatasetError` (one line, exit 2 on the command line).
+- ogbn-proteins: the first line of each raw file is checked before ogb parses it (header row, column count:
+  :func:`first_line_problem`); the graph ogb built is checked after (:func:`proteins_graph_problem`: shapes, node ids
+  in range, finite edge features, 0/1 labels), vectorised, so the real 79M-edge graph costs a few reductions. The
+  full file is read again only to explain a failure (:func:`table_problem`).
+- Processed caches are written into a fresh staging folder and moved into place with ``os.replace``
+  (:func:`build_in_stage`), so a full disk or a kill never leaves a truncated cache behind; a damaged cache left by an
+  older version is rebuilt from the raw files, which are never touched.
+- A read-only root or a full disk is reported as such (:func:`disk_error`), not as bad files.
 """
 from __future__ import annotations
 
+import errno
 import gzip
+import os
+import shutil
+import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+PROTEINS_EDGE_DIM = 8
+PROTEINS_TASKS = 112
+SPLIT_FILES = tuple(f"split/species/{s}.csv.gz" for s in ("train", "valid", "test"))
+# ogbn-proteins tables in the order ogb reads them: path in the dataset folder -> (columns, what a row holds)
+PROTEINS_TABLES = {
+    "raw/edge.csv.gz": (2, "an edge: two node ids"),
+    "raw/num-node-list.csv.gz": (1, "the node count"),
+    "raw/num-edge-list.csv.gz": (1, "the edge count"),
+    "raw/edge-feat.csv.gz": (PROTEINS_EDGE_DIM, f"{PROTEINS_EDGE_DIM} edge features"),
+    "raw/node_species.csv.gz": (1, "a node's taxon id"),
+    "raw/node-label.csv.gz": (PROTEINS_TASKS, f"{PROTEINS_TASKS} 0/1 labels"),
+    **{f: (1, "a node id") for f in SPLIT_FILES},
+}
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+LOW_SPACE = 64 * 2**20  # bytes; below this a failed write is put down to a full disk
 
 
 class DatasetError(ValueError):
@@ -20,18 +56,206 @@ class DatasetError(ValueError):
 def gzip_problem(path: Path) -> str | None:
     """Why ``path`` is not a whole, valid gzip stream (not gzip, CRC error, truncated, corrupt), or None.
 
-    Decompresses the file once without keeping it (16 MiB at a time); used only after a read failed.
+    Decompresses the file once without keeping it (16 MiB at a time); used only to explain a failure.
     """
     try:
         with gzip.open(path, "rb") as f:
             while f.read(1 << 24):
                 pass
     except gzip.BadGzipFile as err:
-        return "CRC error" if "CRC" in str(err) else f"not gzip: {err}"
+        return "is not a valid gzip file (" + ("CRC error" if "CRC" in str(err) else f"{err}") + ")"
     except EOFError:
-        return "truncated: the compressed stream ends early"
+        return "is not a valid gzip file (truncated: the compressed stream ends early)"
     except zlib.error as err:
-        return f"corrupt compressed data: {err}"
+        return f"is not a valid gzip file (corrupt compressed data: {err})"
     except OSError as err:
-        return f"cannot be read: {err.strerror or err}"
+        return f"cannot be read ({err.strerror or err})"
     return None
+
+
+def first_line_problem(path: Path, columns: int, what: str) -> str | None:
+    """Why the first line of a gzip CSV is not ``columns`` numbers (a header row, a wrong column count), or None.
+
+    Reads one line, so it is cheap enough to run before every parse of the real files.
+    """
+    try:
+        with gzip.open(path, "rt") as f:
+            line = f.readline().strip()
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError):
+        return gzip_problem(path) or "cannot be read as text"
+    if not line:
+        return "is empty"
+    fields = line.split(",")
+    try:
+        [float(v) for v in fields]
+    except ValueError:
+        return f"starts with a header or text row ({line[:60]!r}); ogb's files have none, each row is {what}"
+    if len(fields) != columns:
+        return f"has {len(fields)} columns on line 1, expected {columns} ({what})"
+    return None
+
+
+def table_problem(path: Path, columns: int, what: str) -> str | None:
+    """Why a gzip CSV is not a table of ``columns`` numbers: bad gzip, ragged or short rows, text, empty values.
+
+    Reads the whole file (pandas, as ogb does); used only to explain a failure.
+    """
+    import numpy as np
+    import pandas as pd
+
+    bad = gzip_problem(path)
+    if bad:
+        return bad
+    try:
+        df = pd.read_csv(path, compression="gzip", header=None)
+    except (ValueError, pd.errors.ParserError) as err:  # ragged rows, undecodable bytes
+        return f"is not a CSV of {columns} columns ({str(err).strip()})"
+    if df.shape[1] != columns:
+        return f"has {df.shape[1]} columns, expected {columns} ({what})"
+    values = df.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)  # text -> NaN
+    text = df.isna().to_numpy() != np.isnan(values)
+    if text.any():
+        r, c = np.argwhere(text)[0]
+        return f"has a non-numeric value {df.iat[r, c]!r} on line {r + 1}; each row is {what}"
+    if np.isnan(values).any():
+        return f"has an empty or NaN value on line {int(np.argwhere(np.isnan(values))[0, 0]) + 1}; each row is {what}"
+    return None
+
+
+def proteins_graph_problem(data) -> tuple[str, str] | None:
+    """Check the graph ogb built from the raw ogbn-proteins files; (raw file, what is wrong) or None.
+
+    Vectorised reductions only (min/max of the edge ids, one column sum of the edge features), so the real graph
+    (79M directed edges) costs about a second. ogb stores each undirected edge twice: directed edge ``j`` comes from
+    line ``j // 2 + 1`` of ``edge.csv.gz`` and ``edge-feat.csv.gz``.
+
+    Args:
+        data: ogb's PyG graph: ``edge_index`` (2, 2E), ``edge_attr`` (2E, 8), ``y`` (N, 112),
+            ``node_species`` (N, 1), ``num_nodes`` N.
+    """
+    n = int(data.num_nodes or 0)
+    ei, ea, y, sp = data.edge_index, data.edge_attr, data.y, getattr(data, "node_species", None)
+    if n <= 0:
+        return "num-node-list.csv.gz", f"gives {n} nodes"
+    if ei is None or ei.dim() != 2 or ei.size(0) != 2:
+        return "edge.csv.gz", f"has {None if ei is None else ei.size(0)} columns, expected 2 (two node ids)"
+    if ea is None or ea.dim() != 2 or ea.size(1) != PROTEINS_EDGE_DIM:
+        return "edge-feat.csv.gz", f"has {None if ea is None else ea.size(-1)} columns, expected {PROTEINS_EDGE_DIM}"
+    if ea.size(0) != ei.size(1):
+        return "edge-feat.csv.gz", f"has {ea.size(0) // 2} rows, but edge.csv.gz has {ei.size(1) // 2} edges"
+    if ei.numel():
+        lo, hi = torch.aminmax(ei)
+        if lo < 0:
+            line = int((ei < 0).any(0).nonzero()[0]) // 2 + 1
+            return "edge.csv.gz", f"has a negative or missing node id on line {line}"
+        if hi >= n:
+            line = int((ei >= n).any(0).nonzero()[0]) // 2 + 1
+            return "edge.csv.gz", (f"has node id {int(hi)} (line {line}), but num-node-list.csv.gz gives {n} nodes "
+                                   f"(ids 0..{n - 1})")
+    if ea.is_floating_point() and not bool(torch.isfinite(ea.sum(0)).all()):  # NaN/inf propagate into the sums
+        line = int((~torch.isfinite(ea)).any(1).nonzero()[0]) // 2 + 1
+        return "edge-feat.csv.gz", f"has an empty, NaN or infinite value on line {line}"
+    if y is None or y.dim() != 2 or y.size(1) != PROTEINS_TASKS:
+        return "node-label.csv.gz", f"has {None if y is None else y.size(-1)} columns, expected {PROTEINS_TASKS} tasks"
+    if y.size(0) != n:
+        return "node-label.csv.gz", f"has {y.size(0)} rows, but num-node-list.csv.gz gives {n} nodes"
+    bad = (y != 0) & (y != 1)  # NaN != 0 too
+    if bool(bad.any()):
+        line = int(bad.any(1).nonzero()[0]) + 1
+        return "node-label.csv.gz", f"has an empty, NaN or non-0/1 label on line {line}"
+    if sp is None or sp.shape != (n, 1) or sp.is_floating_point():
+        shape = None if sp is None else tuple(sp.shape)
+        return "node_species.csv.gz", f"gives species of shape {shape}, expected ({n}, 1) integer taxon ids"
+    return None
+
+
+def split_problem(split: dict[str, torch.Tensor], num_nodes: int) -> tuple[str, str] | None:
+    """Check ogb's species split: integer node ids in ``0..N-1``; (split file, what is wrong) or None."""
+    for part, idx in split.items():
+        rel = f"split/species/{part}.csv.gz"
+        if idx.dim() != 1 or idx.is_floating_point():
+            return rel, "does not hold one integer node id per line"
+        out = (idx < 0) | (idx >= num_nodes)
+        if bool(out.any()):
+            i = int(out.nonzero()[0])
+            return rel, f"has node id {int(idx[i])} on line {i + 1}, outside 0..{num_nodes - 1}"
+    return None
+
+
+def disk_error(err: BaseException, where: Path) -> DatasetError | None:
+    """A :class:`DatasetError` where ``err`` comes from a read-only location or a full disk, else None.
+
+    torch's own file writer reports a full disk as a ``RuntimeError`` without errno; that one is put down to a full
+    disk when less than 64 MiB is free.
+    """
+    code = getattr(err, "errno", None)
+    if code in READ_ONLY:
+        return DatasetError(f"cannot write to {err.filename or where} ({os.strerror(code)}): the data root must be "
+                            f"writable to process the raw files once. Pass --root DIR, a writable folder, holding a "
+                            f"copy of the dataset's folder")
+    free = free_bytes(where)
+    if code in DISK_FULL or (isinstance(err, RuntimeError) and free is not None and free < LOW_SPACE):
+        left = "" if free is None else f", {free / 2**20:.0f} MiB free"
+        return DatasetError(f"the disk holding {where} is full ({err}{left}): free some space or pass --root DIR on "
+                            f"another disk; the partial files were removed")
+    return None
+
+
+def free_bytes(where: Path) -> int | None:
+    """Free bytes on the disk holding ``where`` (or its nearest existing parent), or None."""
+    for p in (where, *where.parents):
+        if p.exists():
+            try:
+                return shutil.disk_usage(p).free
+            except OSError:
+                return None
+    return None
+
+
+def usable_root(root: Path) -> None:
+    """Raise :class:`DatasetError` where ``root`` or a parent of it is a file, not a folder."""
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise DatasetError(f"data root {root}: {p} is a file, not a folder; pass --root DIR with a folder")
+            return
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` that reports a read-only location or a full disk as a :class:`DatasetError`."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if (disk := disk_error(err, path)) is None:
+            raise
+        raise disk from err
+
+
+def build_in_stage(build: Callable[[Path], T], processed: Path, done_file: str, stage_parent: Path) -> T:
+    """Process a dataset into a fresh staging folder, then move the files into ``processed`` atomically.
+
+    ``build(stage)`` writes the processed files into the empty folder ``stage`` (made here, in ``stage_parent``, on
+    the same disk) and returns the loaded dataset; it may raise to reject what it built. The files then move into
+    ``processed`` with ``os.replace``, ``done_file`` (whose presence means "processed") last, so no reader ever sees a
+    partial cache; a cache already there (damaged) is replaced. On any failure the stage, which this call made, is
+    removed, and a read-only location or a full disk raises :func:`disk_error`'s message.
+    """
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{processed.parent.name}.{processed.name}.tmp", dir=stage_parent))
+    except OSError as err:
+        if (disk := disk_error(err, stage_parent)) is None:
+            raise
+        raise disk from err
+    try:
+        result = build(stage)
+        processed.mkdir(exist_ok=True)
+        for name in sorted(os.listdir(stage), key=lambda f: f == done_file):
+            os.replace(stage / name, processed / name)
+        stage.rmdir()
+    except BaseException as err:
+        disk = disk_error(err, stage_parent) if isinstance(err, (OSError, RuntimeError)) else None  # before freeing
+        shutil.rmtree(stage, ignore_errors=True)
+        if disk:
+            raise disk from err
+        raise
+    return result
