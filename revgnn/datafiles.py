@@ -190,7 +190,7 @@ def disk_error(err: BaseException, where: Path) -> DatasetError | None:
     """
     code = getattr(err, "errno", None)
     if code in READ_ONLY:
-        return DatasetError(f"cannot write to {err.filename or where} ({os.strerror(code)}): the data root must be "
+        return DatasetError(f"cannot write to {where} ({os.strerror(code)}): the data root must be "
                             f"writable to process the raw files once. Pass --root DIR, a writable folder, holding a "
                             f"copy of the dataset's folder")
     free = free_bytes(where)

@@ -1,7 +1,11 @@
 """Data safety (issue 10): bad dataset files are named, never deleted; bad content and disk errors are one line."""
 import builtins
+import errno
 import gzip
 import hashlib
+import io
+import os
+import shutil
 import urllib.request
 from pathlib import Path
 
@@ -9,7 +13,7 @@ import pytest
 import torch
 
 from revgnn.cli import main
-from revgnn.data import load_dataset
+from revgnn.data import SHIPPED, load_dataset
 from revgnn.datafiles import DatasetError
 
 
@@ -151,3 +155,164 @@ def test_bad_content_in_an_old_cache_is_rebuilt_from_good_raw_files(tiny_protein
     ds = load_dataset("ogbn-proteins", root=tiny_proteins_root)
     assert bool(torch.isfinite(ds.data.edge_attr).all()), "the cache was rebuilt from the raw files"
     assert "edge-feat.csv.gz" in caplog.text and "re-processing" in caplog.text, "the rebuild is logged"
+
+
+def read_only(mp: pytest.MonkeyPatch, root: Path) -> None:
+    """Make ``root`` behave as a read-only file system (through ``mp``): creating, writing or renaming under it
+    raises EROFS. Root ignores chmod, so the refusal is simulated at the os/open calls (an existing folder still gives
+    EEXIST, as the kernel does)."""
+    top = str(root.resolve())
+
+    def inside(path) -> bool:
+        return isinstance(path, (str, os.PathLike)) and os.path.abspath(os.fspath(path)).startswith(top)
+
+    def refuse(path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
+
+    mkdir, opener = os.mkdir, builtins.open
+
+    def fake_mkdir(path, *args, **kwargs):
+        if inside(path):
+            if os.path.exists(path):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(path))
+            refuse(path)
+        return mkdir(path, *args, **kwargs)
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if inside(file) and any(c in mode for c in "wax+"):
+            refuse(file)
+        return opener(file, mode, *args, **kwargs)
+
+    def fake_move(move):
+        def moved(src, dst, *args, **kwargs):
+            if inside(src) or inside(dst):
+                refuse(dst)
+            return move(src, dst, *args, **kwargs)
+        return moved
+
+    mp.setattr(os, "mkdir", fake_mkdir)
+    mp.setattr(builtins, "open", fake_open)
+    mp.setattr(os, "replace", fake_move(os.replace))
+    mp.setattr(os, "rename", fake_move(os.rename))
+
+
+def test_a_read_only_root_is_reported_as_such_and_a_processed_copy_still_loads(tiny_proteins_root, capsys,
+                                                                                monkeypatch):
+    before = hashes(tiny_proteins_root)
+    with monkeypatch.context() as mp:
+        read_only(mp, tiny_proteins_root)
+        rc, err = data_cli(tiny_proteins_root, capsys)
+    assert rc == 2 and len(err.splitlines()) == 1, f"one line, exit 2: {err}"
+    assert "Read-only file system" in err and "--root DIR" in err and "not a valid" not in err, \
+        f"a read-only root is not blamed on the files or a download: {err}"
+    assert hashes(tiny_proteins_root) == before, "nothing deleted, nothing written"
+    load_dataset("ogbn-proteins", root=tiny_proteins_root)  # writable again: processes once
+    read_only(monkeypatch, tiny_proteins_root)
+    rc, err = data_cli(tiny_proteins_root, capsys)
+    assert rc == 0, f"a processed copy loads from a read-only root: {err}"
+
+
+def partial_then_fail(error: BaseException, save):
+    """A stand-in for a save that fills the disk: half the bytes reach the file, then ``error`` is raised."""
+    def fill(obj, path, *args, **kwargs):
+        buffer = io.BytesIO()
+        save(obj, buffer)
+        with open(path, "wb") as f:
+            f.write(buffer.getvalue()[:buffer.tell() // 2])
+        raise error
+    return fill
+
+
+@pytest.mark.parametrize("error", ["ENOSPC", "torch"])
+def test_a_full_disk_is_reported_as_such_and_leaves_no_partial_cache(tiny_proteins_root, capsys, monkeypatch, error):
+    if error == "ENOSPC":  # Python's writes
+        exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    else:  # torch's own zip writer says only this, with no errno
+        exc = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+        monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(2**30, 2**30, 0))
+    before = hashes(tiny_proteins_root)
+    with monkeypatch.context() as mp:
+        mp.setattr(torch, "save", partial_then_fail(exc, torch.save))
+        rc, err = data_cli(tiny_proteins_root, capsys)
+    assert rc == 2 and len(err.splitlines()) == 1, f"one line, exit 2: {err}"
+    assert "is full" in err and "--root DIR" in err and "not a valid" not in err, f"a full disk, said so: {err}"
+    assert hashes(tiny_proteins_root) == before, "no partial cache or staging folder is left; nothing deleted"
+    assert load_dataset("ogbn-proteins", root=tiny_proteins_root).num_nodes == 40, "the next load works"
+
+
+def test_a_truncated_cache_is_rebuilt_from_raw_files_and_raw_files_are_kept(tiny_proteins_root, capsys, caplog):
+    load_dataset("ogbn-proteins", root=tiny_proteins_root)
+    cache = tiny_proteins_root / "ogbn_proteins" / "processed" / "geometric_data_processed.pt"
+    cache.write_bytes(cache.read_bytes()[:cache.stat().st_size // 2])  # as a full disk leaves it
+    raw = {k: v for k, v in hashes(tiny_proteins_root).items() if "/processed/" not in k}
+    rc, err = data_cli(tiny_proteins_root, capsys)
+    assert rc == 0, f"a truncated cache does not block the load: {err}"
+    assert "geometric_data_processed.pt cannot be used" in caplog.text and "re-processing" in caplog.text, "said so"
+    assert unchanged(raw, tiny_proteins_root), "raw and split files untouched"
+    caplog.clear()
+    assert load_dataset("ogbn-proteins", root=tiny_proteins_root).num_nodes == 40 and not caplog.text, \
+        "the rebuilt cache loads as it is"
+    assert not list(tiny_proteins_root.glob(".*tmp*")), "no staging folder is left"
+
+
+def test_a_truncated_cache_without_raw_files_is_kept_and_explained(tiny_proteins_root, capsys):
+    load_dataset("ogbn-proteins", root=tiny_proteins_root)
+    cache = tiny_proteins_root / "ogbn_proteins" / "processed" / "geometric_data_processed.pt"
+    cache.write_bytes(cache.read_bytes()[:100])
+    (tiny_proteins_root / "ogbn_proteins" / "raw" / "edge.csv.gz").unlink()
+    before = hashes(tiny_proteins_root)
+    rc, err = data_cli(tiny_proteins_root, capsys)
+    assert rc == 2 and "cannot be rebuilt" in err and "raw/edge.csv.gz" in err, f"one line says why: {err}"
+    assert hashes(tiny_proteins_root) == before, "the damaged cache is not deleted either"
+
+
+def user_cora(root: Path) -> Path:
+    shutil.copytree(SHIPPED / "Cora" / "raw", root / "Cora" / "raw")
+    return root
+
+
+def test_planetoid_truncated_cache_is_rebuilt_not_blamed_on_raw_files(tmp_path, caplog):
+    user_cora(tmp_path)
+    load_dataset("planetoid:cora", root=tmp_path)
+    cache = tmp_path / "Cora" / "processed" / "data.pt"
+    cache.write_bytes(cache.read_bytes()[:cache.stat().st_size // 2])
+    raw = {k: v for k, v in hashes(tmp_path).items() if k.startswith("Cora/raw/")}
+    ds = load_dataset("planetoid:cora", root=tmp_path)
+    assert ds.num_nodes == 2708 and "re-processing" in caplog.text, "rebuilt from raw, and said so"
+    assert hashes(tmp_path).items() >= raw.items(), "raw files untouched"
+    caplog.clear()
+    assert load_dataset("cora", root=tmp_path).num_nodes == 2708 and not caplog.text, "the rebuilt cache loads"
+
+
+def test_planetoid_read_only_root_is_not_blamed_on_raw_files(tmp_path, monkeypatch, capsys):
+    user_cora(tmp_path)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    read_only(monkeypatch, tmp_path)
+    with pytest.raises(DatasetError, match=r"Read-only file system.*--root DIR"):
+        load_dataset("planetoid:cora", root=tmp_path)
+    assert main(["data", "cora", "--root", str(fresh)]) == 2, "exit 2"
+    assert "Read-only file system" in capsys.readouterr().err, "the shipped copy into a read-only root, said so"
+
+
+def test_planetoid_full_disk_is_reported_as_such(tmp_path, monkeypatch):
+    from torch_geometric.io import fs
+
+    user_cora(tmp_path)
+    monkeypatch.setattr(fs, "torch_save", partial_then_fail(OSError(errno.ENOSPC, "No space left on device"),
+                                                            torch.save))
+    before = hashes(tmp_path)
+    with pytest.raises(DatasetError, match="is full"):
+        load_dataset("planetoid:cora", root=tmp_path)
+    assert hashes(tmp_path) == before, "no partial cache left, nothing deleted"
+
+
+@pytest.mark.parametrize("name", ["ogbn-proteins", "cora", "planetoid:citeseer"])
+def test_a_root_that_is_a_file_is_one_line(tmp_path, capsys, name):
+    file = tmp_path / "notes.txt"
+    file.write_text("not a folder")
+    for root in (file, file / "sub"):
+        assert main(["data", name, "--root", str(root)]) == 2, "exit 2"
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "is a file, not a folder" in err, f"one line says so: {err}"
+    assert file.read_text() == "not a folder", "the file is untouched"
