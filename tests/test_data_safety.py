@@ -6,7 +6,9 @@ import hashlib
 import io
 import os
 import shutil
+import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -316,3 +318,44 @@ def test_a_root_that_is_a_file_is_one_line(tmp_path, capsys, name):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "is a file, not a folder" in err, f"one line says so: {err}"
     assert file.read_text() == "not a folder", "the file is untouched"
+
+
+@pytest.fixture
+def fake_download(tmp_path, monkeypatch):
+    """ogb's download, served from a zip of the tiny dataset in ogb's layout (proteins.zip holding proteins/)."""
+    import ogb.nodeproppred.dataset_pyg as ogb_dataset
+    from conftest import write_tiny_ogbn_proteins
+
+    src = write_tiny_ogbn_proteins(tmp_path / "server")
+    served = {"zip": tmp_path / "server" / "proteins.zip", "fail": False}
+    with zipfile.ZipFile(served["zip"], "w") as z:  # ogb's zip unpacks to proteins/, which ogb renames
+        for f in src.rglob("*.*"):
+            z.write(f, "proteins/" + f.relative_to(src).as_posix())
+
+    def download_url(url, folder, log=True):
+        if served["fail"]:
+            raise urllib.error.URLError("network is unreachable")
+        path = Path(folder) / "proteins.zip"
+        shutil.copyfile(served["zip"], path)
+        return str(path)
+
+    monkeypatch.setattr(ogb_dataset, "decide_download", lambda url: True)
+    monkeypatch.setattr(ogb_dataset, "download_url", download_url)
+    return served
+
+
+def test_a_download_is_processed_through_the_stage_and_a_failed_one_removes_only_its_own_files(
+        tmp_path, capsys, fake_download):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "keep.txt").write_text("the user's")
+    assert main(["data", "ogbn-proteins", "--root", str(root)]) == 0, capsys.readouterr().err
+    assert (root / "ogbn_proteins" / "processed" / "geometric_data_processed.pt").is_file(), "downloaded, processed"
+    assert sorted(p.name for p in root.iterdir()) == ["keep.txt", "ogbn_proteins"], "no zip or staging folder left"
+    fake_download["fail"] = True
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("the user's")
+    rc, err = data_cli(other, capsys)
+    assert rc == 2 and "download from" in err and "failed" in err, f"a failed download, said so: {err}"
+    assert [p.name for p in other.iterdir()] == ["keep.txt"], "only what this call created is removed"
