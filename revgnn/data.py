@@ -5,7 +5,9 @@
 - ``ogbn-proteins``: the paper's benchmark, read by ogb's own ``PygNodePropPredDataset`` (species split, 112 binary
   tasks, ROC-AUC). Node input as in the paper: the sum of each node's incident 8-dim edge features (``x``, (N, 8)),
   plus the species index (``species``, (N,), one-hot encoded inside the model). Offline, missing files raise
-  :class:`FileNotFoundError` with instructions instead of letting ogb prompt or download.
+  :class:`FileNotFoundError` with instructions instead of letting ogb prompt or download; a file that cannot be used
+  (bad gzip, header row, wrong column count, node id out of range, NaN, ...) raises
+  :class:`revgnn.datafiles.DatasetError` naming it. Nothing the loader did not create in the same call is deleted.
 - ``synthetic-proteins`` (and ``synthetic-proteins-full``, ogbn-proteins' exact size): see :mod:`revgnn.synthetic`.
 - ``ppi``: the node2vec human PPI graph shipped in ``revgnn/datasets/node2vec_PPI`` (3,890 nodes, 50 labels,
   ROC-AUC), seeded 60/20/20 split. It has no node features; ``x`` is the standardised log-degree (N, 1). Training
@@ -14,7 +16,9 @@
   Cora, CiteSeer or PubMed in PyG's raw Planetoid layout from ``root/NAME/raw``.
 
 Shipped files are copied to ``root`` (default ``$REVGNN_DATA`` or ``~/.cache/revgnn``) before PyG or ogb writes
-``processed/`` next to them, so the package directory may be read-only.
+``processed/`` next to them, so the package directory may be read-only. ``processed/`` is written through a staging
+folder (:func:`revgnn.datafiles.build_in_stage`); a damaged one is rebuilt from ``raw/``. A root that cannot be
+written is needed only until ``processed/`` exists.
 """
 from __future__ import annotations
 
@@ -205,10 +209,10 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
         DatasetError: a file that cannot be used (the message names it and says what to do); nothing is deleted.
     """
     key = name.lower()
-    if root is not None or key in ("ogbn-proteins", "cora") or key.startswith("planetoid:"):
-        root = Path(root) if root is not None else default_root()
-        usable_root(root)
+    uses_root = root is not None or key in ("ogbn-proteins", "cora") or key.startswith("planetoid:")
     root = Path(root) if root is not None else default_root()
+    if uses_root:
+        usable_root(root)
     if kwargs and not key.startswith("synthetic-proteins"):
         raise ValueError(f"dataset {name!r} takes no parameters, got {sorted(kwargs)}")
     if key == "ogbn-proteins":
@@ -281,16 +285,17 @@ def _load_planetoid(root: Path, name: str, shipped: bool) -> GraphDataset:
             f"{PLANETOID_URL}) or pass --root DIR holding {name}/raw/.")
     processed = root / name / "processed"
     ds = None
-    with _quiet():
-        if (processed / "data.pt").is_file():
-            try:
+    if (processed / "data.pt").is_file():
+        try:
+            with _quiet():
                 ds = Planetoid(str(root), name, transform=NormalizeFeatures())
                 data = ds[0]
-            except Exception as err:  # a truncated or garbage cache: RuntimeError, EOFError, UnpicklingError, ...
-                ds = None
-                log.warning("Planetoid %s: %s cannot be used (%s: %s), as a full disk or a kill can leave it; "
-                            "re-processing it from %s", name, processed / "data.pt", type(err).__name__, err, raw)
-        if ds is None:
+        except Exception as err:  # a truncated or garbage cache: RuntimeError, EOFError, UnpicklingError, ...
+            ds = None
+            log.warning("Planetoid %s: %s cannot be used (%s: %s), as a full disk or a kill can leave it; "
+                        "re-processing it from %s", name, processed / "data.pt", type(err).__name__, err, raw)
+    if ds is None:
+        with _quiet():
             staged = partial(_staged, Planetoid, root=str(root), name=name, transform=NormalizeFeatures())
             try:
                 ds = build_in_stage(staged, processed, "data.pt", root)
@@ -408,8 +413,9 @@ def _cached_proteins(root: Path, folder: Path):
     """ogb's dataset and graph from the processed cache, or (None, None) where the cache is damaged and can be
     rebuilt from raw/ (logged); raises where it cannot."""
     try:
-        ds = _proteins_class(None, fetch=False)("ogbn-proteins", root=str(root))
-        data = ds[0]
+        with _quiet(), _ogb_compatible_torch_load():
+            ds = _proteins_class(None, fetch=False)("ogbn-proteins", root=str(root))
+            data = ds[0]
         bad = proteins_graph_problem(data)
         why = None if bad is None else f"its graph fails a check: {bad[0]} {bad[1]}"
     except Exception as err:  # a truncated or garbage cache: RuntimeError, EOFError, UnpicklingError, ...
@@ -474,9 +480,10 @@ def _load_ogbn_proteins(root: Path, download: bool) -> GraphDataset:
     old_timeout = socket.getdefaulttimeout()
     try:
         socket.setdefaulttimeout(60)  # a dead network fails instead of hanging
+        ds = data = None
+        if (folder / "processed" / PROTEINS_PROCESSED).is_file():
+            ds, data = _cached_proteins(root, folder)
         with _quiet(), _ogb_compatible_torch_load():
-            ds, data = _cached_proteins(root, folder) if (folder / "processed" / PROTEINS_PROCESSED).is_file() \
-                else (None, None)
             if ds is None:
                 ds, data = _process_proteins(root, folder, fetch)
             split = _proteins_split(ds, folder, int(data.num_nodes))

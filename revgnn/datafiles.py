@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from typing import TypeVar
 import torch
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PROTEINS_EDGE_DIM = 8
 PROTEINS_TASKS = 112
@@ -238,10 +240,16 @@ def build_in_stage(build: Callable[[Path], T], processed: Path, done_file: str, 
     the same disk) and returns the loaded dataset; it may raise to reject what it built. The files then move into
     ``processed`` with ``os.replace``, ``done_file`` (whose presence means "processed") last, so no reader ever sees a
     partial cache; a cache already there (damaged) is replaced. On any failure the stage, which this call made, is
-    removed, and a read-only location or a full disk raises :func:`disk_error`'s message.
+    removed, and a read-only location or a full disk raises :func:`disk_error`'s message. A stage left by a killed
+    run is named in a warning, not deleted (another call made it).
     """
+    base = f".{processed.parent.name}.{processed.name}.tmp"
+    for old in stage_parent.glob(base + "*"):
+        pid = old.name[len(base):].split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            log.warning("%s was left by an interrupted run (process %s); delete it to free its space", old, pid)
     try:
-        stage = Path(tempfile.mkdtemp(prefix=f".{processed.parent.name}.{processed.name}.tmp", dir=stage_parent))
+        stage = Path(tempfile.mkdtemp(prefix=f"{base}{os.getpid()}-", dir=stage_parent))
     except OSError as err:
         if (disk := disk_error(err, stage_parent)) is None:
             raise
@@ -259,3 +267,13 @@ def build_in_stage(build: Callable[[Path], T], processed: Path, done_file: str, 
             raise disk from err
         raise
     return result
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

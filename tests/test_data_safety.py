@@ -359,3 +359,12 @@ def test_a_download_is_processed_through_the_stage_and_a_failed_one_removes_only
     rc, err = data_cli(other, capsys)
     assert rc == 2 and "download from" in err and "failed" in err, f"a failed download, said so: {err}"
     assert [p.name for p in other.iterdir()] == ["keep.txt"], "only what this call created is removed"
+
+
+def test_a_stage_left_by_a_killed_run_is_named_not_deleted(tiny_proteins_root, caplog):
+    left = tiny_proteins_root / ".ogbn_proteins.processed.tmp999999999-abc"  # no such process
+    left.mkdir()
+    (left / "geometric_data_processed.pt").write_bytes(b"partial")
+    load_dataset("ogbn-proteins", root=tiny_proteins_root)
+    assert str(left) in caplog.text and "interrupted run" in caplog.text, "named in a warning"
+    assert (left / "geometric_data_processed.pt").read_bytes() == b"partial", "not deleted"
