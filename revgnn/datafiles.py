@@ -161,9 +161,9 @@ def proteins_graph_problem(data) -> tuple[str, str] | None:
         return "node-label.csv.gz", f"has {None if y is None else y.size(-1)} columns, expected {PROTEINS_TASKS} tasks"
     if y.size(0) != n:
         return "node-label.csv.gz", f"has {y.size(0)} rows, but num-node-list.csv.gz gives {n} nodes"
-    bad = (y != 0) & (y != 1)  # NaN != 0 too
-    if bool(bad.any()):
-        line = int(bad.any(1).nonzero()[0]) + 1
+    lo, hi = torch.aminmax(y)  # ogb gives int64 labels, float only where a label is empty or NaN
+    if lo < 0 or hi > 1 or y.is_floating_point() and not bool(((y == 0) | (y == 1)).all()):
+        line = int(((y != 0) & (y != 1)).any(1).nonzero()[0]) + 1  # NaN != 0 too
         return "node-label.csv.gz", f"has an empty, NaN or non-0/1 label on line {line}"
     if sp is None or sp.shape != (n, 1) or sp.is_floating_point():
         shape = None if sp is None else tuple(sp.shape)
