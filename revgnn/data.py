@@ -388,10 +388,12 @@ def _proteins_class(stage: Path | None, fetch: bool):
     return type("OgbnProteins", (PygNodePropPredDataset,), attrs)
 
 
+KEPT = (" Nothing was deleted: fix the file or replace it with a good copy (on a connected machine run `revgnn data "
+        "ogbn-proteins --root DIR` and copy it from DIR/ogbn_proteins/).")
+
+
 def _bad_proteins_file(path: Path, problem: str) -> DatasetError:
-    return DatasetError(f"ogbn-proteins: {path} {problem}. Nothing was deleted: fix the file or replace it with a "
-                        f"good copy (on a connected machine run `revgnn data ogbn-proteins --root DIR` and copy it "
-                        f"from DIR/ogbn_proteins/).")
+    return DatasetError(f"ogbn-proteins: {path} {problem}.{KEPT}")
 
 
 def _unreadable_proteins(folder: Path, err: BaseException) -> DatasetError:
@@ -418,6 +420,8 @@ def _cached_proteins(root: Path, folder: Path):
             data = ds[0]
         bad = proteins_graph_problem(data)
         why = None if bad is None else f"its graph fails a check: {bad[0]} {bad[1]}"
+    except MemoryError:
+        raise
     except Exception as err:  # a truncated or garbage cache: RuntimeError, EOFError, UnpicklingError, ...
         why = f"{type(err).__name__}: {err}"
     if why is None:
@@ -488,18 +492,22 @@ def _load_ogbn_proteins(root: Path, download: bool) -> GraphDataset:
                 ds, data = _process_proteins(root, folder, fetch)
             split = _proteins_split(ds, folder, int(data.num_nodes))
     except (OSError, RuntimeError, ValueError, TypeError, IndexError, EOFError, zlib.error) as err:
-        if fetch:  # everything under these paths was made by this call
-            for p in created:
-                if p.is_dir():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
-            if isinstance(err, OSError) and not isinstance(err, gzip.BadGzipFile):
-                raise FileNotFoundError(f"ogbn-proteins: download from {PROTEINS_URL} failed ({err}). Fetch it on a "
-                                        f"connected machine with `revgnn data ogbn-proteins --root DIR`.") from err
-        if isinstance(err, DatasetError):
-            raise
-        raise _unreadable_proteins(folder, err) from err
+        network = isinstance(err, OSError) and not isinstance(err, gzip.BadGzipFile)
+        bad = err if isinstance(err, DatasetError) else None if fetch and network else _unreadable_proteins(folder, err)
+        if not fetch:
+            if bad is err:
+                raise
+            raise bad from err
+        for p in created:  # everything under these paths was made by this call
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        if bad is None:
+            raise FileNotFoundError(f"ogbn-proteins: download from {PROTEINS_URL} failed ({err}). Fetch it on a "
+                                    f"connected machine with `revgnn data ogbn-proteins --root DIR`.") from err
+        raise DatasetError(f"{str(bad).replace(KEPT, '')} The files downloaded by this call were removed; fetch them "
+                           f"again.") from err
     finally:
         socket.setdefaulttimeout(old_timeout)
     species_raw = data.node_species.view(-1)

@@ -331,6 +331,11 @@ def fake_download(tmp_path, monkeypatch):
     with zipfile.ZipFile(served["zip"], "w") as z:  # ogb's zip unpacks to proteins/, which ogb renames
         for f in src.rglob("*.*"):
             z.write(f, "proteins/" + f.relative_to(src).as_posix())
+    rewrite(src / "raw" / "edge-feat.csv.gz", lambda ls: [s.rsplit(",", 1)[0] for s in ls])  # 7 features
+    served["bad"] = tmp_path / "server" / "bad.zip"
+    with zipfile.ZipFile(served["bad"], "w") as z:
+        for f in src.rglob("*.*"):
+            z.write(f, "proteins/" + f.relative_to(src).as_posix())
 
     def download_url(url, folder, log=True):
         if served["fail"]:
@@ -359,6 +364,10 @@ def test_a_download_is_processed_through_the_stage_and_a_failed_one_removes_only
     rc, err = data_cli(other, capsys)
     assert rc == 2 and "download from" in err and "failed" in err, f"a failed download, said so: {err}"
     assert [p.name for p in other.iterdir()] == ["keep.txt"], "only what this call created is removed"
+    fake_download.update(fail=False, zip=fake_download["bad"])
+    rc, err = data_cli(other, capsys)
+    assert rc == 2 and "edge-feat.csv.gz has 7 columns" in err and "downloaded by this call were removed" in err, err
+    assert [p.name for p in other.iterdir()] == ["keep.txt"], "the bad download is removed, the user's file kept"
 
 
 def test_a_stage_left_by_a_killed_run_is_named_not_deleted(tiny_proteins_root, caplog):
@@ -368,3 +377,14 @@ def test_a_stage_left_by_a_killed_run_is_named_not_deleted(tiny_proteins_root, c
     load_dataset("ogbn-proteins", root=tiny_proteins_root)
     assert str(left) in caplog.text and "interrupted run" in caplog.text, "named in a warning"
     assert (left / "geometric_data_processed.pt").read_bytes() == b"partial", "not deleted"
+
+
+def test_an_unexpected_io_error_is_one_line_from_revgnn_data(monkeypatch, capsys):
+    import revgnn.data
+
+    def broken(*_, **__):
+        raise OSError(errno.EIO, os.strerror(errno.EIO), "/data/ogbn_proteins/raw/edge.csv.gz")
+    monkeypatch.setattr(revgnn.data, "load_dataset", broken)
+    assert main(["data", "ogbn-proteins"]) == 2, "exit 2"
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Input/output error" in err and "edge.csv.gz" in err, err
