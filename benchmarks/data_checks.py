@@ -1,8 +1,8 @@
 """Cost of the ogbn-proteins content checks at the real graph's size (issue 10: validate cheaply).
 
 Builds random tensors of ogbn-proteins' processed shapes (132,534 nodes, 79,122,504 directed edges, 8 edge features,
-112 tasks) and times :func:`revgnn.datafiles.proteins_graph_problem` against the node-feature sum the loader computes
-anyway (``scatter`` of the edge features), interleaved, median of ``--repeats``. Prints one JSON object.
+112 tasks) and times :func:`revgnn.ogbn_proteins.proteins_graph_problem` against the node-feature sum the loader
+computes anyway (``scatter`` of the edge features), interleaved, median of ``--repeats``. Prints one JSON object.
 
     OMP_NUM_THREADS=1 python benchmarks/data_checks.py [--edges 79122504] [--repeats 5]
 """
@@ -20,7 +20,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
-from revgnn.datafiles import proteins_graph_problem
+from revgnn.ogbn_proteins import proteins_graph_problem
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance  # noqa: E402

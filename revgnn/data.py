@@ -22,15 +22,9 @@ written is needed only until ``processed/`` exists.
 """
 from __future__ import annotations
 
-import contextlib
-import gzip
-import io
 import logging
 import os
 import shutil
-import socket
-import warnings
-import zlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -40,19 +34,8 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, degree, remove_self_loops, scatter
 
-from revgnn.datafiles import (
-    PROTEINS_TABLES,
-    SPLIT_FILES,
-    DatasetError,
-    build_in_stage,
-    disk_error,
-    first_line_problem,
-    make_dirs,
-    proteins_graph_problem,
-    split_problem,
-    table_problem,
-    usable_root,
-)
+from revgnn.datafiles import DatasetError, build_in_stage, disk_error, make_dirs, quiet, usable_root
+from revgnn.ogbn_proteins import load_ogbn_proteins
 from revgnn.synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
 
 log = logging.getLogger(__name__)
@@ -60,9 +43,6 @@ log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).parent / "datasets"
 DATASETS = ("ogbn-proteins", "synthetic-proteins", "synthetic-proteins-full", "ppi", "cora", "planetoid:NAME")
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
-PROTEINS_URL = "http://snap.stanford.edu/ogb/data/nodeproppred/proteins.zip"
-PROTEINS_RAW = ("edge.csv.gz", "edge-feat.csv.gz", "node-label.csv.gz", "num-node-list.csv.gz", "num-edge-list.csv.gz")
-PROTEINS_PROCESSED = "geometric_data_processed.pt"
 PLANETOID_RAW = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/tree/master/data"
 PPI_SPLIT_SEED = 0
@@ -287,7 +267,7 @@ def _load_planetoid(root: Path, name: str, shipped: bool) -> GraphDataset:
     ds = None
     if (processed / "data.pt").is_file():
         try:
-            with _quiet():
+            with quiet():
                 ds = Planetoid(str(root), name, transform=NormalizeFeatures())
                 data = ds[0]
         except Exception as err:  # a truncated or garbage cache: RuntimeError, EOFError, UnpicklingError, ...
@@ -295,7 +275,7 @@ def _load_planetoid(root: Path, name: str, shipped: bool) -> GraphDataset:
             log.warning("Planetoid %s: %s cannot be used (%s: %s), as a full disk or a kill can leave it; "
                         "re-processing it from %s", name, processed / "data.pt", type(err).__name__, err, raw)
     if ds is None:
-        with _quiet():
+        with quiet():
             staged = partial(_staged, Planetoid, root=str(root), name=name, transform=NormalizeFeatures())
             try:
                 ds = build_in_stage(staged, processed, "data.pt", root)
@@ -321,7 +301,7 @@ def _unreadable_planetoid(raw: Path, name: str, err: BaseException) -> DatasetEr
 
     for s in PLANETOID_RAW:
         try:
-            with _quiet():
+            with quiet():
                 read_file(str(raw), name, s)
         except Exception as bad:  # pickle, numpy and text errors of every kind
             return DatasetError(f"Planetoid {name}: cannot read {raw / f'ind.{name.lower()}.{s}'} ({bad!r}); replace "
@@ -330,186 +310,8 @@ def _unreadable_planetoid(raw: Path, name: str, err: BaseException) -> DatasetEr
                         f"{PLANETOID_URL}). Nothing was deleted.")
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Send the prints, progress bars and warnings of PyG/ogb dataset processing to the debug log."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            yield
-        finally:
-            if out.getvalue().strip():
-                log.debug("dataset processing: %s", out.getvalue().strip())
-
-
-@contextlib.contextmanager
-def _ogb_compatible_torch_load():
-    """Let ogb 1.3.6 read its own PyG caches under torch >= 2.6 (``weights_only=True`` by default).
-
-    ogb calls ``torch.load`` on a pickled ``(Data, slices)`` tuple; the PyG classes are allow-listed here for the
-    duration of the load only (snap-stanford/ogb#497).
-    """
-    from torch_geometric.data.data import Data as PygData
-    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
-    from torch_geometric.data.storage import EdgeStorage, GlobalStorage, NodeStorage
-
-    safe = [PygData, DataEdgeAttr, DataTensorAttr, GlobalStorage, NodeStorage, EdgeStorage]
-    ctx = torch.serialization.safe_globals(safe) if hasattr(torch.serialization, "safe_globals") else \
-        contextlib.nullcontext()
-    with ctx:
-        yield
-
-
-def proteins_missing(folder: Path) -> list[str]:
-    """Files that ogb needs in ``folder`` (``root/ogbn_proteins``) to load ogbn-proteins without a network."""
-    need = ["RELEASE_v1.txt", *SPLIT_FILES]
-    missing = [f for f in need if not (folder / f).is_file()]
-    if not (folder / "processed" / PROTEINS_PROCESSED).is_file():
-        missing += _proteins_raw_missing(folder)
-    return missing
-
-
-def _proteins_raw_missing(folder: Path) -> list[str]:
-    need = [f"raw/{f}" for f in PROTEINS_RAW]
-    if not (folder / "raw" / "species.csv.gz").is_file():
-        need.append("raw/node_species.csv.gz")
-    return [f for f in need if not (folder / f).is_file()]
-
-
-def _proteins_class(stage: Path | None, fetch: bool):
-    """ogb's dataset class, processing into ``stage`` where given, and downloading only where ``fetch``: ogb's
-    ``download`` deletes the dataset folder before unpacking, so it never runs on a folder that already exists."""
-    from ogb.nodeproppred import PygNodePropPredDataset
-
-    attrs = {} if fetch else {"download": lambda self: None}
-    if stage is not None:
-        attrs["processed_dir"] = property(lambda self: str(stage))
-    return type("OgbnProteins", (PygNodePropPredDataset,), attrs)
-
-
-KEPT = (" Nothing was deleted: fix the file or replace it with a good copy (on a connected machine run `revgnn data "
-        "ogbn-proteins --root DIR` and copy it from DIR/ogbn_proteins/).")
-
-
-def _bad_proteins_file(path: Path, problem: str) -> DatasetError:
-    return DatasetError(f"ogbn-proteins: {path} {problem}.{KEPT}")
-
-
-def _unreadable_proteins(folder: Path, err: BaseException) -> DatasetError:
-    """The error for files in ``folder`` that ogb could not read, naming the first bad one (reads them all again)."""
-    order = [*SPLIT_FILES, *(f for f in PROTEINS_TABLES if f not in SPLIT_FILES)]  # the small files first
-    for rel in order:
-        path = folder / rel
-        if not path.is_file() and rel == "raw/node_species.csv.gz":
-            path = folder / "raw" / "species.csv.gz"  # ogb renames it on first processing
-        bad = table_problem(path, *PROTEINS_TABLES[rel]) if path.is_file() else None
-        if bad:
-            return _bad_proteins_file(path, bad)
-    return DatasetError(f"ogbn-proteins: cannot read the files in {folder} ({err!r}). Nothing was deleted: replace "
-                        f"the bad file with a good copy (`revgnn data ogbn-proteins --root DIR` on a connected "
-                        f"machine).")
-
-
-def _cached_proteins(root: Path, folder: Path):
-    """ogb's dataset and graph from the processed cache, or (None, None) where the cache is damaged and can be
-    rebuilt from raw/ (logged); raises where it cannot."""
-    try:
-        with _quiet(), _ogb_compatible_torch_load():
-            ds = _proteins_class(None, fetch=False)("ogbn-proteins", root=str(root))
-            data = ds[0]
-        bad = proteins_graph_problem(data)
-        why = None if bad is None else f"its graph fails a check: {bad[0]} {bad[1]}"
-    except MemoryError:
-        raise
-    except Exception as err:  # a truncated or garbage cache: RuntimeError, EOFError, UnpicklingError, ...
-        why = f"{type(err).__name__}: {err}"
-    if why is None:
-        return ds, data
-    cache = folder / "processed" / PROTEINS_PROCESSED
-    missing = _proteins_raw_missing(folder)
-    if missing:
-        raise DatasetError(f"ogbn-proteins: {cache} cannot be used ({why}) and cannot be rebuilt: {folder} lacks "
-                           f"{', '.join(missing)}. Put ogb's raw files there (`revgnn data ogbn-proteins --root DIR` "
-                           f"on a connected machine, then copy DIR/ogbn_proteins/raw/); the cache is then rebuilt.")
-    log.warning("ogbn-proteins: %s cannot be used (%s), as a full disk or a kill can leave it; re-processing it from "
-                "%s", cache, why, folder / "raw")
-    return None, None
-
-
-def _process_proteins(root: Path, folder: Path, fetch: bool):
-    """Process (and where ``fetch``, download) ogbn-proteins through ogb into a staged cache; check it first."""
-    if not fetch:
-        for rel, (columns, what) in PROTEINS_TABLES.items():
-            path = folder / rel
-            if rel == "raw/node_species.csv.gz" and not path.is_file():
-                path = folder / "raw" / "species.csv.gz"
-            if rel.startswith("raw/") and (bad := first_line_problem(path, columns, what)):
-                raise _bad_proteins_file(path, bad)
-
-    def build(stage: Path):
-        ds = _proteins_class(stage, fetch)("ogbn-proteins", root=str(root))
-        data = ds[0]
-        bad = proteins_graph_problem(data)
-        if bad:
-            raise _bad_proteins_file(folder / "raw" / bad[0], bad[1])
-        return ds, data
-
-    return build_in_stage(build, folder / "processed", PROTEINS_PROCESSED, root)
-
-
-def _proteins_split(ds, folder: Path, num_nodes: int) -> dict[str, torch.Tensor]:
-    for rel in SPLIT_FILES:
-        if bad := first_line_problem(folder / rel, 1, "a node id"):
-            raise _bad_proteins_file(folder / rel, bad)
-    split = ds.get_idx_split()
-    if bad := split_problem(split, num_nodes):
-        raise _bad_proteins_file(folder / bad[0], bad[1])
-    return split
-
-
 def _load_ogbn_proteins(root: Path, download: bool) -> GraphDataset:
-    folder = root / ("ogbn_proteins_pyg" if (root / "ogbn_proteins_pyg").is_dir() else "ogbn_proteins")
-    missing = proteins_missing(folder)
-    if missing and (folder.exists() or not download):
-        hint = (f"On a connected machine run `revgnn data ogbn-proteins --root DIR` (or download and unzip "
-                f"{PROTEINS_URL} into DIR so that DIR/ogbn_proteins/ holds RELEASE_v1.txt, raw/, split/), then copy "
-                f"DIR/ogbn_proteins to {folder}.")
-        if folder.exists():
-            hint += f" {folder} exists but is incomplete: delete it and fetch it again."
-        raise FileNotFoundError(f"ogbn-proteins: missing {', '.join(missing)} in {folder}. {hint}")
-    fetch = not folder.exists()  # only then may ogb download, into a folder this call creates
-    created = [p for p in (folder, root / "proteins.zip", root / "proteins") if not p.exists()]
-    make_dirs(root)
-    old_timeout = socket.getdefaulttimeout()
-    try:
-        socket.setdefaulttimeout(60)  # a dead network fails instead of hanging
-        ds = data = None
-        if (folder / "processed" / PROTEINS_PROCESSED).is_file():
-            ds, data = _cached_proteins(root, folder)
-        with _quiet(), _ogb_compatible_torch_load():
-            if ds is None:
-                ds, data = _process_proteins(root, folder, fetch)
-            split = _proteins_split(ds, folder, int(data.num_nodes))
-    except (OSError, RuntimeError, ValueError, TypeError, IndexError, EOFError, zlib.error) as err:
-        network = isinstance(err, OSError) and not isinstance(err, gzip.BadGzipFile)
-        bad = err if isinstance(err, DatasetError) else None if fetch and network else _unreadable_proteins(folder, err)
-        if not fetch:
-            if bad is err:
-                raise
-            raise bad from err
-        for p in created:  # everything under these paths was made by this call
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-        if bad is None:
-            raise FileNotFoundError(f"ogbn-proteins: download from {PROTEINS_URL} failed ({err}). Fetch it on a "
-                                    f"connected machine with `revgnn data ogbn-proteins --root DIR`.") from err
-        raise DatasetError(f"{str(bad).replace(KEPT, '')} The files downloaded by this call were removed; fetch them "
-                           f"again.") from err
-    finally:
-        socket.setdefaulttimeout(old_timeout)
+    data, split = load_ogbn_proteins(root, download)
     species_raw = data.node_species.view(-1)
     _, species = torch.unique(species_raw, return_inverse=True)  # NCBI taxon ids -> 0..7
     x = scatter(data.edge_attr, data.edge_index[0], dim=0, dim_size=data.num_nodes, reduce="sum")  # (N, 8)

@@ -3,10 +3,8 @@
 
 - Nothing the program did not create in the same call is deleted. A file that cannot be used is named, with what to
   do, as a :class:`DatasetError` (one line, exit 2 on the command line).
-- ogbn-proteins: the first line of each raw file is checked before ogb parses it (header row, column count:
-  :func:`first_line_problem`); the graph ogb built is checked after (:func:`proteins_graph_problem`: shapes, node ids
-  in range, finite edge features, 0/1 labels), vectorised, so the real 79M-edge graph costs a few reductions. The
-  full file is read again only to explain a failure (:func:`table_problem`).
+- gzip CSV tables: :func:`first_line_problem` is cheap enough to run before every parse (header row, column count);
+  :func:`table_problem` reads the whole file again, only to explain a failure.
 - Processed caches are written into a fresh staging folder and moved into place with ``os.replace``
   (:func:`build_in_stage`), so a full disk or a kill never leaves a truncated cache behind; a damaged cache left by an
   older version is rebuilt from the raw files, which are never touched.
@@ -14,35 +12,23 @@
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
+import io
 import logging
 import os
 import shutil
 import tempfile
+import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import torch
-
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-PROTEINS_EDGE_DIM = 8
-PROTEINS_TASKS = 112
-SPLIT_FILES = tuple(f"split/species/{s}.csv.gz" for s in ("train", "valid", "test"))
-# ogbn-proteins tables in the order ogb reads them: path in the dataset folder -> (columns, what a row holds)
-PROTEINS_TABLES = {
-    "raw/edge.csv.gz": (2, "an edge: two node ids"),
-    "raw/num-node-list.csv.gz": (1, "the node count"),
-    "raw/num-edge-list.csv.gz": (1, "the edge count"),
-    "raw/edge-feat.csv.gz": (PROTEINS_EDGE_DIM, f"{PROTEINS_EDGE_DIM} edge features"),
-    "raw/node_species.csv.gz": (1, "a node's taxon id"),
-    "raw/node-label.csv.gz": (PROTEINS_TASKS, f"{PROTEINS_TASKS} 0/1 labels"),
-    **{f: (1, "a node id") for f in SPLIT_FILES},
-}
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 LOW_SPACE = 64 * 2**20  # bytes; below this a failed write is put down to a full disk
@@ -124,64 +110,17 @@ def table_problem(path: Path, columns: int, what: str) -> str | None:
     return None
 
 
-def proteins_graph_problem(data) -> tuple[str, str] | None:
-    """Check the graph ogb built from the raw ogbn-proteins files; (raw file, what is wrong) or None.
-
-    Vectorised reductions only (min/max of the edge ids, one column sum of the edge features), so the real graph
-    (79M directed edges) costs about a second. ogb stores each undirected edge twice: directed edge ``j`` comes from
-    line ``j // 2 + 1`` of ``edge.csv.gz`` and ``edge-feat.csv.gz``.
-
-    Args:
-        data: ogb's PyG graph: ``edge_index`` (2, 2E), ``edge_attr`` (2E, 8), ``y`` (N, 112),
-            ``node_species`` (N, 1), ``num_nodes`` N.
-    """
-    n = int(data.num_nodes or 0)
-    ei, ea, y, sp = data.edge_index, data.edge_attr, data.y, getattr(data, "node_species", None)
-    if n <= 0:
-        return "num-node-list.csv.gz", f"gives {n} nodes"
-    if ei is None or ei.dim() != 2 or ei.size(0) != 2:
-        return "edge.csv.gz", f"has {None if ei is None else ei.size(0)} columns, expected 2 (two node ids)"
-    if ea is None or ea.dim() != 2 or ea.size(1) != PROTEINS_EDGE_DIM:
-        return "edge-feat.csv.gz", f"has {None if ea is None else ea.size(-1)} columns, expected {PROTEINS_EDGE_DIM}"
-    if ea.size(0) != ei.size(1):
-        return "edge-feat.csv.gz", f"has {ea.size(0) // 2} rows, but edge.csv.gz has {ei.size(1) // 2} edges"
-    if ei.numel():
-        lo, hi = torch.aminmax(ei)
-        if lo < 0:
-            line = int((ei < 0).any(0).nonzero()[0]) // 2 + 1
-            return "edge.csv.gz", f"has a negative or missing node id on line {line}"
-        if hi >= n:
-            line = int((ei >= n).any(0).nonzero()[0]) // 2 + 1
-            return "edge.csv.gz", (f"has node id {int(hi)} (line {line}), but num-node-list.csv.gz gives {n} nodes "
-                                   f"(ids 0..{n - 1})")
-    if ea.is_floating_point() and not bool(torch.isfinite(ea.sum(0)).all()):  # NaN/inf propagate into the sums
-        line = int((~torch.isfinite(ea)).any(1).nonzero()[0]) // 2 + 1
-        return "edge-feat.csv.gz", f"has an empty, NaN or infinite value on line {line}"
-    if y is None or y.dim() != 2 or y.size(1) != PROTEINS_TASKS:
-        return "node-label.csv.gz", f"has {None if y is None else y.size(-1)} columns, expected {PROTEINS_TASKS} tasks"
-    if y.size(0) != n:
-        return "node-label.csv.gz", f"has {y.size(0)} rows, but num-node-list.csv.gz gives {n} nodes"
-    lo, hi = torch.aminmax(y)  # ogb gives int64 labels, float only where a label is empty or NaN
-    if lo < 0 or hi > 1 or y.is_floating_point() and not bool(((y == 0) | (y == 1)).all()):
-        line = int(((y != 0) & (y != 1)).any(1).nonzero()[0]) + 1  # NaN != 0 too
-        return "node-label.csv.gz", f"has an empty, NaN or non-0/1 label on line {line}"
-    if sp is None or sp.shape != (n, 1) or sp.is_floating_point():
-        shape = None if sp is None else tuple(sp.shape)
-        return "node_species.csv.gz", f"gives species of shape {shape}, expected ({n}, 1) integer taxon ids"
-    return None
-
-
-def split_problem(split: dict[str, torch.Tensor], num_nodes: int) -> tuple[str, str] | None:
-    """Check ogb's species split: integer node ids in ``0..N-1``; (split file, what is wrong) or None."""
-    for part, idx in split.items():
-        rel = f"split/species/{part}.csv.gz"
-        if idx.dim() != 1 or idx.is_floating_point():
-            return rel, "does not hold one integer node id per line"
-        out = (idx < 0) | (idx >= num_nodes)
-        if bool(out.any()):
-            i = int(out.nonzero()[0])
-            return rel, f"has node id {int(idx[i])} on line {i + 1}, outside 0..{num_nodes - 1}"
-    return None
+@contextlib.contextmanager
+def quiet():
+    """Send the prints, progress bars and warnings of PyG/ogb dataset processing to the debug log."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            if out.getvalue().strip():
+                log.debug("dataset processing: %s", out.getvalue().strip())
 
 
 def disk_error(err: BaseException, where: Path) -> DatasetError | None:
