@@ -5,7 +5,9 @@
 - ``ogbn-proteins``: the paper's benchmark, read by ogb's own ``PygNodePropPredDataset`` (species split, 112 binary
   tasks, ROC-AUC). Node input as in the paper: the sum of each node's incident 8-dim edge features (``x``, (N, 8)),
   plus the species index (``species``, (N,), one-hot encoded inside the model). Offline, missing files raise
-  :class:`FileNotFoundError` with instructions instead of letting ogb prompt or download.
+  :class:`FileNotFoundError` with instructions instead of letting ogb prompt or download; a file that cannot be used
+  (bad gzip, header row, wrong column count, node id out of range, NaN, ...) raises
+  :class:`revgnn.datafiles.DatasetError` naming it. Nothing the loader did not create in the same call is deleted.
 - ``synthetic-proteins`` (and ``synthetic-proteins-full``, ogbn-proteins' exact size): see :mod:`revgnn.synthetic`.
 - ``ppi``: the node2vec human PPI graph shipped in ``revgnn/datasets/node2vec_PPI`` (3,890 nodes, 50 labels,
   ROC-AUC), seeded 60/20/20 split. It has no node features; ``x`` is the standardised log-degree (N, 1). Training
@@ -14,18 +16,17 @@
   Cora, CiteSeer or PubMed in PyG's raw Planetoid layout from ``root/NAME/raw``.
 
 Shipped files are copied to ``root`` (default ``$REVGNN_DATA`` or ``~/.cache/revgnn``) before PyG or ogb writes
-``processed/`` next to them, so the package directory may be read-only.
+``processed/`` next to them, so the package directory may be read-only. ``processed/`` is written through a staging
+folder (:func:`revgnn.datafiles.build_in_stage`); a damaged one is rebuilt from ``raw/``. A root that cannot be
+written is needed only until ``processed/`` exists.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 import shutil
-import socket
-import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,8 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, degree, remove_self_loops, scatter
 
+from revgnn.datafiles import DatasetError, build_in_stage, disk_error, make_dirs, quiet, usable_root
+from revgnn.ogbn_proteins import load_ogbn_proteins
 from revgnn.synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
 
 log = logging.getLogger(__name__)
@@ -40,8 +43,8 @@ log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).parent / "datasets"
 DATASETS = ("ogbn-proteins", "synthetic-proteins", "synthetic-proteins-full", "ppi", "cora", "planetoid:NAME")
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
-PROTEINS_URL = "http://snap.stanford.edu/ogb/data/nodeproppred/proteins.zip"
-PROTEINS_RAW = ("edge.csv.gz", "edge-feat.csv.gz", "node-label.csv.gz", "num-node-list.csv.gz", "num-edge-list.csv.gz")
+PLANETOID_RAW = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+PLANETOID_URL = "https://github.com/kimiyoung/planetoid/tree/master/data"
 PPI_SPLIT_SEED = 0
 
 
@@ -183,9 +186,13 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     Raises:
         ValueError: unknown name or bad parameters.
         FileNotFoundError: files absent offline (the message says where to put them and how to fetch them).
+        DatasetError: a file that cannot be used (the message names it and says what to do); nothing is deleted.
     """
-    root = Path(root) if root is not None else default_root()
     key = name.lower()
+    uses_root = root is not None or key in ("ogbn-proteins", "cora") or key.startswith("planetoid:")
+    root = Path(root) if root is not None else default_root()
+    if uses_root:
+        usable_root(root)
     if kwargs and not key.startswith("synthetic-proteins"):
         raise ValueError(f"dataset {name!r} takes no parameters, got {sorted(kwargs)}")
     if key == "ogbn-proteins":
@@ -237,103 +244,74 @@ def _load_planetoid(root: Path, name: str, shipped: bool) -> GraphDataset:
     from torch_geometric.transforms import NormalizeFeatures
 
     raw = root / name / "raw"
-    files = [f"ind.{name.lower()}.{s}" for s in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")]
+    files = [f"ind.{name.lower()}.{s}" for s in PLANETOID_RAW]
     if shipped:
-        raw.mkdir(parents=True, exist_ok=True)
+        make_dirs(raw)
         for f in files:
             if not (raw / f).exists():
-                tmp = raw / (f + ".tmp")
-                shutil.copyfile(SHIPPED / name / "raw" / f, tmp)
-                os.replace(tmp, raw / f)
+                tmp = raw / f"{f}.tmp{os.getpid()}"
+                try:
+                    shutil.copyfile(SHIPPED / name / "raw" / f, tmp)
+                    os.replace(tmp, raw / f)
+                except OSError as err:
+                    tmp.unlink(missing_ok=True)  # this call's partial copy
+                    if (disk := disk_error(err, raw)) is None:
+                        raise
+                    raise disk from err
     missing = [f for f in files if not (raw / f).is_file()]
     if missing:
         raise FileNotFoundError(
             f"Planetoid {name}: missing {', '.join(missing)} in {raw}. Put PyG's raw Planetoid files there (from "
-            f"https://github.com/kimiyoung/planetoid/tree/master/data) or pass --root DIR holding {name}/raw/.")
-    try:
-        with _quiet():
-            ds = Planetoid(str(root), name, transform=NormalizeFeatures())
+            f"{PLANETOID_URL}) or pass --root DIR holding {name}/raw/.")
+    processed = root / name / "processed"
+    ds = None
+    if (processed / "data.pt").is_file():
+        try:
+            with quiet():
+                ds = Planetoid(str(root), name, transform=NormalizeFeatures())
+                data = ds[0]
+        except Exception as err:  # a truncated or garbage cache: RuntimeError, EOFError, UnpicklingError, ...
+            ds = None
+            log.warning("Planetoid %s: %s cannot be used (%s: %s), as a full disk or a kill can leave it; "
+                        "re-processing it from %s", name, processed / "data.pt", type(err).__name__, err, raw)
+    if ds is None:
+        with quiet():
+            staged = partial(_staged, Planetoid, root=str(root), name=name, transform=NormalizeFeatures())
+            try:
+                ds = build_in_stage(staged, processed, "data.pt", root)
+            except DatasetError:
+                raise
+            except Exception as err:  # unreadable or truncated raw pickles
+                raise _unreadable_planetoid(raw, name, err) from err
             data = ds[0]
-    except Exception as err:  # unreadable or truncated pickles
-        raise FileNotFoundError(f"Planetoid {name}: cannot read the files in {raw} ({err!r}); replace them") from err
     split = {k: m.nonzero().view(-1) for k, m in
              (("train", data.train_mask), ("valid", data.val_mask), ("test", data.test_mask))}
     data = Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes)
     return GraphDataset(name.lower(), data, split, "acc", ds.num_classes)
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Send the prints, progress bars and warnings of PyG/ogb dataset processing to the debug log."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+def _staged(cls, stage: Path, **kwargs):
+    """A PyG dataset ``cls(**kwargs)`` whose processing writes into ``stage`` (see :func:`build_in_stage`)."""
+    return type(cls.__name__, (cls,), {"processed_dir": property(lambda self: str(stage))})(**kwargs)
+
+
+def _unreadable_planetoid(raw: Path, name: str, err: BaseException) -> DatasetError:
+    """The error for raw Planetoid files that PyG could not process, naming the first one that cannot be read."""
+    from torch_geometric.io.planetoid import read_file
+
+    for s in PLANETOID_RAW:
         try:
-            yield
-        finally:
-            if out.getvalue().strip():
-                log.debug("dataset processing: %s", out.getvalue().strip())
-
-
-@contextlib.contextmanager
-def _ogb_compatible_torch_load():
-    """Let ogb 1.3.6 read its own PyG caches under torch >= 2.6 (``weights_only=True`` by default).
-
-    ogb calls ``torch.load`` on a pickled ``(Data, slices)`` tuple; the PyG classes are allow-listed here for the
-    duration of the load only (snap-stanford/ogb#497).
-    """
-    from torch_geometric.data.data import Data as PygData
-    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
-    from torch_geometric.data.storage import EdgeStorage, GlobalStorage, NodeStorage
-
-    safe = [PygData, DataEdgeAttr, DataTensorAttr, GlobalStorage, NodeStorage, EdgeStorage]
-    ctx = torch.serialization.safe_globals(safe) if hasattr(torch.serialization, "safe_globals") else \
-        contextlib.nullcontext()
-    with ctx:
-        yield
-
-
-def proteins_missing(folder: Path) -> list[str]:
-    """Files that ogb needs in ``folder`` (``root/ogbn_proteins``) to load ogbn-proteins without a network."""
-    need = ["RELEASE_v1.txt"] + [f"split/species/{s}.csv.gz" for s in ("train", "valid", "test")]
-    if not (folder / "processed" / "geometric_data_processed.pt").is_file():
-        need += [f"raw/{f}" for f in PROTEINS_RAW]
-        if not (folder / "raw" / "species.csv.gz").is_file():
-            need.append("raw/node_species.csv.gz")
-    return [f for f in need if not (folder / f).is_file()]
+            with quiet():
+                read_file(str(raw), name, s)
+        except Exception as bad:  # pickle, numpy and text errors of every kind
+            return DatasetError(f"Planetoid {name}: cannot read {raw / f'ind.{name.lower()}.{s}'} ({bad!r}); replace "
+                                f"it with a good copy (from {PLANETOID_URL}). Nothing was deleted.")
+    return DatasetError(f"Planetoid {name}: cannot read the files in {raw} ({err!r}); replace them (from "
+                        f"{PLANETOID_URL}). Nothing was deleted.")
 
 
 def _load_ogbn_proteins(root: Path, download: bool) -> GraphDataset:
-    from ogb.nodeproppred import PygNodePropPredDataset
-
-    folder = root / ("ogbn_proteins_pyg" if (root / "ogbn_proteins_pyg").is_dir() else "ogbn_proteins")
-    missing = proteins_missing(folder)
-    if missing and (folder.exists() or not download):
-        hint = (f"On a connected machine run `revgnn data ogbn-proteins --root DIR` (or download and unzip "
-                f"{PROTEINS_URL} into DIR so that DIR/ogbn_proteins/ holds RELEASE_v1.txt, raw/, split/), then copy "
-                f"DIR/ogbn_proteins to {folder}.")
-        if folder.exists():
-            hint += f" {folder} exists but is incomplete: delete it and fetch it again."
-        raise FileNotFoundError(f"ogbn-proteins: missing {', '.join(missing)} in {folder}. {hint}")
-    root.mkdir(parents=True, exist_ok=True)
-    old_timeout = socket.getdefaulttimeout()
-    try:
-        socket.setdefaulttimeout(60)  # a dead network fails instead of hanging
-        with _quiet(), _ogb_compatible_torch_load():
-            ds = PygNodePropPredDataset("ogbn-proteins", root=str(root))
-            split = ds.get_idx_split()
-            data = ds[0]
-    except OSError as err:
-        if not download:
-            raise FileNotFoundError(f"ogbn-proteins: cannot read files in {folder} ({err}); fetch them again") from err
-        shutil.rmtree(folder, ignore_errors=True)
-        raise FileNotFoundError(f"ogbn-proteins: download from {PROTEINS_URL} failed ({err}). Fetch it on a "
-                                f"connected machine with `revgnn data ogbn-proteins --root DIR`.") from err
-    except (RuntimeError, ValueError, EOFError) as err:
-        raise FileNotFoundError(f"ogbn-proteins: unreadable files in {folder} ({err}); delete the folder and "
-                                f"fetch it again") from err
-    finally:
-        socket.setdefaulttimeout(old_timeout)
+    data, split = load_ogbn_proteins(root, download)
     species_raw = data.node_species.view(-1)
     _, species = torch.unique(species_raw, return_inverse=True)  # NCBI taxon ids -> 0..7
     x = scatter(data.edge_attr, data.edge_index[0], dim=0, dim_size=data.num_nodes, reduce="sum")  # (N, 8)

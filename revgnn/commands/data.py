@@ -1,4 +1,8 @@
-"""``revgnn data NAME --root DIR``: prepare a dataset (downloads ogbn-proteins where a network exists)."""
+"""``revgnn data NAME --root DIR``: prepare a dataset (downloads ogbn-proteins where a network exists).
+
+Bad or damaged files, a read-only root and a full disk are one line naming the file and what to do (exit 2); nothing
+that this command did not create is deleted.
+"""
 from __future__ import annotations
 
 import json
@@ -20,7 +24,7 @@ def run(args) -> int:
 
     try:
         ds = load_dataset(args.name, root=args.root, download=True)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # DatasetError (bad files, read-only root, full disk) is a ValueError
         sys.stderr.write(f"revgnn data: error: {err}\n")
         return 2
     info = {"dataset": ds.name, "root": str(args.root or default_root()), "num_nodes": ds.num_nodes,

@@ -1,0 +1,218 @@
+"""Dataset files that are never deleted, checked before use, and cached atomically (the safety rules of
+:mod:`revgnn.data`).
+
+- Nothing the program did not create in the same call is deleted. A file that cannot be used is named, with what to
+  do, as a :class:`DatasetError` (one line, exit 2 on the command line).
+- gzip CSV tables: :func:`first_line_problem` is cheap enough to run before every parse (header row, column count);
+  :func:`table_problem` reads the whole file again, only to explain a failure.
+- Processed caches are written into a fresh staging folder and moved into place with ``os.replace``
+  (:func:`build_in_stage`), so a full disk or a kill never leaves a truncated cache behind; a damaged cache left by an
+  older version is rebuilt from the raw files, which are never touched.
+- A read-only root or a full disk is reported as such (:func:`disk_error`), not as bad files.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import io
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+LOW_SPACE = 64 * 2**20  # bytes; below this a failed write is put down to a full disk
+
+
+class DatasetError(ValueError):
+    """A dataset's files cannot be used (bad or damaged content, a root that cannot be written, a full disk).
+
+    The message names the file and says what to do. A ``ValueError``, so the CLI reports it in one line (exit 2).
+    """
+
+
+def gzip_problem(path: Path) -> str | None:
+    """Why ``path`` is not a whole, valid gzip stream (not gzip, CRC error, truncated, corrupt), or None.
+
+    Decompresses the file once without keeping it (16 MiB at a time); used only to explain a failure.
+    """
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(1 << 24):
+                pass
+    except gzip.BadGzipFile as err:
+        return "is not a valid gzip file (" + ("CRC error" if "CRC" in str(err) else f"{err}") + ")"
+    except EOFError:
+        return "is not a valid gzip file (truncated: the compressed stream ends early)"
+    except zlib.error as err:
+        return f"is not a valid gzip file (corrupt compressed data: {err})"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    return None
+
+
+def first_line_problem(path: Path, columns: int, what: str) -> str | None:
+    """Why the first line of a gzip CSV is not ``columns`` numbers (a header row, a wrong column count), or None.
+
+    Reads one line, so it is cheap enough to run before every parse of the real files.
+    """
+    try:
+        with gzip.open(path, "rt") as f:
+            line = f.readline().strip()
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError):
+        return gzip_problem(path) or "cannot be read as text"
+    if not line:
+        return "is empty"
+    fields = line.split(",")
+    try:
+        [float(v) for v in fields]
+    except ValueError:
+        return f"starts with a header or text row ({line[:60]!r}); ogb's files have none, each row is {what}"
+    if len(fields) != columns:
+        return f"has {len(fields)} columns on line 1, expected {columns} ({what})"
+    return None
+
+
+def table_problem(path: Path, columns: int, what: str) -> str | None:
+    """Why a gzip CSV is not a table of ``columns`` numbers: bad gzip, ragged or short rows, text, empty values.
+
+    Reads the whole file (pandas, as ogb does); used only to explain a failure.
+    """
+    import numpy as np
+    import pandas as pd
+
+    bad = gzip_problem(path)
+    if bad:
+        return bad
+    try:
+        df = pd.read_csv(path, compression="gzip", header=None)
+    except (ValueError, pd.errors.ParserError) as err:  # ragged rows, undecodable bytes
+        return f"is not a CSV of {columns} columns ({str(err).strip()})"
+    if df.shape[1] != columns:
+        return f"has {df.shape[1]} columns, expected {columns} ({what})"
+    values = df.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)  # text -> NaN
+    text = df.isna().to_numpy() != np.isnan(values)
+    if text.any():
+        r, c = np.argwhere(text)[0]
+        return f"has a non-numeric value {df.iat[r, c]!r} on line {r + 1}; each row is {what}"
+    if np.isnan(values).any():
+        return f"has an empty or NaN value on line {int(np.argwhere(np.isnan(values))[0, 0]) + 1}; each row is {what}"
+    return None
+
+
+@contextlib.contextmanager
+def quiet():
+    """Send the prints, progress bars and warnings of PyG/ogb dataset processing to the debug log."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            if out.getvalue().strip():
+                log.debug("dataset processing: %s", out.getvalue().strip())
+
+
+def disk_error(err: BaseException, where: Path) -> DatasetError | None:
+    """A :class:`DatasetError` where ``err`` comes from a read-only location or a full disk, else None.
+
+    torch's own file writer reports a full disk as a ``RuntimeError`` without errno; that one is put down to a full
+    disk when less than 64 MiB is free.
+    """
+    code = getattr(err, "errno", None)
+    if code in READ_ONLY:
+        return DatasetError(f"cannot write to {where} ({os.strerror(code)}): the data root must be "
+                            f"writable to process the raw files once. Pass --root DIR, a writable folder, holding a "
+                            f"copy of the dataset's folder")
+    free = free_bytes(where)
+    if code in DISK_FULL or (isinstance(err, RuntimeError) and free is not None and free < LOW_SPACE):
+        left = "" if free is None else f", {free / 2**20:.0f} MiB free"
+        return DatasetError(f"the disk holding {where} is full ({err}{left}): free some space or pass --root DIR on "
+                            f"another disk; the partial files were removed")
+    return None
+
+
+def free_bytes(where: Path) -> int | None:
+    """Free bytes on the disk holding ``where`` (or its nearest existing parent), or None."""
+    for p in (where, *where.parents):
+        if p.exists():
+            try:
+                return shutil.disk_usage(p).free
+            except OSError:
+                return None
+    return None
+
+
+def usable_root(root: Path) -> None:
+    """Raise :class:`DatasetError` where ``root`` or a parent of it is a file, not a folder."""
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise DatasetError(f"data root {root}: {p} is a file, not a folder; pass --root DIR with a folder")
+            return
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` that reports a read-only location or a full disk as a :class:`DatasetError`."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if (disk := disk_error(err, path)) is None:
+            raise
+        raise disk from err
+
+
+def build_in_stage(build: Callable[[Path], T], processed: Path, done_file: str, stage_parent: Path) -> T:
+    """Process a dataset into a fresh staging folder, then move the files into ``processed`` atomically.
+
+    ``build(stage)`` writes the processed files into the empty folder ``stage`` (made here, in ``stage_parent``, on
+    the same disk) and returns the loaded dataset; it may raise to reject what it built. The files then move into
+    ``processed`` with ``os.replace``, ``done_file`` (whose presence means "processed") last, so no reader ever sees a
+    partial cache; a cache already there (damaged) is replaced. On any failure the stage, which this call made, is
+    removed, and a read-only location or a full disk raises :func:`disk_error`'s message. A stage left by a killed
+    run is named in a warning, not deleted (another call made it).
+    """
+    base = f".{processed.parent.name}.{processed.name}.tmp"
+    for old in stage_parent.glob(base + "*"):
+        pid = old.name[len(base):].split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            log.warning("%s was left by an interrupted run (process %s); delete it to free its space", old, pid)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f"{base}{os.getpid()}-", dir=stage_parent))
+    except OSError as err:
+        if (disk := disk_error(err, stage_parent)) is None:
+            raise
+        raise disk from err
+    try:
+        result = build(stage)
+        processed.mkdir(exist_ok=True)
+        for name in sorted(os.listdir(stage), key=lambda f: f == done_file):
+            os.replace(stage / name, processed / name)
+        stage.rmdir()
+    except BaseException as err:
+        disk = disk_error(err, stage_parent) if isinstance(err, (OSError, RuntimeError)) else None  # before freeing
+        shutil.rmtree(stage, ignore_errors=True)
+        if disk:
+            raise disk from err
+        raise
+    return result
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
