@@ -8,9 +8,14 @@ autograd's gradient, O(LND) memory).
 
 For each setting this script reports, against the float64 gradient of the non-reversible path (same weights):
 the relative error of all gradients concatenated, the worst single tensor's relative error, the number of tensors
-off by more than 1e-3, and the memory of that same forward + backward, measured as ``revgnn.memory.measure_step``
-does on CPU (peak: bytes alive before plus the running maximum of the allocator's events under ``torch.profiler``;
-saved: ``SavedTensorMeter``), without the optimizer step.
+off by more than 1e-3; the same against plain float32 autograd (``*_vs_plain32``: the part the inverse adds); and
+the memory of that same forward + backward, measured as ``revgnn.memory.measure_step`` does on CPU (peak: bytes alive
+before plus the running maximum of the allocator's events under ``torch.profiler``; saved: ``SavedTensorMeter``),
+without the optimizer step.
+
+With max aggregation, an activation that differs in its last bits can flip a near-tie (equal ReLU messages) and
+route a gradient to another edge; such flips make a few tensors err by 1e-3 or more even for plain float32
+autograd, so the worst-tensor error is heavy-tailed.
 
     OMP_NUM_THREADS=1 python benchmarks/drift.py            # L=1001, N=200, E=1,000, D=16, C=2 (a few minutes)
     OMP_NUM_THREADS=1 python benchmarks/drift.py --quick    # L=101
@@ -105,7 +110,7 @@ def main() -> int:
     settings += [(f"reversible, K={K}" if K else "reversible, no anchors", dict(reversible=True, anchor_every=K))
                  for K in ANCHORS]
     settings.append(("PyG GroupAddRev", None))
-    rows = []
+    rows, plain32 = [], None
     for label, opts in settings:
         m = copy.deepcopy(model)
         if opts is None:
@@ -116,10 +121,13 @@ def main() -> int:
         row = {"label": label, "anchor_every": opts and opts["anchor_every"],
                "num_anchors": math.ceil(L / opts["anchor_every"]) if opts and opts["anchor_every"] else 0}
         grads, mem = measured_gradients(runner, list(m.parameters()), data)
-        row |= errors(grads, truth, names) | mem
+        plain32 = grads if plain32 is None else plain32      # the first setting: plain float32 autograd
+        vs_plain = errors(grads, plain32, names)
+        row |= errors(grads, truth, names) | {f"{k}_vs_plain32": v for k, v in vs_plain.items()} | mem
         rows.append(row)
         print(f"{label:28s} overall {row['overall_rel_error']:.2e}  worst {row['worst_tensor_rel_error']:.2e} "
-              f"({row['worst_tensor']})  saved {row['saved_bytes']:,} B  "
+              f"({row['worst_tensor']})  vs plain32 {row['overall_rel_error_vs_plain32']:.2e}  "
+              f"saved {row['saved_bytes']:,} B  "
               f"peak-baseline {row['peak_above_baseline_bytes']:,} B", flush=True)
 
     by = {r["label"]: r for r in rows}
@@ -128,13 +136,18 @@ def main() -> int:
     anchored = [r for r in rows if r["anchor_every"]]
     k10 = by.get("reversible, K=10")
     targets = {
-        "drift_measured": {"target": "without anchors the reversible gradient is further from float64 than plain "
-                                     "float32 autograd", "no_anchor": free["overall_rel_error"],
-                           "plain": plain["overall_rel_error"],
-                           "met": free["overall_rel_error"] > plain["overall_rel_error"]},
-        "anchors_bound_drift": {"target": "K=10: overall error within 2x plain float32 autograd's",
-                                "k10": k10 and k10["overall_rel_error"], "plain": plain["overall_rel_error"],
-                                "met": bool(k10) and k10["overall_rel_error"] <= 2 * plain["overall_rel_error"]},
+        "drift_measured": {"target": "without anchors the reversible gradient differs from plain float32 autograd's "
+                                     "(same arithmetic) by more than 1e-6 relative",
+                           "no_anchor_vs_plain32": free["overall_rel_error_vs_plain32"],
+                           "met": free["overall_rel_error_vs_plain32"] > 1e-6},
+        "anchors_bound_drift": {"target": "K=10: the difference from plain float32 autograd is 10x smaller than "
+                                          "without anchors",
+                                "k10_vs_plain32": k10 and k10["overall_rel_error_vs_plain32"],
+                                "no_anchor_vs_plain32": free["overall_rel_error_vs_plain32"],
+                                "k10_vs_float64": k10 and k10["overall_rel_error"],
+                                "plain32_vs_float64": plain["overall_rel_error"],
+                                "met": bool(k10) and k10["overall_rel_error_vs_plain32"]
+                                <= 0.1 * free["overall_rel_error_vs_plain32"]},
         "anchor_memory": {"target": "saved bytes grow by exactly ceil(L/K) * N * D * 4 over no anchors",
                           "extra_saved_bytes": {r["anchor_every"]: r["saved_bytes"] - free["saved_bytes"]
                                                 for r in anchored},
