@@ -37,10 +37,11 @@ L=1001 (synthetic-proteins N=200, E=1,000, D=16, C=2, max aggregation, ``benchma
 float32 autograd is 3.1e-5 (worst 3.4e-3: with max aggregation a last-bit difference can flip a near-tie and send a
 gradient to another edge, in plain float32 too); PyG's ``GroupAddRev`` drifts exactly as this engine does. The
 option ``anchor_every=K`` keeps the exact input of layers 0, K, 2K, ... (ceil(L/K) tensors of (N, D)) and uses it in
-backward in place of the rebuilt one, so the drift accumulates over at most K layers:
+backward in place of the rebuilt one, so the drift accumulates over at most K layers (memory of one forward +
+backward; "start" = parameters and graph, alive before):
 
 ====================  ==================  ======================  ======================  ===================
-K                     error vs float64    error vs plain float32  saved for backward      peak above params
+K                     error vs float64    error vs plain float32  saved for backward      peak - start bytes
 ====================  ==================  ======================  ======================  ===================
 none                  7.7e-4              7.7e-4                  0.16 MB                 4.3 MB
 250                   3.1e-5              2.0e-5                  0.22 MB                 4.4 MB
