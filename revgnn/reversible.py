@@ -129,7 +129,7 @@ class _ReversibleFunction(torch.autograd.Function):
                 y = _layer_forward(layer, y, shared, group_chunks, C, seeds, layer_idx)
         tensors = [t if isinstance(t, Tensor) else None for t in shared + group_args]
         ctx.save_for_backward(y, *anchors, *[t for t in tensors if t is not None])
-        ctx.num_anchors = len(anchors)
+        ctx.num_anchors, ctx.anchor_every = len(anchors), K
         ctx.tensor_slots = [t is not None for t in tensors]
         ctx.constants = [None if isinstance(t, Tensor) else t for t in shared + group_args]
         ctx.stack, ctx.seeds = stack, seeds
@@ -145,7 +145,7 @@ class _ReversibleFunction(torch.autograd.Function):
         check_versions(ctx.versions, "the reversible engine recomputes every block in backward")
         saved = list(ctx.saved_tensors)
         y = saved.pop(0)
-        K = ctx.stack.anchor_every
+        K = ctx.anchor_every
         anchors = {k * K: saved.pop(0) for k in range(ctx.num_anchors)}  # layer index -> its exact input (N, D)
         args = [saved.pop(0) if slot else const for slot, const in zip(ctx.tensor_slots, ctx.constants)]
         shared, group_args = args[:ctx.num_shared], args[ctx.num_shared:]
