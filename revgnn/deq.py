@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from .reversible import check_versions, record_versions, refuse_double_backward
+
 __all__ = ["SolverStats", "ConvergenceWarning", "fixed_point", "anderson", "broyden", "picard", "DEQLayer"]
 
 SOLVERS = ("anderson", "broyden", "picard")
@@ -210,11 +212,14 @@ class _ImplicitFunction(torch.autograd.Function):
         ctx.slots = [t is not None for t in tensors]
         ctx.constants = [None if isinstance(a, Tensor) else a for a in args]
         ctx.layer, ctx.num_params = layer, len(params)
+        ctx.versions = record_versions(layer.cell)
         return z
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_z: Tensor):
+        refuse_double_backward("a DEQ layer's implicit backward", "use unrolled_iters (plain autograd through the "
+                               "unrolled cell) for gradient penalties and other second-order terms")
+        check_versions(ctx.versions, "the implicit backward re-evaluates the cell at the stored fixed point")
         saved = list(ctx.saved_tensors)
         z, x = saved[0], saved[1]
         rest = saved[2:]

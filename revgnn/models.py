@@ -90,6 +90,13 @@ def _check(num_layers: int, hidden_channels: int, dropout: float) -> None:
         raise ValueError(f"dropout must be in [0, 1) (got {dropout})")
 
 
+def check_edge_attr(edge_index: Tensor, edge_attr: Tensor | None) -> None:
+    """Raise a ValueError unless ``edge_attr`` is None or has one row per edge (it would silently broadcast)."""
+    if edge_attr is not None and (edge_attr.dim() != 2 or edge_attr.size(0) != edge_index.size(1)):
+        raise ValueError(f"edge_attr must have shape (E, edge_dim) with one row per edge, E={edge_index.size(1)} "
+                         f"(got {tuple(edge_attr.shape)}); give every edge its own features.")
+
+
 class ResGNN(nn.Module):
     r"""DeeperGCN "res+" baseline (Li et al., 2020): :math:`X^{l+1} = X^l + \mathrm{GEN}(\mathrm{Drop}(\mathrm{ReLU}
     (\mathrm{Norm}(X^l))))`, first layer a plain GENConv. Activation memory O(LND).
@@ -128,6 +135,7 @@ class ResGNN(nn.Module):
 
     def forward(self, x: Tensor | None, edge_index: Tensor, edge_attr: Tensor | None = None,
                 species: Tensor | None = None, n_id: Tensor | None = None) -> Tensor:
+        check_edge_attr(edge_index, edge_attr)
         h, e = self.heads.encode(x, edge_attr, species, n_id)
         h = self.blocks[0](h, edge_index, e)
         for block in self.blocks[1:]:
@@ -163,6 +171,8 @@ class RevGNN(nn.Module):
         weight_tied (bool): one untied first layer, then one layer reused for layers 2..L (WT-RevGNN).
         dropout_mode (str): ``"shared"`` or ``"replay"``. (default: ``"shared"``)
         reversible (bool): ``False`` runs the same blocks with ordinary autograd (reference path).
+        anchor_every (int, optional): keep every K-th layer's exact input to bound float drift
+            (:class:`~revgnn.reversible.ReversibleStack`). (default: ``None``, O(ND) memory)
 
     Shapes:
         - x: (N, in_channels); edge_index: (2, E); edge_attr: (E, edge_dim); species, n_id: (N,)
@@ -173,7 +183,7 @@ class RevGNN(nn.Module):
                  num_groups: int = 2, dropout: float = 0.0, edge_dim: int | None = None,
                  num_species: int | None = None, num_embeddings: int | None = None, embedding_dim: int = 64,
                  aggr: str = "max", learn_t: bool = False, weight_tied: bool = False,
-                 dropout_mode: str = "shared", reversible: bool = True):
+                 dropout_mode: str = "shared", reversible: bool = True, anchor_every: int | None = None):
         super().__init__()
         _check(num_layers, hidden_channels, dropout)
         check_groups(hidden_channels, num_groups)
@@ -196,7 +206,8 @@ class RevGNN(nn.Module):
             layers += [layer() for _ in range(num_layers - 1)]
         self.dropout, self.dropout_mode = dropout, dropout_mode
         self.stack = ReversibleStack(layers, C, reversible=reversible,
-                                     rng="replay" if dropout_mode == "replay" else "none")
+                                     rng="replay" if dropout_mode == "replay" else "none",
+                                     anchor_every=anchor_every)
 
     @property
     def num_layers(self) -> int:
@@ -204,6 +215,7 @@ class RevGNN(nn.Module):
 
     def forward(self, x: Tensor | None, edge_index: Tensor, edge_attr: Tensor | None = None,
                 species: Tensor | None = None, n_id: Tensor | None = None) -> Tensor:
+        check_edge_attr(edge_index, edge_attr)
         h, e = self.heads.encode(x, edge_attr, species, n_id)
         mask = shared_dropout_mask(h, self.dropout, self.training) if self.dropout_mode == "shared" else None
         h = self.stack(h, edge_index, e, per_group=(mask,))
@@ -257,6 +269,7 @@ class DEQGNN(nn.Module):
 
     def forward(self, x: Tensor | None, edge_index: Tensor, edge_attr: Tensor | None = None,
                 species: Tensor | None = None, n_id: Tensor | None = None) -> Tensor:
+        check_edge_attr(edge_index, edge_attr)
         h, e = self.heads.encode(x, edge_attr, species, n_id)
         mask = shared_dropout_mask(h, self.dropout, self.training)
         z = self.deq(h, edge_index, e, mask)

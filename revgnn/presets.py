@@ -44,6 +44,7 @@ class ModelConfig:
     aggr: str | None = None            # None: the paper's choice for the model kind
     checkpoint_grads: bool = False     # ResGNN only: gradient checkpointing per layer
     dropout_mode: str = "shared"       # RevGNN: 'shared' mask (paper) or 'replay' (RNG replay)
+    anchor_every: int | None = None    # RevGNN: keep every K-th layer's exact input (bounds float drift); None: O(ND)
     solver: str = "anderson"           # DEQ-GNN
     max_iter: int = 30                 # DEQ-GNN forward iterations cap
     tol: float = 1e-4                  # DEQ-GNN relative residual
@@ -70,7 +71,8 @@ def build_model(config: ModelConfig) -> nn.Module:
     if c.model in ("rev", "wt-rev"):
         aggr = c.aggr or "max"
         return RevGNN(num_layers=c.num_layers, num_groups=c.num_groups, aggr=aggr, learn_t=aggr == "softmax",
-                      weight_tied=c.model == "wt-rev", dropout_mode=c.dropout_mode, **common)
+                      weight_tied=c.model == "wt-rev", dropout_mode=c.dropout_mode, anchor_every=c.anchor_every,
+                      **common)
     aggr = c.aggr or "softmax"
     return DEQGNN(aggr=aggr, learn_t=aggr == "softmax", solver=c.solver, max_iter=c.max_iter, tol=c.tol,
                   unrolled_iters=c.unrolled_iters, **common)

@@ -23,6 +23,36 @@ Randomness: the paper's shared dropout mask is an explicit per-group input, so t
 (exact gradients). With ``rng="replay"`` each block call gets its own seed, drawn once per forward from the global
 generator, and the call is re-run under the same seed in backward, so an ordinary ``nn.Dropout`` inside a block
 also gives exact gradients.
+
+Guards (what plain autograd would catch, the engine checks itself): a parameter or buffer changed in place between
+forward and backward (``optimizer.step()`` before ``loss.backward()``) raises autograd's in-place error instead of
+differentiating the new weights at the old activations; ``create_graph=True`` (a gradient penalty) raises, since the
+rebuilt activations carry no graph and the second-order terms would silently vanish (use ``reversible=False``).
+``per_group`` tensors that require grad get their gradient.
+
+Float32 drift: the inverse (eq. 2) is exact in real arithmetic only. Each rebuilt input carries the rounding of one
+block call and one subtraction, and every inverse below amplifies it, so a float32 gradient drifts with depth. At
+L=1001 (synthetic-proteins N=200, E=1,000, D=16, C=2, max aggregation, ``benchmarks/drift.py``,
+``results/drift.json``) all gradients together are 7.7e-4 from the float64 truth and the worst tensor 1.1e-2; plain
+float32 autograd is 3.1e-5 (worst 3.4e-3: with max aggregation a last-bit difference can flip a near-tie and send a
+gradient to another edge, in plain float32 too); PyG's ``GroupAddRev`` drifts exactly as this engine does. The
+option ``anchor_every=K`` keeps the exact input of layers 0, K, 2K, ... (ceil(L/K) tensors of (N, D)) and uses it in
+backward in place of the rebuilt one, so the drift accumulates over at most K layers (memory of one forward +
+backward; "start" = parameters and graph, alive before):
+
+====================  ==================  ======================  ======================  ===================
+K                     error vs float64    error vs plain float32  saved for backward      peak - start bytes
+====================  ==================  ======================  ======================  ===================
+none                  7.7e-4              7.7e-4                  0.16 MB                 4.3 MB
+250                   3.1e-5              2.0e-5                  0.22 MB                 4.4 MB
+100                   3.1e-5              2.4e-7                  0.30 MB                 4.4 MB
+25                    3.1e-5              1.5e-7                  0.68 MB                 4.8 MB
+10                    3.1e-5              1.5e-7                  1.45 MB                 5.6 MB
+1 (every input)       3.1e-5              0                       13.0 MB                 17.1 MB
+plain autograd        3.1e-5              0                       250 MB                  250 MB
+====================  ==================  ======================  ======================  ===================
+
+K = 100 already gives plain float32 autograd's gradient to 2e-7 for 0.14 MB more; K = 1 reproduces it bit for bit.
 """
 from __future__ import annotations
 
@@ -54,6 +84,14 @@ def check_groups(channels: int, num_groups: int) -> None:
             f"a multiple of num_groups (e.g. {lo} or {lo + num_groups}) or another num_groups.")
 
 
+def check_anchor_every(anchor_every: int | None) -> None:
+    """Raise a ValueError that says what to change unless ``anchor_every`` is None or an integer >= 1."""
+    if anchor_every is not None and (isinstance(anchor_every, bool) or not isinstance(anchor_every, int)
+                                     or anchor_every < 1):
+        raise ValueError(f"anchor_every must be None (no anchors) or an integer >= 1 (got {anchor_every!r}): "
+                         "the exact input of every K-th layer is kept for backward.")
+
+
 def _reject_running_stats(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
@@ -80,26 +118,35 @@ class _ReversibleFunction(torch.autograd.Function):
         shared = rest[:num_shared]
         group_args = rest[num_shared:num_shared + num_group]
         params = rest[num_shared + num_group:]
-        C = stack.num_groups
+        C, K = stack.num_groups, stack.anchor_every
         group_chunks = [_chunk(a, C) for a in group_args]  # per arg: C chunks of (N, D/C)
+        anchors = []                                       # exact inputs of layers 0, K, 2K, ...: each (N, D)
         with torch.no_grad():
             y = x
             for layer_idx, layer in enumerate(stack.layers):
+                if K is not None and layer_idx % K == 0:
+                    anchors.append(y)
                 y = _layer_forward(layer, y, shared, group_chunks, C, seeds, layer_idx)
         tensors = [t if isinstance(t, Tensor) else None for t in shared + group_args]
-        ctx.save_for_backward(y, *[t for t in tensors if t is not None])
+        ctx.save_for_backward(y, *anchors, *[t for t in tensors if t is not None])
+        ctx.num_anchors, ctx.anchor_every = len(anchors), K
         ctx.tensor_slots = [t is not None for t in tensors]
         ctx.constants = [None if isinstance(t, Tensor) else t for t in shared + group_args]
         ctx.stack, ctx.seeds = stack, seeds
         ctx.num_shared, ctx.num_group, ctx.num_params = num_shared, num_group, len(params)
         ctx.param_index = {id(p): k for k, p in enumerate(params)}
+        ctx.versions = record_versions(stack)
         return y
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y: Tensor):
+        refuse_double_backward("the reversible engine", "use reversible=False (plain autograd) for gradient "
+                               "penalties and other second-order terms")
+        check_versions(ctx.versions, "the reversible engine recomputes every block in backward")
         saved = list(ctx.saved_tensors)
         y = saved.pop(0)
+        K = ctx.anchor_every
+        anchors = {k * K: saved.pop(0) for k in range(ctx.num_anchors)}  # layer index -> its exact input (N, D)
         args = [saved.pop(0) if slot else const for slot, const in zip(ctx.tensor_slots, ctx.constants)]
         shared, group_args = args[:ctx.num_shared], args[ctx.num_shared:]
         stack, C = ctx.stack, ctx.stack.num_groups
@@ -108,7 +155,8 @@ class _ReversibleFunction(torch.autograd.Function):
         group_req = [needs[5 + ctx.num_shared + k] for k in range(ctx.num_group)]
 
         shared_d = [t.detach().requires_grad_() if req else t for t, req in zip(shared, shared_req)]
-        group_chunks = [_chunk(a.detach().requires_grad_() if req else a, C)
+        # each chunk its own leaf, so that autograd.grad can differentiate with respect to it
+        group_chunks = [[c.detach().requires_grad_() for c in _chunk(a, C)] if req else _chunk(a, C)
                         for a, req in zip(group_args, group_req)]
         grad_shared = [None] * len(shared)
         grad_group = [[None] * C for _ in group_args]
@@ -118,6 +166,7 @@ class _ReversibleFunction(torch.autograd.Function):
         gys = list(torch.chunk(grad_y, C, dim=-1))   # dLoss/dX'_i
         for layer_idx in range(len(stack.layers) - 1, -1, -1):
             layer = stack.layers[layer_idx]
+            anchor = _chunk(anchors.get(layer_idx), C)  # the stored exact input, or C x None
             xs: list[Tensor | None] = [None] * C
             gxs: list[Tensor | None] = [None] * C
             for i in range(C - 1, -1, -1):
@@ -129,7 +178,8 @@ class _ReversibleFunction(torch.autograd.Function):
                 block_params = [p for p in block.parameters() if p.requires_grad]
                 with torch.enable_grad():
                     out = _call(block, _seed(ctx.seeds, layer_idx, i), y.device, inp, shared_d, group_i)
-                xs[i] = ys[i] - out.detach()  # inverse, eq. 2
+                # inverse, eq. 2; at an anchor layer the stored input replaces the reconstruction (no drift below)
+                xs[i] = ys[i] - out.detach() if anchor[i] is None else anchor[i]
                 gxs[i] = gys[i]
                 wrt_shared = [t for t, req in zip(shared_d, shared_req) if req]
                 wrt_group = [t for t, req in zip(group_i, group_req) if req]
@@ -161,6 +211,39 @@ class _ReversibleFunction(torch.autograd.Function):
                                      dim=-1) if req else None
                            for gs, chunks, req in zip(grad_group, group_chunks, group_req)]
         return (None, None, None, None, grad_x, *grad_shared, *grad_group_full, *grad_params)
+
+
+def refuse_double_backward(what: str, fix: str) -> None:
+    """Raise in a custom backward run with ``create_graph=True``, whose result would lack second-order terms.
+
+    The engine runs a custom ``backward`` with grad mode on exactly when ``create_graph=True``. These backward
+    passes rebuild activations without a graph (that is how they save memory), so the gradient they return could
+    not be differentiated again: a gradient penalty built on it would silently contribute nothing.
+    """
+    if torch.is_grad_enabled():
+        raise RuntimeError(f"double backward through {what} is not supported (create_graph=True, e.g. a gradient "
+                           f"penalty): its second-order terms would be silently dropped; {fix}.")
+
+
+def record_versions(module: nn.Module) -> list[tuple[str, Tensor, int]]:
+    """(name, tensor, version counter) of every parameter and buffer of ``module``, taken at forward."""
+    return [(name, t, t._version) for name, t in [*module.named_parameters(), *module.named_buffers()]]
+
+
+def check_versions(versions: list[tuple[str, Tensor, int]], why: str) -> None:
+    """Raise autograd's in-place error if a tensor recorded by :func:`record_versions` changed since forward.
+
+    Plain autograd raises when a tensor saved for backward was modified in place (e.g. ``optimizer.step()`` before
+    ``loss.backward()``); a backward that recomputes blocks from their parameters would otherwise differentiate the
+    new parameters at the old activations, a silently wrong gradient.
+    """
+    for name, t, version in versions:
+        if t._version != version:
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an inplace operation: "
+                f"{name!r} of shape {tuple(t.shape)} is at version {t._version}; expected version {version} "
+                f"instead ({why}). Change parameters only after backward, e.g. call optimizer.step() after "
+                "loss.backward().")
 
 
 def _seed(seeds, layer_idx: int, group_idx: int) -> int | None:
@@ -207,6 +290,11 @@ class ReversibleStack(nn.Module):
         rng (str): ``"none"`` (blocks are deterministic given their inputs, e.g. the shared dropout mask) or
             ``"replay"`` (each block call is seeded; the backward recomputation replays the seed, so random ops
             inside blocks give exact gradients). (default: ``"none"``)
+        anchor_every (int, optional): K; keep the exact input of layers 0, K, 2K, ... for backward, where it
+            replaces the reconstructed one, so float rounding of the inverse accumulates over at most K layers
+            (see "Float32 drift" in the module docstring). Costs ceil(L/K) extra (N, D) tensors; ``1`` stores
+            every layer's input (plain autograd's accuracy, O(LND) memory). ``None`` keeps none: O(ND) memory.
+            (default: ``None``)
 
     Shapes:
         - x: (N, D); shared: any (passed whole); per_group: (N, D) tensors split into C chunks like x
@@ -214,14 +302,18 @@ class ReversibleStack(nn.Module):
     """
 
     def __init__(self, layers: Sequence[Sequence[nn.Module]], num_groups: int, reversible: bool = True,
-                 rng: str = "none"):
+                 rng: str = "none", anchor_every: int | None = None):
         super().__init__()
         check_num_groups(num_groups)
         if rng not in _RNG_MODES:
             raise ValueError(f"rng must be one of {_RNG_MODES} (got {rng!r})")
+        check_anchor_every(anchor_every)
         self.num_groups = num_groups
         self.reversible = reversible
         self.rng = rng
+        self.anchor_every = anchor_every
+        self.last_seeds = None             # seeds of the last forward (replay mode, training), for inverse()
+        self._last_training: bool | None = None
         mods = nn.ModuleList()
         for l, layer in enumerate(layers):
             if len(layer) != num_groups:
@@ -256,7 +348,7 @@ class ReversibleStack(nn.Module):
                 raise ValueError(f"per_group tensors are split along channels like x and need size {D} in the "
                                  f"last dimension (got {tuple(t.shape)}); pass whole-graph tensors as shared.")
         seeds = self._draw_seeds()
-        self.last_seeds = seeds  # lets inverse() replay the last forward's randomness
+        self.last_seeds, self._last_training = seeds, self.training  # lets inverse() replay this forward
         if not self.reversible or not torch.is_grad_enabled():
             chunks = [_chunk(t, self.num_groups) for t in per_group]
             y = x
@@ -268,8 +360,23 @@ class ReversibleStack(nn.Module):
                                          *params)
 
     @torch.no_grad()
-    def inverse(self, y: Tensor, *shared, per_group: Sequence[Tensor | None] = (), seeds=None) -> Tensor:
-        """Rebuild the input from the output (eq. 2). Needs the same shared/per-group inputs (and seeds)."""
+    def inverse(self, y: Tensor, *shared, per_group: Sequence[Tensor | None] = (), seeds="last") -> Tensor:
+        """Rebuild the input from the output (eq. 2). Needs the same shared/per-group inputs as the forward.
+
+        Args:
+            seeds: the block seeds of the forward that produced ``y`` (``rng="replay"``); ``"last"`` uses those of
+                the last forward (``last_seeds``), ``None`` replays none.
+        """
+        if isinstance(seeds, str):
+            if seeds != "last":
+                raise ValueError(f"seeds must be 'last', None or a forward's seeds (got {seeds!r})")
+            seeds = self.last_seeds
+            if self.rng == "replay" and self._last_training is not None and self._last_training != self.training:
+                raise ValueError("inverse() runs in a different train/eval mode from the last forward, so random "
+                                 "blocks would not be replayed; call it in the mode the forward ran in.")
+        if self.rng == "replay" and self.training and seeds is None:
+            raise ValueError("inverse() in replay mode and training mode needs the seeds of the forward that "
+                             "produced y: run that forward first (its seeds are kept in last_seeds) or pass seeds=.")
         C = self.num_groups
         chunks = [_chunk(t, C) for t in per_group]
         for l in range(self.num_layers - 1, -1, -1):
@@ -283,4 +390,5 @@ class ReversibleStack(nn.Module):
         return y
 
     def extra_repr(self) -> str:
-        return f"num_layers={self.num_layers}, num_groups={self.num_groups}, rng={self.rng!r}"
+        anchors = f", anchor_every={self.anchor_every}" if self.anchor_every is not None else ""
+        return f"num_layers={self.num_layers}, num_groups={self.num_groups}, rng={self.rng!r}{anchors}"

@@ -104,3 +104,24 @@ def test_deq_gnn_trains_and_reports_solver_stats():
 def test_bad_solver_is_rejected():
     with pytest.raises(ValueError, match="unknown solver"):
         DEQLayer(Contraction(), solver="newton")
+
+
+def test_double_backward_is_refused_not_silently_wrong():
+    """create_graph=True through the implicit backward would drop second-order terms; it raises instead."""
+    f = Contraction()
+    layer = DEQLayer(f, "anderson", max_iter=100, tol=1e-10)
+    x = torch.randn(10, 6, dtype=torch.float64, requires_grad=True)
+    out = layer(x).pow(2).sum()
+    with pytest.raises(RuntimeError, match="double backward through a DEQ layer's implicit backward"):
+        torch.autograd.grad(out, [x, *f.parameters()], create_graph=True)
+
+
+def test_parameter_changed_in_place_before_backward_raises():
+    f = Contraction()
+    layer = DEQLayer(f, "anderson", max_iter=100, tol=1e-10)
+    x = torch.randn(10, 6, dtype=torch.float64, requires_grad=True)
+    out = layer(x).pow(2).sum()
+    with torch.no_grad():
+        f.w.mul_(0.9)                                     # as optimizer.step() before loss.backward() would
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward()

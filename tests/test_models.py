@@ -92,3 +92,13 @@ def test_missing_inputs_are_named(call, match):
 def test_bad_config_errors(cfg, match):
     with pytest.raises(ValueError, match=match):
         build_model(ModelConfig(**({"num_layers": 2, "hidden_channels": 8} | cfg)))
+
+
+@pytest.mark.parametrize("kind", ["res", "rev", "deq"])
+@pytest.mark.parametrize("shape", [(1, 8), (8,), (199, 8)])
+def test_edge_attr_without_one_row_per_edge_is_rejected(kind, shape):
+    """An edge_attr of shape (1, F), (F,) or (E-1, F) would broadcast or misalign silently; it is refused."""
+    x, ei, ea, sp = toy()
+    model = build_model(ModelConfig(kind, num_layers=2, hidden_channels=8))
+    with pytest.raises(ValueError, match=r"one row per edge, E=200"):
+        model(x, ei, ea[: shape[0]] if len(shape) == 2 else ea[0], sp)

@@ -287,3 +287,170 @@ def test_cuda_peak_memory_flat_in_depth():
         peaks.append(torch.cuda.max_memory_allocated(dev) - state)
         del model
     assert abs(peaks[1] - peaks[0]) <= 0.05 * peaks[0], f"GPU peak above model state is flat in depth: {peaks}"
+
+
+class MaskedBlock(nn.Module):
+    """A GENBlock whose input is scaled by a per-group tensor: f(x, ei, ea, m) = GEN(x * m)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.block = GENBlock(c, 8)
+
+    def forward(self, x, edge_index, edge_attr, m):
+        return self.block(x * m, edge_index, edge_attr)
+
+
+def test_per_group_tensor_that_requires_grad_gets_its_gradient():
+    x, ei, ea, _ = graph(dtype=torch.float64)
+    D = 8
+    torch.manual_seed(0)
+    stack = ReversibleStack([[MaskedBlock(D // 2) for _ in range(2)] for _ in range(3)], 2).double()
+    h = torch.randn(20, D, dtype=torch.float64)
+    m = torch.rand(20, D, dtype=torch.float64, requires_grad=True)
+    out = []
+    for rev in (True, False):
+        stack.reversible = rev
+        out.append(torch.autograd.grad(stack(h, ei, ea, per_group=(m,)).pow(2).sum(), m)[0])
+    assert out[1].norm() > 0
+    assert rel(out[0], out[1]) < 1e-10, "a per_group tensor's gradient equals the non-reversible path"
+
+
+def test_double_backward_is_refused_not_silently_wrong():
+    """create_graph=True (a gradient penalty) would drop the stack's second-order terms; it raises instead."""
+    x, ei, ea, sp = graph()
+    model = RevGNN(8, 8, 3, 3, 2, edge_dim=8, num_species=8)
+    out = model(x, ei, ea, sp).pow(2).sum()
+    with pytest.raises(RuntimeError, match="double backward through the reversible engine is not supported"):
+        torch.autograd.grad(out, list(model.parameters()), create_graph=True)
+    model.stack.reversible = False
+    gs = torch.autograd.grad(model(x, ei, ea, sp).pow(2).sum(), list(model.stack.parameters()), create_graph=True)
+    assert all(g.requires_grad for g in gs), "the plain path (reversible=False) supports gradient penalties"
+
+
+@pytest.mark.parametrize("reversible", [True, False])
+def test_parameter_changed_in_place_before_backward_raises(reversible):
+    """optimizer.step() between forward and backward: plain autograd raises, and so does the reversible engine."""
+    x, ei, ea, sp = graph()
+    torch.manual_seed(0)
+    model = RevGNN(8, 8, 3, 4, 2, edge_dim=8, num_species=8, reversible=reversible)
+    loss = model(x, ei, ea, sp).pow(2).sum()
+    with torch.no_grad():
+        model.stack.layers[1][0].conv.mlp[0].weight.mul_(1.1)  # (c, 2c) weight of a middle block
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_unchanged_parameters_pass_the_version_check():
+    x, ei, ea, sp = graph()
+    model = RevGNN(8, 8, 3, 4, 2, edge_dim=8, num_species=8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):                                   # the ordinary order: forward, backward, step
+        opt.zero_grad()
+        model(x, ei, ea, sp).pow(2).sum().backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_inverse_replays_the_last_forwards_seeds_by_default(dtype, tol):
+    """Replay mode: inverse() without seeds= rebuilds the input of the last training forward to rounding."""
+    _, ei, ea, _ = graph(dtype=dtype)
+    D, C = 12, 2
+    torch.manual_seed(0)
+    layers = [[GENBlock(D // C, 8, dropout=0.3) for _ in range(C)] for _ in range(6)]
+    stack = ReversibleStack(layers, C, rng="replay").to(dtype).train()
+    h = torch.randn(20, D, dtype=dtype)
+    with torch.no_grad():
+        y = stack(h, ei, ea)
+    assert rel(stack.inverse(y, ei, ea), h) < tol, "inverse(forward(x)) == x with dropout replayed"
+    assert rel(stack.inverse(y, ei, ea, seeds=stack.last_seeds), h) < tol
+    stack.eval()
+    with pytest.raises(ValueError, match="different train/eval mode"):
+        stack.inverse(y, ei, ea)
+
+
+def test_inverse_without_seeds_in_replay_training_mode_raises():
+    _, ei, ea, _ = graph()
+    stack = ReversibleStack([blocks(8, 2)], 2, rng="replay").train()
+    with pytest.raises(ValueError, match="needs the seeds"):
+        stack.inverse(torch.randn(20, 8), ei, ea)
+
+
+class TanhBlock(nn.Module):
+    """f(x) = tanh(x W + b) with ||W||_2 = gain: smooth, so float drift is the only source of error."""
+
+    def __init__(self, c, gain, g):
+        super().__init__()
+        w = torch.randn(c, c, generator=g)
+        self.w = nn.Parameter(gain * w / torch.linalg.matrix_norm(w, 2))
+        self.b = nn.Parameter(0.1 * torch.randn(c, generator=g))
+
+    def forward(self, x):
+        return torch.tanh(x @ self.w + self.b)
+
+
+def deep_tanh_stack(seed, L=300, D=16, gain=0.7):
+    g = torch.Generator().manual_seed(seed)
+    stack = ReversibleStack([[TanhBlock(D // 2, gain, g) for _ in range(2)] for _ in range(L)], 2)
+    return stack, torch.randn(30, D, generator=g), torch.randn(30, D, generator=g)
+
+
+def flat_grads(stack, h, w, reversible=True, anchor_every=None):
+    stack.reversible, stack.anchor_every = reversible, anchor_every
+    h = h.clone().requires_grad_()
+    gs = torch.autograd.grad((stack(h) * w).sum(), [h, *stack.parameters()])
+    return torch.cat([g.flatten() for g in gs]).double()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_anchors_remove_float32_drift(seed):
+    """At L=300 float32 rounding in the inverse drifts the gradient; an exact anchor every K layers removes it."""
+    stack, h, w = deep_tanh_stack(seed)
+    truth = flat_grads(copy.deepcopy(stack).double(), h.double(), w.double(), reversible=False)
+    plain = flat_grads(stack, h, w, reversible=False)
+    drift = flat_grads(stack, h, w)
+    k10 = flat_grads(stack, h, w, anchor_every=10)
+    k1 = flat_grads(stack, h, w, anchor_every=1)
+    assert rel(drift, plain) > 5e-5 and rel(drift, truth) > 3 * rel(plain, truth), \
+        "without anchors the float32 drift is measurable (the premise)"
+    assert rel(k10, plain) < 5e-6, "with an anchor every 10 layers the gradient equals plain autograd's"
+    assert rel(k10, truth) < 1.1 * rel(plain, truth) + 1e-6, "... and is as close to float64 as plain autograd"
+    assert rel(k1, plain) < 1e-6, "storing every layer's input (K=1) gives plain autograd's gradient"
+
+
+def test_anchor_memory_is_one_activation_per_anchor():
+    """K stores ceil(L/K) exact (N, D) inputs for backward and nothing else: less than storing all (K=1)."""
+    stack, h, _ = deep_tanh_stack(0, L=50)
+    h.requires_grad_()
+    saved = {}
+    for K in (None, 10, 1):
+        stack.anchor_every = K
+        with SavedTensorMeter(stack.parameters()) as m:
+            stack(h)
+        saved[K] = m.bytes
+    nd = h.numel() * h.element_size()
+    assert saved[10] - saved[None] == 5 * nd, f"K=10 at L=50 keeps 5 anchors of N*D floats ({saved})"
+    assert saved[1] - saved[None] == 50 * nd, f"K=1 keeps every layer's input ({saved})"
+    assert saved[10] < saved[1] / 5
+
+
+def test_anchor_option_through_the_model_config():
+    from revgnn import ModelConfig, build_model, count_parameters
+    x, ei, ea, sp = graph()
+    cfg = ModelConfig("rev", num_layers=6, hidden_channels=8, dropout=0.0)
+    torch.manual_seed(0)
+    plain = build_model(cfg)
+    torch.manual_seed(0)
+    anchored = build_model(cfg.replace(anchor_every=1))
+    assert anchored.stack.anchor_every == 1 and plain.stack.anchor_every is None
+    assert count_parameters(anchored) == count_parameters(plain), "anchors add no parameters"
+    plain.stack.reversible = False
+    ga = torch.autograd.grad(anchored(x, ei, ea, sp).pow(2).sum(), list(anchored.parameters()))
+    gp = torch.autograd.grad(plain(x, ei, ea, sp).pow(2).sum(), list(plain.parameters()))
+    for a, b in zip(ga, gp):
+        assert rel(a, b) < 1e-6, "RevGNN with anchor_every=1 has plain autograd's gradients"
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_bad_anchor_every_is_rejected(bad):
+    with pytest.raises(ValueError, match="anchor_every must be None"):
+        ReversibleStack([blocks(8, 2)], 2, anchor_every=bad)
