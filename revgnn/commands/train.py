@@ -4,6 +4,12 @@ Examples::
 
     revgnn train --preset revgnn-64 --dataset synthetic-proteins --epochs 20
     revgnn train --model rev --layers 8 --channels 64 --groups 2 --dataset cora --runs 3 --out runs/cora --json
+
+Each dataset brings its documented recipe as defaults (cora and planetoid:NAME: dropout 0.6, lr 0.005, weight decay
+5e-4, 200 epochs, as PyG's GAT example; ppi: label reuse 0.5); a flag given explicitly always wins, and each run
+record lists what came from the recipe ("recipe"). Ctrl-C or SIGTERM stops after the current epoch with a checkpoint
+in --out (exit 130 / 143); the same command with --resume continues it. One run at a time may use an --out folder,
+and only with the configuration its runs were made with.
 """
 from __future__ import annotations
 
