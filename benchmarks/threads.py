@@ -5,7 +5,7 @@ One process without ``OMP_NUM_THREADS`` loads each dataset once, then alternates
 here (its default: one per physical core); medians of ``--repeats`` rounds are compared. The time is the run
 record's ``wall_time_s`` (training and evaluation). Each run is the model and data of a ``revgnn train`` command.
 
-    env -u OMP_NUM_THREADS python benchmarks/threads.py      # cora 4 x 64 (2 epochs), synthetic-proteins 4 x 64 (1)
+    env -u OMP_NUM_THREADS python benchmarks/threads.py      # cora and synthetic-proteins, 4 x 64, 1 epoch
 
 Writes results/threads.json with the machine's load average before and after.
 """
@@ -33,7 +33,7 @@ from revgnn.presets import ModelConfig  # noqa: E402
 from revgnn.train import TrainConfig, fit  # noqa: E402
 
 WORKLOADS = {  # name: (command it equals, dataset, epochs)
-    "cora": ("revgnn train --dataset cora --layers 4 --channels 64 --epochs 2", "cora", 2),
+    "cora": ("revgnn train --dataset cora --layers 4 --channels 64 --epochs 1", "cora", 1),
     "synthetic-proteins": ("revgnn train --dataset synthetic-proteins --layers 4 --channels 64 --epochs 1",
                            "synthetic-proteins", 1),
 }
@@ -64,18 +64,21 @@ def main() -> int:
         med = {arm: statistics.median(t["seconds"] for t in times[arm]) for arm in arms}
         rows[name] = {"command": command, "runs": times, "median_seconds": med,
                       "torch_default_over_policy": med["torch_default"] / med["policy"]}
+        write(rows, args.repeats, load_before)  # after each workload: a finished one survives a later stop
+    for name, row in rows.items():
+        print(name, {k: round(v, 3) for k, v in row["median_seconds"].items()},
+              f"torch default / policy = {row['torch_default_over_policy']:.2f}")
+    return 0
+
+
+def write(rows: dict, repeats: int, load_before: tuple[float, float, float]) -> None:
     result = {"benchmark": "thread policy: one CPU thread (revgnn's default) vs torch's default thread count",
               "provenance": {**provenance("cpu"), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                              "torch_default_threads": TORCH_DEFAULT},
               "arms": {"policy": "threads=None, no OMP_NUM_THREADS: revgnn's policy (1 thread)",
                        "torch_default": f"threads={TORCH_DEFAULT} (torch's own default on this machine)"},
-              "repeats": args.repeats, "rows": rows}
-    path = save("threads.json", result)
-    print(f"wrote {path}")
-    for name, row in rows.items():
-        print(name, {k: round(v, 3) for k, v in row["median_seconds"].items()},
-              f"torch default / policy = {row['torch_default_over_policy']:.2f}")
-    return 0
+              "repeats": repeats, "rows": rows}
+    print(f"wrote {save('threads.json', result)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -356,19 +356,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphDataset | None = None) -> dict[str, Any]:
-    """Train ``train_config.runs`` seeded runs and summarise them (test at best validation, mean ± std).
-
-    Args:
-        model_config: The model; dataset-dependent widths are filled in by :func:`adapt_model_config`.
-        train_config: Optimisation, evaluation, output.
-        dataset: A loaded dataset (default: ``load_dataset(train_config.dataset, ...)``).
-
-    Returns:
-        Summary with ``dataset``, ``metric``, ``valid``/``test`` (means at best validation) and their ``*_std``,
-        ``params``, ``runs`` (each run's record); with ``test_views`` also ``valid_multiview``/``test_multiview``
-        and their ``*_std`` (the final multi-view scores of the best weights). Written to ``out_dir/summary.json``
-        when ``out_dir`` is set.
-    """
+    """The runs and summary of :func:`fit`, after its checks, folder lock and signal handlers."""
     tcfg = train_config
     ds = dataset or load_dataset(tcfg.dataset, root=tcfg.root, **tcfg.dataset_kwargs)
     mcfg = adapt_model_config(model_config, ds, tcfg)
