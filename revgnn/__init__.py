@@ -1,16 +1,26 @@
-"""revgnn: grouped reversible GNNs with 1000 layers (Li, Müller, Ghanem, Koltun, ICML 2021), reproducibly."""
-from .data import DATASETS, GraphDataset, evaluate, load_dataset
-from .deq import ConvergenceWarning, DEQLayer, SolverStats, fixed_point
-from .layers import DEQCell, GENBlock, shared_dropout_mask
-from .memory import SavedTensorMeter, StepMemory, measure_config, measure_in_subprocess, measure_step
-from .models import DEQGNN, GraphHeads, ResGNN, RevGNN, WTResGNN, WTRevGNN
-from .partition import partition_subgraphs, random_partition
-from .presets import PAPER_PARAMS, PRESETS, ModelConfig, build_model, count_parameters, get_preset, list_presets
-from .reversible import ReversibleStack
-from .synthetic import SyntheticProteinsConfig, generate_synthetic_proteins
-from .train import TrainConfig, fit, predict
+"""revgnn: grouped reversible GNNs with 1000 layers (Li, Müller, Ghanem, Koltun, ICML 2021), reproducibly.
+
+The names below are imported on first use (PEP 562), so ``revgnn --help`` and argument errors answer without
+importing torch.
+"""
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "data": ("DATASETS", "GraphDataset", "evaluate", "load_dataset"),
+    "deq": ("ConvergenceWarning", "DEQLayer", "SolverStats", "fixed_point"),
+    "layers": ("DEQCell", "GENBlock", "shared_dropout_mask"),
+    "memory": ("SavedTensorMeter", "StepMemory", "measure_config", "measure_in_subprocess", "measure_step"),
+    "models": ("DEQGNN", "GraphHeads", "ResGNN", "RevGNN", "WTResGNN", "WTRevGNN"),
+    "partition": ("partition_subgraphs", "random_partition"),
+    "presets": ("PAPER_PARAMS", "PRESETS", "ModelConfig", "build_model", "count_parameters", "get_preset",
+                "list_presets"),
+    "reversible": ("ReversibleStack",),
+    "synthetic": ("SyntheticProteinsConfig", "generate_synthetic_proteins"),
+    "train": ("TrainConfig", "fit", "predict"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "ReversibleStack", "GENBlock", "DEQCell", "shared_dropout_mask", "DEQLayer", "SolverStats",
@@ -20,3 +30,20 @@ __all__ = [
     "random_partition", "partition_subgraphs", "TrainConfig", "fit", "predict",
     "SavedTensorMeter", "StepMemory", "measure_step", "measure_config", "measure_in_subprocess",
 ]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    try:  # a submodule, as ``revgnn.train`` after a bare ``import revgnn``
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

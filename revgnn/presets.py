@@ -12,9 +12,12 @@ within 0.2 %.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["ModelConfig", "PRESETS", "PAPER_PARAMS", "build_model", "get_preset", "list_presets",
            "count_parameters", "MODEL_KINDS"]
@@ -52,6 +55,24 @@ class ModelConfig:
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
+
+    def __post_init__(self):
+        """Refuse values no model can use, with the fix (also on :meth:`replace`)."""
+        if self.model not in MODEL_KINDS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_KINDS)}")
+        for name in ("num_layers", "hidden_channels", "num_groups", "max_iter"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (isinstance(self.dropout, numbers.Real) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.model in ("rev", "wt-rev"):
+            if self.num_groups < 2:
+                raise ValueError(f"num_groups must be >= 2 for a reversible model, got {self.num_groups}; "
+                                 f"the paper uses 2")
+            if self.hidden_channels % self.num_groups:
+                raise ValueError(f"hidden_channels {self.hidden_channels} is not divisible by num_groups "
+                                 f"{self.num_groups}; choose channels that are a multiple of the groups")
 
 
 def build_model(config: ModelConfig) -> nn.Module:

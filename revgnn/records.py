@@ -6,6 +6,7 @@ place with :func:`os.replace`, so a crash (even ``kill -9``) leaves either the o
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -18,15 +19,32 @@ from typing import Any
 import torch
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and :func:`os.replace`."""
+def _atomic_write(path: str | os.PathLike, mode: str, write) -> None:
+    """Call ``write(file)`` on ``.NAME.tmpPID`` next to ``path``, fsync, then :func:`os.replace` it onto ``path``.
+
+    On any failure (a full disk, an interrupt) the temporary file is removed; an OSError is raised again as one
+    that names ``path`` and what to do.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(err, OSError):
+            raise OSError(err.errno, f"cannot write {path} ({err.strerror or err}); free disk space or choose another "
+                          f"folder; nothing partial was left") from None
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and :func:`os.replace`."""
+    _atomic_write(path, "w", lambda f: f.write(text))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -41,13 +59,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through a temporary file and :func:`os.replace`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _atomic_write(path, "wb", lambda f: torch.save(obj, f))
 
 
 def git_revision() -> str:

@@ -19,10 +19,14 @@ evaluation all training labels are shown. Validation and test labels are never i
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 import math
+import os
 import random
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +41,7 @@ from revgnn.data import GraphDataset, evaluate, load_dataset
 from revgnn.partition import partition_subgraphs
 from revgnn.presets import ModelConfig, build_model, count_parameters
 from revgnn.records import atomic_torch_save, environment, peak_memory_bytes, read_json, write_json
+from revgnn.runtime import STOP, TrainingInterrupted, apply_thread_policy, output_lock, remove_stale_temps, thread_info
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
@@ -73,6 +78,9 @@ class TrainConfig:
         embedding_dim: Width of that embedding.
         device: ``cpu`` or ``cuda``.
         progress: Show a tqdm progress bar.
+        threads: CPU threads for torch; None applies :func:`revgnn.runtime.apply_thread_policy` (one thread
+            unless ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` chose otherwise).
+        recipe: The dataset-recipe values this configuration took (recorded only; see ``revgnn train --help``).
     """
 
     dataset: str = "synthetic-proteins"
@@ -98,6 +106,8 @@ class TrainConfig:
     embedding_dim: int = 64
     device: str = "cpu"
     progress: bool = True
+    threads: int | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("epochs", "runs", "eval_every", "eval_views"):
@@ -110,12 +120,51 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.label_reuse < 1.0:
             raise ValueError(f"label_reuse must be in [0, 1), got {self.label_reuse}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        _validate_more(self)
 
 
 # Settings that do not change the numbers: a resumed run may differ in these.
-_RUNTIME_KEYS = ("runs", "out_dir", "resume", "progress", "checkpoint_every", "root")
+_RUNTIME_KEYS = ("runs", "out_dir", "resume", "progress", "checkpoint_every", "root", "threads", "recipe")
+MAX_SEED = 2**32 - 1  # numpy's seed range; also keeps the (seed, epoch) generator seeds in torch's range
+
+
+def _validate_more(c: TrainConfig) -> None:
+    """The checks of :class:`TrainConfig` that name each bad value and its fix (ValueError)."""
+    if not (math.isfinite(c.weight_decay) and c.weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {c.weight_decay}")
+    if c.clip_grad_norm is not None and not (math.isfinite(c.clip_grad_norm) and c.clip_grad_norm > 0):
+        raise ValueError(f"clip_grad_norm must be > 0 (a negative clip reverses the gradient), or None (--clip 0) "
+                         f"to disable clipping; got {c.clip_grad_norm}")
+    if not (isinstance(c.seed, int) and 0 <= c.seed and c.seed + c.runs - 1 <= MAX_SEED):
+        raise ValueError(f"seed must be an integer with 0 <= seed and seed + runs - 1 <= {MAX_SEED}, got {c.seed}")
+    if c.checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 (0 disables checkpoints), got {c.checkpoint_every}")
+    if c.embedding_dim < 1:
+        raise ValueError(f"embedding_dim must be >= 1, got {c.embedding_dim}")
+    if c.threads is not None and c.threads < 1:
+        raise ValueError(f"threads must be >= 1, got {c.threads}")
+    try:
+        dev = torch.device(c.device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {c.device!r}; use cpu or cuda (cuda:N)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {c.device!r} is not supported; use cpu or cuda (cuda:N)")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {c.device!r}: this torch build sees no CUDA GPU; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {c.device!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    for name in ("root", "out_dir"):
+        path = getattr(c, name)
+        if path is None:
+            continue
+        p = Path(path)
+        while not p.exists() and p != p.parent:  # the first existing ancestor must be a folder
+            p = p.parent
+        if p.exists() and not p.is_dir():
+            flag = "--out" if name == "out_dir" else "--root"
+            raise ValueError(f"{name} {path}: {p} is a file, not a folder; give a folder for {flag}")
 
 
 def adapt_model_config(cfg: ModelConfig, ds: GraphDataset, tcfg: TrainConfig) -> ModelConfig:
@@ -237,7 +286,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
     state = {"epoch": 0, "history": [], "best": None, "best_model": None, "elapsed_s": 0.0}
     ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
     if tcfg.resume and ckpt_path is not None and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ckpt = _load_checkpoint(ckpt_path, device)
         if ckpt["config"] != config:
             raise ValueError(f"{ckpt_path} was written with a different configuration; use another --out "
                              f"or drop --resume to start over")
@@ -267,12 +316,15 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         state["epoch"] = epoch
         if not math.isfinite(loss):
             raise FloatingPointError(f"loss became {loss} at epoch {epoch}; lower --lr or check the data")
-        if ckpt_path is not None and tcfg.checkpoint_every and epoch % tcfg.checkpoint_every == 0 \
+        if ckpt_path is not None and ((tcfg.checkpoint_every and epoch % tcfg.checkpoint_every == 0) or STOP) \
                 and epoch < tcfg.epochs:
             state["elapsed_s"] = time.perf_counter() - start
             atomic_torch_save({"config": config, "model": model.state_dict(), "optimizer": opt.state_dict(),
                                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
                                "python_rng": random.getstate(), "state": state}, ckpt_path)
+        if STOP and epoch < tcfg.epochs:
+            bar.close()
+            raise _interrupted(seed, epoch, run_dir)
     bar.close()
     final = next(h for h in reversed(state["history"]) if "valid" in h)
     multiview = None
@@ -289,6 +341,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         "history": state["history"],
         "train_parts": train_parts, "eval_parts": eval_parts,
         "wall_time_s": time.perf_counter() - start, **peak_memory_bytes(device), **environment(device),
+        **thread_info(), "recipe": tcfg.recipe,
     }
     if run_dir is not None:
         write_json(run_dir / "record.json", record)
@@ -302,20 +355,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
 
 
-def fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphDataset | None = None) -> dict[str, Any]:
-    """Train ``train_config.runs`` seeded runs and summarise them (test at best validation, mean ± std).
-
-    Args:
-        model_config: The model; dataset-dependent widths are filled in by :func:`adapt_model_config`.
-        train_config: Optimisation, evaluation, output.
-        dataset: A loaded dataset (default: ``load_dataset(train_config.dataset, ...)``).
-
-    Returns:
-        Summary with ``dataset``, ``metric``, ``valid``/``test`` (means at best validation) and their ``*_std``,
-        ``params``, ``runs`` (each run's record); with ``test_views`` also ``valid_multiview``/``test_multiview``
-        and their ``*_std`` (the final multi-view scores of the best weights). Written to ``out_dir/summary.json``
-        when ``out_dir`` is set.
-    """
+def _fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphDataset | None = None) -> dict[str, Any]:
+    """The runs and summary of :func:`fit`, after its checks, folder lock and signal handlers."""
     tcfg = train_config
     ds = dataset or load_dataset(tcfg.dataset, root=tcfg.root, **tcfg.dataset_kwargs)
     mcfg = adapt_model_config(model_config, ds, tcfg)
@@ -329,7 +370,7 @@ def fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphData
             run_dir = out / f"run-seed{seed}"
             done = run_dir / "record.json"
             if tcfg.resume and done.is_file():
-                rec = read_json(done)
+                rec = _read_record(done)
                 if rec["config"] == _config_block(mcfg, tcfg):
                     records.append(rec)
                     continue
@@ -347,3 +388,115 @@ def fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphData
     if out is not None:
         write_json(out / "summary.json", summary)
     return summary
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A checkpoint of :func:`train_run`, or ValueError with advice when it is unreadable (truncated, foreign)."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # torch/pickle/zip raise many types for a damaged file
+        raise ValueError(f"checkpoint {path} is unreadable (truncated or damaged? {type(err).__name__}); delete it to "
+                         f"restart that run from scratch, or drop --resume") from None
+    keys = ("config", "model", "optimizer", "torch_rng", "numpy_rng", "python_rng", "state")
+    if not isinstance(ckpt, dict) or not all(k in ckpt for k in keys):
+        raise ValueError(f"checkpoint {path} is not a revgnn training checkpoint; delete it to restart that run from "
+                         f"scratch, or drop --resume")
+    return ckpt
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """A finished run's ``record.json``, or ValueError with advice when it is unreadable."""
+    try:
+        rec = read_json(path)
+    except (OSError, ValueError) as err:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"run record {path} is unreadable (truncated or damaged? {type(err).__name__}); delete it to "
+                         f"rerun that seed, or drop --resume") from None
+    if not isinstance(rec, dict) or not {"config", "best", "seed"} <= set(rec):
+        raise ValueError(f"run record {path} is not a revgnn run record; delete it to rerun that seed, or drop "
+                         f"--resume")
+    return rec
+
+
+def _interrupted(seed: int, epoch: int, run_dir: Path | None) -> TrainingInterrupted:
+    name = signal.Signals(STOP.signum).name
+    if run_dir is None:
+        return TrainingInterrupted(STOP.signum, f"{name}: stopped seed {seed} after epoch {epoch}; nothing was saved "
+                                                f"(no --out), so a rerun starts from scratch")
+    return TrainingInterrupted(STOP.signum, f"{name}: stopped seed {seed} after epoch {epoch}, checkpoint saved in "
+                                            f"{run_dir}; run the same command with --resume to continue")
+
+
+def _folder_config(mcfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
+    """The configuration shared by every run in an output folder (the per-run block without the seed)."""
+    block = _config_block(mcfg, tcfg)
+    return {"model": block["model"], "train": {k: v for k, v in block["train"].items() if k != "seed"}}
+
+
+def _check_output_folder(out: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> None:
+    """Refuse an output folder that holds runs of another configuration; else record this one in ``config.json``."""
+    mine = json.loads(json.dumps(_folder_config(mcfg, tcfg), default=str))  # as it reads back from JSON
+    theirs, source = None, out / "config.json"
+    if source.is_file():
+        try:
+            theirs = read_json(source)
+        except (OSError, ValueError):
+            raise ValueError(f"{source} is unreadable; delete it (it only records the folder's configuration) or "
+                             f"choose another --out") from None
+    else:
+        for done in sorted(out.glob("run-seed*/record.json")):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                rec = read_json(done)["config"]
+                theirs, source = {"model": rec["model"], "train": {k: v for k, v in rec["train"].items()
+                                                                   if k not in ("seed", *_RUNTIME_KEYS)}}, done
+                break
+    if theirs is not None and theirs != mine:
+        diff = sorted(f"{part}.{k}" for part in ("model", "train") for k in set(mine[part]) | set(theirs.get(part, {}))
+                      if mine[part].get(k) != theirs.get(part, {}).get(k))
+        raise ValueError(f"{out} holds runs of another configuration ({source}; differs in {', '.join(diff)}); "
+                         f"choose another --out, or delete that folder to replace them")
+    write_json(out / "config.json", mine)
+
+
+def fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphDataset | None = None) -> dict[str, Any]:
+    """Train ``train_config.runs`` seeded runs and summarise them (test at best validation, mean ± std).
+
+    Before anything is written: the thread policy is applied (:func:`revgnn.runtime.apply_thread_policy`), the
+    dataset is loaded and every setting checked. With ``out_dir``, the folder is locked against a second run
+    (``.revgnn.lock``), must hold no runs of another configuration (``config.json``), and temporary files of killed
+    runs are removed. SIGINT/SIGTERM stop training after the current epoch with a checkpoint and raise
+    :class:`revgnn.runtime.TrainingInterrupted`.
+
+    Args:
+        model_config: The model; dataset-dependent widths are filled in by :func:`adapt_model_config`.
+        train_config: Optimisation, evaluation, output.
+        dataset: A loaded dataset (default: ``load_dataset(train_config.dataset, ...)``).
+
+    Returns:
+        Summary with ``dataset``, ``metric``, ``valid``/``test`` (means at best validation) and their ``*_std``,
+        ``params``, ``runs`` (each run's record); with ``test_views`` also ``valid_multiview``/``test_multiview``
+        and their ``*_std`` (the final multi-view scores of the best weights). Written to ``out_dir/summary.json``
+        when ``out_dir`` is set.
+    """
+    tcfg = train_config
+    apply_thread_policy(tcfg.threads)
+    ds = dataset or load_dataset(tcfg.dataset, root=tcfg.root, **tcfg.dataset_kwargs)
+    mcfg = adapt_model_config(model_config, ds, tcfg)
+    build_model(mcfg)
+    for name in ("train_parts", "eval_parts", "test_parts"):
+        parts = getattr(tcfg, name)
+        if parts is not None and parts > ds.num_nodes:
+            raise ValueError(f"{name} {parts} exceeds the {ds.num_nodes:,} nodes of {ds.name}; use at most "
+                             f"{ds.num_nodes} (1 = the full graph)")
+    STOP.signum = None
+    with contextlib.ExitStack() as stack:
+        if tcfg.out_dir and os.environ.get("RANK", "0") == "0":  # one lock per job (torchrun: its rank 0)
+            out = Path(tcfg.out_dir)
+            try:
+                stack.enter_context(output_lock(out))
+            except OSError as err:
+                raise ValueError(f"cannot create the output folder {out} ({err.strerror}); choose another --out") \
+                    from None
+            _check_output_folder(out, mcfg, tcfg)
+            remove_stale_temps(out)
+        stack.enter_context(STOP.installed())
+        return _fit(model_config, tcfg, ds)

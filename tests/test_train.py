@@ -164,3 +164,162 @@ def test_kill_9_and_restart_ends_with_the_same_metrics(tmp_path):
     rb = json.loads((out / "run-seed0" / "record.json").read_text())
     assert ra["history"] == rb["history"], "every epoch's loss and metrics match the uninterrupted run"
     assert not ckpt.exists(), "the checkpoint is removed once the record is written"
+
+
+
+# --- issue 10: resume, disk, shared output folders, interrupts -------------------------------------------------
+
+
+def _ckpt_fit(out, **train):
+    return tiny_fit(epochs=6, checkpoint_every=2, out_dir=str(out), **train)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not a checkpoint", "truncate"])
+def test_resume_from_an_unreadable_checkpoint_says_what_to_do(tmp_path, capsys, content):
+    import revgnn.train as train_module
+
+    out = tmp_path / "o"
+    with pytest.MonkeyPatch.context() as mp:  # stop after the epoch-2 checkpoint, as a kill would
+        real = train_module.atomic_torch_save
+        mp.setattr(train_module, "atomic_torch_save", lambda obj, path: (real(obj, path), 1 / 0))
+        with pytest.raises(ZeroDivisionError):
+            _ckpt_fit(out)
+    ckpt = out / "run-seed0" / "checkpoint.pt"
+    good = ckpt.read_bytes()
+    ckpt.write_bytes(good[: len(good) // 2] if content == "truncate" else content)
+    with pytest.raises(ValueError, match=r"checkpoint .*checkpoint.pt is unreadable .*delete it to restart that run "
+                                         r"from scratch, or drop --resume"):
+        _ckpt_fit(out, resume=True)
+    rc = cli("train", "--model", "rev", "--layers", "2", "--channels", "16", "--num-nodes", "300", "--num-edges",
+             "3000", "--epochs", "6", "--lr", "0.01", "--checkpoint-every", "2", "--no-progress", "--out", str(out),
+             "--resume")
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "unreadable" in err and "Traceback" not in err, err
+    assert ckpt.read_bytes() != good, "the damaged file is left for the user to inspect"
+
+
+@pytest.mark.parametrize("content", ["", "{\"config\": ", "[1, 2]", "\xff\xfe"])
+def test_resume_over_an_unreadable_record_says_what_to_do(tmp_path, content):
+    out = tmp_path / "o"
+    tiny_fit(out_dir=str(out))
+    (out / "run-seed0" / "record.json").write_text(content, encoding="latin-1")
+    with pytest.raises(ValueError, match=r"run record .*record.json is (unreadable|not a revgnn run record).*delete "
+                                         r"it to rerun that seed, or drop --resume"):
+        tiny_fit(out_dir=str(out), resume=True)
+
+
+def test_a_full_disk_is_one_clear_error_and_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import revgnn.records as records
+
+    def full(obj, f):
+        f.write(b"x" * 100)  # part of the file is written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(records.torch, "save", full)
+    out = tmp_path / "o"
+    with pytest.raises(OSError, match=r"cannot write .*checkpoint.pt \(No space left on device\); free disk space"):
+        _ckpt_fit(out)
+    assert not list(out.rglob("*.tmp*")), "the partial temporary file is removed"
+    rc = cli("train", "--layers", "2", "--channels", "16", "--num-nodes", "300", "--num-edges", "3000",
+             "--epochs", "3", "--checkpoint-every", "1", "--no-progress", "--out", str(tmp_path / "p"))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "No space left on device" in err, err
+    assert not list((tmp_path / "p").rglob("*.tmp*"))
+
+
+def test_temporary_files_of_killed_runs_are_removed_at_the_next_start(tmp_path):
+    out = tmp_path / "o"
+    run = out / "run-seed0"
+    run.mkdir(parents=True)
+    dead = 2**22 + 12345  # above Linux's largest pid_max: no such process
+    stale = [run / f".checkpoint.pt.tmp{dead}", run / f".record.json.tmp{dead}", out / f".summary.json.tmp{dead}"]
+    live = run / f".checkpoint.pt.tmp{os.getppid()}"  # a live process's file is not ours to delete
+    others = [run / "notes.txt", run / ".checkpoint.pt.tmpX", out / f".data.csv.tmp{dead}"]
+    for p in [*stale, live, *others]:
+        p.write_text("x")
+    tiny_fit(out_dir=str(out), resume=True)
+    assert not any(p.exists() for p in stale), "stale temporary files are removed"
+    assert live.exists() and all(p.exists() for p in others), "nothing else is touched"
+
+
+def test_a_second_configuration_in_the_same_folder_is_refused(tmp_path):
+    out = tmp_path / "o"
+    first = tiny_fit(out_dir=str(out))
+    with pytest.raises(ValueError, match=r"holds runs of another configuration .*train.lr"):
+        tiny_fit(out_dir=str(out), lr=0.02)
+    rec = json.loads((out / "run-seed0" / "record.json").read_text())
+    assert rec["best"] == first["runs"][0]["best"], "the first run's record is intact"
+    tiny_fit(out_dir=str(out), seed=1)  # another seed of the same configuration shares the folder
+    assert (out / "run-seed1" / "record.json").is_file()
+    (out / "config.json").unlink()  # a folder written before config.json existed: its records are compared
+    with pytest.raises(ValueError, match="another configuration"):
+        tiny_fit(out_dir=str(out), epochs=4)
+
+
+def test_a_live_lock_is_refused_and_a_stale_one_taken_over(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    lock = out / ".revgnn.lock"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{sleeper.pid}\n")
+        with pytest.raises(ValueError, match=f"in use by revgnn process {sleeper.pid}"):
+            tiny_fit(out_dir=str(out))
+        assert lock.read_text().split()[0] == str(sleeper.pid), "another run's lock is left alone"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    tiny_fit(out_dir=str(out))  # its owner is gone: taken over
+    assert not lock.exists(), "the lock is released at the end"
+    assert (out / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch, signum):
+    import revgnn.train as train_module
+    from revgnn.runtime import TrainingInterrupted
+
+    ref = tiny_fit(epochs=6, checkpoint_every=0, out_dir=str(tmp_path / "ref"))
+    real = train_module._train_epoch
+
+    def signalled(model, opt, ds, tcfg, parts, seed, epoch, device):
+        loss = real(model, opt, ds, tcfg, parts, seed, epoch, device)
+        if epoch == 3:
+            os.kill(os.getpid(), signum)  # arrives mid-epoch, before evaluation
+        return loss
+
+    monkeypatch.setattr(train_module, "_train_epoch", signalled)
+    out = tmp_path / "o"
+    with pytest.raises(TrainingInterrupted, match=r"stopped seed 0 after epoch 3, checkpoint saved in .*run the "
+                                                  r"same command with --resume") as info:
+        tiny_fit(epochs=6, checkpoint_every=0, out_dir=str(out))
+    assert info.value.exit_code == 128 + signum
+    assert (out / "run-seed0" / "checkpoint.pt").is_file(), "saved though periodic checkpoints are off"
+    assert not (out / ".revgnn.lock").exists(), "the lock is released"
+    assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL), "handlers restored"
+    monkeypatch.setattr(train_module, "_train_epoch", real)
+    again = tiny_fit(epochs=6, checkpoint_every=0, out_dir=str(out), resume=True)
+    assert again["runs"][0]["history"] == ref["runs"][0]["history"], "the resumed run equals the uninterrupted one"
+
+
+def test_sigterm_to_the_command_saves_and_exits_143_with_a_resume_line(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = _train_cmd(tmp_path / "o")
+    cmd[cmd.index("--epochs") + 1] = "400"
+    cmd[cmd.index("--checkpoint-every") + 1] = "0"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    lock = tmp_path / "o" / ".revgnn.lock"
+    deadline = time.time() + 300
+    while not lock.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # training has started
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, f"exit 128 + SIGTERM (the run must still be training when signalled): {err}"
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(r"revgnn train: SIGTERM: stopped seed 0 after epoch \d+, checkpoint saved in .*; run the "
+                        r"same command with --resume to continue", last), last
+    assert "Traceback" not in err
+    assert (tmp_path / "o" / "run-seed0" / "checkpoint.pt").is_file() and not lock.exists()

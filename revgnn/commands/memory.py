@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from ..memory import measure_config
 from ..presets import MODEL_KINDS, ModelConfig
 
 
@@ -42,6 +41,8 @@ def _config(args) -> ModelConfig:
 
 def run(args) -> int:
     import warnings
+
+    from ..memory import measure_config  # here, not at the top: the parser must not import torch
 
     cfg = _config(args)
     with warnings.catch_warnings():

@@ -4,6 +4,12 @@ Examples::
 
     revgnn train --preset revgnn-64 --dataset synthetic-proteins --epochs 20
     revgnn train --model rev --layers 8 --channels 64 --groups 2 --dataset cora --runs 3 --out runs/cora --json
+
+Each dataset brings its documented recipe as defaults (cora and planetoid:NAME: dropout 0.6, lr 0.005, weight decay
+5e-4, 200 epochs, as PyG's GAT example; ppi: label reuse 0.5); a flag given explicitly always wins, and each run
+record lists what came from the recipe ("recipe"). Ctrl-C or SIGTERM stops after the current epoch with a checkpoint
+in --out (exit 130 / 143); the same command with --resume continues it. One run at a time may use an --out folder,
+and only with the configuration its runs were made with.
 """
 from __future__ import annotations
 
@@ -13,9 +19,50 @@ import sys
 
 from revgnn.presets import MODEL_KINDS, ModelConfig, get_preset, list_presets
 
-# Per-dataset training defaults. ppi: log-degree + label reuse (0.5) measured best; learnable embeddings scored at
-# chance on the held-out nodes in our runs, so they stay off unless asked for.
-DATASET_DEFAULTS: dict[str, dict] = {"ppi": {"label_reuse": 0.5}}
+# Defaults of the flags a dataset recipe may set. The model's dropout defaults to the preset's (0.1 without one).
+GLOBAL_DEFAULTS: dict[str, object] = {"epochs": 50, "lr": 1e-3, "weight_decay": 0.0, "clip": 1.0, "label_reuse": 0.0,
+                                      "node_embeddings": False, "dropout": None}
+# Per-dataset recipes: the dataset's documented settings, used unless a flag is given (flag > recipe > preset >
+# GLOBAL_DEFAULTS), and recorded in each run's "recipe". Planetoid (cora, planetoid:NAME): PyG's examples/gat.py
+# and the GAT paper (Velickovic et al., 2018): dropout 0.6, Adam lr 0.005, weight decay 5e-4. ppi: log-degree +
+# label reuse (0.5) measured best; learnable embeddings scored at chance on held-out nodes, so they stay off.
+RECIPES: dict[str, dict[str, object]] = {
+    "planetoid": {"dropout": 0.6, "lr": 0.005, "weight_decay": 5e-4, "epochs": 200},
+    "ppi": {"label_reuse": 0.5},
+}
+
+
+def recipe_name(dataset: str) -> str | None:
+    """The recipe of a dataset name: ``planetoid`` for cora and every ``planetoid:NAME``, ``ppi``, else None."""
+    key = dataset.lower()
+    if key == "cora" or key.startswith("planetoid:"):
+        return "planetoid"
+    return key if key in RECIPES else None
+
+
+def resolve(args) -> tuple[dict[str, object], dict[str, object]]:
+    """The one place where flags, the dataset's recipe and the global defaults meet.
+
+    Returns:
+        (values, taken): every recipe-able setting's value, and those of them that came from the recipe.
+    """
+    recipe = RECIPES.get(recipe_name(args.dataset) or "", {})
+    values, taken = {}, {}
+    for key, default in GLOBAL_DEFAULTS.items():
+        flag = getattr(args, key)
+        if flag is not None:
+            values[key] = flag
+        elif key in recipe:
+            values[key] = taken[key] = recipe[key]
+        else:
+            values[key] = default
+    return values, taken
+
+
+def _default_help(key: str, what: str = "") -> str:
+    recipes = "; ".join(f"{name} recipe: {r[key]}" for name, r in RECIPES.items() if key in r)
+    default = GLOBAL_DEFAULTS[key]
+    return f"{what}(default {'the preset' if default is None else default}{'; ' + recipes if recipes else ''})"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -27,7 +74,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--layers", type=int, help="L (default 8 without a preset)")
     m.add_argument("--channels", type=int, help="D (default 64 without a preset)")
     m.add_argument("--groups", type=int, help="C, RevGNN groups (default 2)")
-    m.add_argument("--dropout", type=float, help="dropout (default 0.1)")
+    m.add_argument("--dropout", type=float, help=_default_help("dropout", "dropout ") + ", 0.1 without a preset")
     m.add_argument("--aggr", help="GENConv aggregation (default: the paper's for the model)")
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="synthetic-proteins",
@@ -37,10 +84,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--num-edges", type=int, help="synthetic-proteins: directed edges")
     d.add_argument("--data-seed", type=int, help="synthetic-proteins: generator seed")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=50)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0 disables)")
+    t.add_argument("--epochs", type=int, help=_default_help("epochs"))
+    t.add_argument("--lr", type=float, help=_default_help("lr", "Adam learning rate "))
+    t.add_argument("--weight-decay", type=float, help=_default_help("weight_decay", "Adam weight decay "))
+    t.add_argument("--clip", type=float, help=_default_help("clip", "gradient-norm clip, 0 disables "))
     t.add_argument("--train-parts", type=int, help="random partition parts per epoch (paper: 10)")
     t.add_argument("--eval-parts", type=int, help="parts at evaluation (paper: 5; 1 = full graph)")
     t.add_argument("--eval-views", type=int, default=1, help="random partitions averaged at evaluation")
@@ -48,12 +95,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--test-views", type=int, default=0,
                    help="after training, average this many random partitions on the best weights (paper: 10; 0 skips)")
     t.add_argument("--test-parts", type=int, help="parts per final test view (paper: 3; default --eval-parts)")
-    t.add_argument("--label-reuse", type=float, help="fraction of training labels shown as input (ppi: 0.5, else 0)")
+    t.add_argument("--label-reuse", type=float,
+                   help=_default_help("label_reuse", "fraction of training labels shown as input "))
     t.add_argument("--node-embeddings", action=argparse.BooleanOptionalAction, default=None,
                    help="learnable per-node embedding (default off)")
     t.add_argument("--runs", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
+    t.add_argument("--threads", type=int, help="torch CPU threads (default: $OMP_NUM_THREADS, else 1; see "
+                                               "revgnn.runtime for why)")
     o = p.add_argument_group("output")
     o.add_argument("--out", help="folder for records and checkpoints")
     o.add_argument("--checkpoint-every", type=int, default=5)
@@ -69,31 +119,35 @@ def model_config(args) -> ModelConfig:
     cfg = get_preset(args.preset) if args.preset else ModelConfig(num_layers=8, hidden_channels=64)
     changes = {"model": args.model, "num_layers": args.layers, "hidden_channels": args.channels,
                "num_groups": args.groups, "dropout": args.dropout, "aggr": args.aggr}
-    cfg = cfg.replace(**{k: v for k, v in changes.items() if v is not None})
-    if cfg.model in ("rev", "wt-rev") and cfg.hidden_channels % cfg.num_groups:
-        raise ValueError(f"--channels {cfg.hidden_channels} is not divisible by --groups {cfg.num_groups}; "
-                         f"choose channels that are a multiple of the groups")
-    return cfg
+    changes["dropout"] = resolve(args)[0]["dropout"]  # flag, else the dataset's recipe, else the preset's
+    if (args.model or cfg.model) == "deq":
+        if args.layers is not None:
+            raise ValueError("--layers does not apply to --model deq: a DEQ-GNN has one implicit layer, its depth is "
+                             "the fixed-point solver's iterations; drop --layers")
+        changes["num_layers"] = 1  # recorded as it is built
+    return cfg.replace(**{k: v for k, v in changes.items() if v is not None})
 
 
 def train_config(args):
     from revgnn.train import TrainConfig
 
-    defaults = DATASET_DEFAULTS.get(args.dataset.lower(), {})
+    values, taken = resolve(args)
     kwargs = {k: v for k, v in (("num_nodes", args.num_nodes), ("num_edges", args.num_edges),
                                 ("seed", args.data_seed)) if v is not None}
-    label_reuse = args.label_reuse if args.label_reuse is not None else defaults.get("label_reuse", 0.0)
-    emb = args.node_embeddings if args.node_embeddings is not None else defaults.get("node_embeddings", False)
+    label_reuse, emb = values["label_reuse"], values["node_embeddings"]
+    recipe = {"name": recipe_name(args.dataset), **taken} if taken else {}
     return TrainConfig(
-        dataset=args.dataset, root=args.root, dataset_kwargs=kwargs, epochs=args.epochs, lr=args.lr,
-        weight_decay=args.weight_decay, clip_grad_norm=args.clip or None, train_parts=args.train_parts,
+        dataset=args.dataset, root=args.root, dataset_kwargs=kwargs, epochs=values["epochs"], lr=values["lr"],
+        weight_decay=values["weight_decay"], clip_grad_norm=values["clip"] or None, train_parts=args.train_parts,
         eval_parts=args.eval_parts, eval_views=args.eval_views, eval_every=args.eval_every,
         test_views=args.test_views, test_parts=args.test_parts, runs=args.runs,
         seed=args.seed, checkpoint_every=args.checkpoint_every, out_dir=args.out, resume=args.resume,
-        label_reuse=label_reuse, node_embeddings=emb, device=args.device, progress=not args.no_progress)
+        label_reuse=label_reuse, node_embeddings=emb, device=args.device, progress=not args.no_progress,
+        threads=args.threads, recipe=recipe)
 
 
 def run(args) -> int:
+    from revgnn.runtime import TrainingInterrupted
     from revgnn.train import fit
 
     try:
@@ -101,6 +155,9 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError) as err:
         sys.stderr.write(f"revgnn train: error: {err}\n")
         return 2
+    except TrainingInterrupted as stop:  # SIGINT/SIGTERM: checkpoint saved, say how to resume
+        sys.stderr.write(f"revgnn train: {stop}\n")
+        return stop.exit_code
     short = {k: summary[k] for k in ("dataset", "metric", "valid", "valid_std", "test", "test_std", "params",
                                      "seeds")}
     short.update({k: summary[k] for k in ("valid_multiview", "valid_multiview_std", "test_multiview",
