@@ -4,6 +4,8 @@ Examples::
 
     revgnn train --preset revgnn-64 --dataset synthetic-proteins --epochs 20
     revgnn train --model rev --layers 8 --channels 64 --groups 2 --dataset cora --runs 3 --out runs/cora --json
+    revgnn train --dataset cora --model rev --layers 2 --train-parts 2 --nproc 2     # 2 ranks (torchrun, gloo)
+    torchrun --nproc-per-node 8 -m revgnn train --preset revgnn-deep --device cuda    # 8 GPUs (NCCL)
 """
 from __future__ import annotations
 
@@ -54,13 +56,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--runs", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
+    t.add_argument("--accumulate", type=int, default=1,
+                   help="parts per optimizer step, gradients averaged (= the trajectory of that many ranks)")
+    t.add_argument("--nproc", type=int, help="launch this many data-parallel ranks here (torchrun --standalone)")
     o = p.add_argument_group("output")
     o.add_argument("--out", help="folder for records and checkpoints")
     o.add_argument("--checkpoint-every", type=int, default=5)
     o.add_argument("--resume", action="store_true", help="continue from checkpoints in --out")
     o.add_argument("--json", action="store_true", help="print one JSON summary object as the last line")
     o.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, parser=p)
     return p
 
 
@@ -76,7 +81,7 @@ def model_config(args) -> ModelConfig:
     return cfg
 
 
-def train_config(args):
+def train_config(args, progress: bool = True):
     from revgnn.train import TrainConfig
 
     defaults = DATASET_DEFAULTS.get(args.dataset.lower(), {})
@@ -90,17 +95,28 @@ def train_config(args):
         eval_parts=args.eval_parts, eval_views=args.eval_views, eval_every=args.eval_every,
         test_views=args.test_views, test_parts=args.test_parts, runs=args.runs,
         seed=args.seed, checkpoint_every=args.checkpoint_every, out_dir=args.out, resume=args.resume,
-        label_reuse=label_reuse, node_embeddings=emb, device=args.device, progress=not args.no_progress)
+        label_reuse=label_reuse, node_embeddings=emb, device=args.device, progress=progress and not args.no_progress,
+        accumulate=args.accumulate)
 
 
 def run(args) -> int:
+    from revgnn import distributed
     from revgnn.train import fit
 
     try:
-        summary = fit(model_config(args), train_config(args))
+        if args.nproc is not None:
+            return distributed.launch_from_args(args, model_config, train_config)
+        with distributed.process_group(args.device):
+            main = distributed.is_main()
+            summary = fit(model_config(args), train_config(args, progress=main))
     except (ValueError, FileNotFoundError) as err:
         sys.stderr.write(f"revgnn train: error: {err}\n")
         return 2
+    except distributed.PeerLostError as err:
+        sys.stderr.write(f"revgnn train: error: {err}\n")
+        return 1
+    if not main:
+        return 0
     short = {k: summary[k] for k in ("dataset", "metric", "valid", "valid_std", "test", "test_std", "params",
                                      "seeds")}
     short.update({k: summary[k] for k in ("valid_multiview", "valid_multiview_std", "test_multiview",
