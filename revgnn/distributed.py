@@ -263,7 +263,7 @@ def argv_from_namespace(parser: argparse.ArgumentParser, args: argparse.Namespac
         value = getattr(args, action.dest, action.default)
         if value == action.default:
             continue
-        flag = max(action.option_strings, key=len)
+        flag = next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0])
         if isinstance(action, argparse.BooleanOptionalAction):
             argv.append(flag if value else "--no-" + flag[2:])
         elif isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
