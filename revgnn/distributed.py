@@ -278,7 +278,11 @@ def launch_local(nproc: int, argv: list[str]) -> int:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
            "-m", "revgnn", *argv]
     log.info("launching: %s", " ".join(cmd[1:]))
-    return subprocess.run(cmd).returncode
+    rc = subprocess.run(cmd).returncode
+    if rc != 0:
+        log.error("revgnn train: a rank failed (torchrun's report above names it and its exit code); the others "
+                  "were stopped. Restart the same command with --resume to continue from the last checkpoint")
+    return rc
 
 
 def launch_from_args(args: argparse.Namespace, *validators: Callable) -> int:

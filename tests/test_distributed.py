@@ -86,6 +86,44 @@ def _rank_main(rank, world, init_file, out):
         dist.destroy_process_group()
 
 
+def _peer_main(rank, init_file, out, fault):
+    import datetime
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=5))
+    distributed.all_sum(torch.ones(3))
+    if rank == 1:
+        if fault == "dies":
+            os._exit(9)
+        time.sleep(60)                       # "hangs": alive but silent
+        os._exit(0)
+    t0 = time.time()
+    try:
+        distributed.all_sum(torch.ones(3))
+        Path(out).write_text("no error")
+    except distributed.PeerLostError as err:
+        Path(out).write_text(json.dumps({"seconds": time.time() - t0, "message": str(err)}))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["dies", "hangs"])
+def test_a_rank_that_dies_or_hangs_stops_the_other_with_a_clear_message(tmp_path, fault):
+    ctx = mp.get_context("spawn")
+    out = tmp_path / "rank0.json"
+    procs = [ctx.Process(target=_peer_main, args=(r, str(tmp_path / "init"), str(out), fault)) for r in range(2)]
+    for p in procs:
+        p.start()
+    procs[0].join(timeout=120)
+    alive = procs[0].is_alive()
+    for p in procs:
+        p.kill()
+        p.join()
+    assert not alive, "rank 0 stopped instead of hanging"
+    rec = json.loads(out.read_text())
+    assert rec["seconds"] < 30, f"it stopped within the collective timeout (5 s here): {rec}"
+    assert "lost contact with another rank" in rec["message"] and "--resume" in rec["message"], rec["message"]
+
+
 def _assert_average(steps, grads, how):
     assert len(steps) == 1, f"{how}: one optimizer step for the two parts"
     for got, g0, g1 in zip(steps[0], *grads):
