@@ -1,7 +1,7 @@
 """Data-parallel speed-up on this machine: epoch time of 2 gloo ranks over 1 process, on the shipped PPI graph,
 for the protocol of Li et al. (2021) (random partition, one step per group of parts; revgnn.distributed).
 
-    OMP_NUM_THREADS=1 python benchmarks/ddp_speed.py            # RevGNN 4 x 64, 4 parts, 5 rounds (a few minutes)
+    OMP_NUM_THREADS=1 python benchmarks/ddp_speed.py            # RevGNN 8 x 64, 4 parts, 5 rounds (about 5 minutes)
 
 Both sides do the same work and follow the same trajectory: 1 process with ``--accumulate 2`` (2 parts per step)
 against ``torchrun --nproc-per-node 2`` (1 part per rank per step), one torch thread per process. Each round runs the
@@ -90,7 +90,7 @@ def run_once(nproc: int, args, env) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--layers", type=int, default=8)
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--parts", type=int, default=4, help="random partition parts per epoch (2 per rank)")
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per run (after one warm-up epoch)")
