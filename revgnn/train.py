@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from revgnn import distributed
 from revgnn.data import GraphDataset, evaluate, load_dataset
 from revgnn.partition import partition_subgraphs
 from revgnn.presets import ModelConfig, build_model, count_parameters
@@ -81,6 +82,8 @@ class TrainConfig:
         threads: CPU threads for torch; None applies :func:`revgnn.runtime.apply_thread_policy` (one thread
             unless ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` chose otherwise).
         recipe: The dataset-recipe values this configuration took (recorded only; see ``revgnn train --help``).
+        accumulate: Parts per optimizer step (per rank under torch.distributed), their gradients averaged; with
+            more than one (or more than one rank) the dropout RNG is seeded per part (:mod:`revgnn.distributed`).
     """
 
     dataset: str = "synthetic-proteins"
@@ -108,9 +111,10 @@ class TrainConfig:
     progress: bool = True
     threads: int | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
+    accumulate: int = 1
 
     def __post_init__(self):
-        for name in ("epochs", "runs", "eval_every", "eval_views"):
+        for name in ("epochs", "runs", "eval_every", "eval_views", "accumulate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.test_views < 0:
@@ -204,7 +208,7 @@ def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
 @torch.no_grad()
 def predict(model: torch.nn.Module, ds: GraphDataset, num_parts: int = 1, num_views: int = 1,
             generator: torch.Generator | None = None, x: torch.Tensor | None = None,
-            device: str | torch.device = "cpu") -> torch.Tensor:
+            device: str | torch.device = "cpu", shard: bool = False) -> torch.Tensor:
     """Logits for every node, averaged over ``num_views`` random ``num_parts``-way partitions (multi-view).
 
     Args:
@@ -214,6 +218,8 @@ def predict(model: torch.nn.Module, ds: GraphDataset, num_parts: int = 1, num_vi
         num_views: Random partitions whose logits are averaged.
         generator: Randomness of the partitions.
         x: Node input overriding ``ds.data.x`` (label reuse).
+        shard: Under torch.distributed, deal the parts out over the ranks and sum the logits (every rank must
+            call it); without a process group it changes nothing.
 
     Shapes:
         output: (N, T) logits.
@@ -222,10 +228,11 @@ def predict(model: torch.nn.Module, ds: GraphDataset, num_parts: int = 1, num_vi
     data = ds.data if x is None else ds.data.clone().update({"x": x})
     views = 1 if num_parts == 1 else num_views
     out = torch.zeros(ds.num_nodes, ds.num_tasks)
+    share = distributed.Share(shard)
     for _ in range(views):
-        for batch in partition_subgraphs(data, num_parts, generator):
+        for batch in share(partition_subgraphs(data, num_parts, generator)):
             out[batch.n_id] += _forward(model, batch, device).float().cpu()
-    return out / views
+    return share.sum(out) / views
 
 
 def _score(ds: GraphDataset, logits: torch.Tensor) -> dict[str, float]:
@@ -233,8 +240,8 @@ def _score(ds: GraphDataset, logits: torch.Tensor) -> dict[str, float]:
     return {s: evaluate(ds.metric, y[ds.split[s]], logits[ds.split[s]]) for s in SPLITS}
 
 
-def _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device) -> float:
-    model.train()
+def _epoch_parts(ds, tcfg, train_parts, seed, epoch):
+    """Yield (part id, subgraph, loss mask) of the epoch's random partition, parts without loss nodes skipped."""
     g = _generator(seed, epoch, 0)
     train_mask = torch.zeros(ds.num_nodes, dtype=torch.bool)
     train_mask[ds.split["train"]] = True
@@ -245,18 +252,30 @@ def _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device) -> floa
         train_mask[shown] = False  # loss on the training nodes whose labels are hidden
         x = _inputs(ds, _label_features(ds, shown))
     data = ds.data if x is ds.data.x else ds.data.clone().update({"x": x})
-    total, steps = 0.0, 0
-    for batch in partition_subgraphs(data, train_parts, g):
+    for k, batch in enumerate(partition_subgraphs(data, train_parts, g)):
         mask = train_mask[batch.n_id]
-        if not bool(mask.any()):
-            continue
+        if bool(mask.any()):
+            yield k, batch, mask
+
+
+def _part_loss(model, ds, batch, mask, device) -> torch.Tensor:
+    logits = _forward(model, batch, device)[mask.to(device)]
+    target = batch.y.to(device)[mask.to(device)]
+    if ds.multilabel:
+        return F.binary_cross_entropy_with_logits(logits, target.float())
+    return F.cross_entropy(logits, target.view(-1))
+
+
+def _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device) -> float:
+    model.train()
+    parts = _epoch_parts(ds, tcfg, train_parts, seed, epoch)
+    if tcfg.accumulate > 1 or distributed.world_size() > 1:  # grouped steps (revgnn.distributed)
+        return distributed.train_epoch(model, opt, parts, lambda b, m: _part_loss(model, ds, b, m, device),
+                                       tcfg.accumulate, tcfg.clip_grad_norm, seed, epoch)
+    total, steps = 0.0, 0
+    for _, batch, mask in parts:
         opt.zero_grad()
-        logits = _forward(model, batch, device)[mask.to(device)]
-        target = batch.y.to(device)[mask.to(device)]
-        if ds.multilabel:
-            loss = F.binary_cross_entropy_with_logits(logits, target.float())
-        else:
-            loss = F.cross_entropy(logits, target.view(-1))
+        loss = _part_loss(model, ds, batch, mask, device)
         loss.backward()
         if tcfg.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip_grad_norm)
@@ -268,6 +287,9 @@ def _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device) -> floa
 
 def _config_block(mcfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
     t = {k: v for k, v in dataclasses.asdict(tcfg).items() if k not in _RUNTIME_KEYS}
+    t["accumulate"] = tcfg.accumulate * distributed.world_size()  # K ranks = accumulate K: one trajectory
+    if t["accumulate"] == 1:
+        del t["accumulate"]  # configs (and checkpoints) of ungrouped runs as before
     return {"model": dataclasses.asdict(mcfg), "train": t}
 
 
@@ -297,6 +319,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         random.setstate(ckpt["python_rng"])
         state = ckpt["state"]
         log.info("resumed %s at epoch %d", run_dir, state["epoch"])
+    distributed.check_same(state["epoch"], f"the epoch {run_dir} resumes at")
     eval_x = _inputs(ds, _label_features(ds, ds.split["train"])) if tcfg.label_reuse > 0 else None  # all train labels
     start = time.perf_counter() - state["elapsed_s"]
     bar = tqdm(range(state["epoch"] + 1, tcfg.epochs + 1), initial=state["epoch"], total=tcfg.epochs,
@@ -305,7 +328,8 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         loss = _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device)
         entry: dict[str, Any] = {"epoch": epoch, "loss": loss}
         if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
-            logits = predict(model, ds, eval_parts, tcfg.eval_views, _generator(seed, epoch, 1), eval_x, device)
+            logits = predict(model, ds, eval_parts, tcfg.eval_views, _generator(seed, epoch, 1), eval_x, device,
+                             shard=True)
             entry.update(_score(ds, logits))
             if state["best"] is None or entry["valid"] > state["best"]["valid"]:
                 state["best"] = {k: entry[k] for k in ("epoch", "train", "valid", "test")}
@@ -317,7 +341,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         if not math.isfinite(loss):
             raise FloatingPointError(f"loss became {loss} at epoch {epoch}; lower --lr or check the data")
         if ckpt_path is not None and ((tcfg.checkpoint_every and epoch % tcfg.checkpoint_every == 0) or STOP) \
-                and epoch < tcfg.epochs:
+                and epoch < tcfg.epochs and distributed.is_main():
             state["elapsed_s"] = time.perf_counter() - start
             atomic_torch_save({"config": config, "model": model.state_dict(), "optimizer": opt.state_dict(),
                                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
@@ -331,7 +355,8 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
     if tcfg.test_views:
         model.load_state_dict(state["best_model"])
         test_parts = tcfg.test_parts or eval_parts
-        logits = predict(model, ds, test_parts, tcfg.test_views, _generator(seed, 0, 2), eval_x, device)
+        logits = predict(model, ds, test_parts, tcfg.test_views, _generator(seed, 0, 2), eval_x, device,
+                         shard=True)
         multiview = {"epoch": state["best"]["epoch"], "views": tcfg.test_views if test_parts > 1 else 1,
                      "parts": test_parts, **_score(ds, logits)}
     record = {
@@ -343,7 +368,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         "wall_time_s": time.perf_counter() - start, **peak_memory_bytes(device), **environment(device),
         **thread_info(), "recipe": tcfg.recipe,
     }
-    if run_dir is not None:
+    if run_dir is not None and distributed.is_main():
         write_json(run_dir / "record.json", record)
         ckpt_path.unlink(missing_ok=True)
     return record
@@ -385,7 +410,7 @@ def _fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphDat
         for split in ("valid", "test"):
             mean, std = mean_std([r["multiview"][split] for r in records])
             summary[f"{split}_multiview"], summary[f"{split}_multiview_std"] = mean, std
-    if out is not None:
+    if out is not None and distributed.is_main():
         write_json(out / "summary.json", summary)
     return summary
 

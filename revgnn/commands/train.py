@@ -4,6 +4,8 @@ Examples::
 
     revgnn train --preset revgnn-64 --dataset synthetic-proteins --epochs 20
     revgnn train --model rev --layers 8 --channels 64 --groups 2 --dataset cora --runs 3 --out runs/cora --json
+    revgnn train --dataset cora --model rev --layers 2 --train-parts 2 --nproc 2     # 2 ranks (torchrun, gloo)
+    torchrun --nproc-per-node 8 -m revgnn train --preset revgnn-deep --device cuda    # 8 GPUs (NCCL)
 
 Each dataset brings its documented recipe as defaults (cora and planetoid:NAME: dropout 0.6, lr 0.005, weight decay
 5e-4, 200 epochs, as PyG's GAT example; ppi: label reuse 0.5); a flag given explicitly always wins, and each run
@@ -104,13 +106,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     t.add_argument("--threads", type=int, help="torch CPU threads (default: $OMP_NUM_THREADS, else 1; see "
                                                "revgnn.runtime for why)")
+    t.add_argument("--accumulate", type=int, default=1,
+                   help="parts per optimizer step, gradients averaged (= the trajectory of that many ranks)")
+    t.add_argument("--nproc", type=int, help="launch this many data-parallel ranks here (torchrun --standalone)")
     o = p.add_argument_group("output")
     o.add_argument("--out", help="folder for records and checkpoints")
     o.add_argument("--checkpoint-every", type=int, default=5)
     o.add_argument("--resume", action="store_true", help="continue from checkpoints in --out")
     o.add_argument("--json", action="store_true", help="print one JSON summary object as the last line")
     o.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, parser=p)
     return p
 
 
@@ -128,7 +133,7 @@ def model_config(args) -> ModelConfig:
     return cfg.replace(**{k: v for k, v in changes.items() if v is not None})
 
 
-def train_config(args):
+def train_config(args, progress: bool = True):
     from revgnn.train import TrainConfig
 
     values, taken = resolve(args)
@@ -142,22 +147,32 @@ def train_config(args):
         eval_parts=args.eval_parts, eval_views=args.eval_views, eval_every=args.eval_every,
         test_views=args.test_views, test_parts=args.test_parts, runs=args.runs,
         seed=args.seed, checkpoint_every=args.checkpoint_every, out_dir=args.out, resume=args.resume,
-        label_reuse=label_reuse, node_embeddings=emb, device=args.device, progress=not args.no_progress,
-        threads=args.threads, recipe=recipe)
+        label_reuse=label_reuse, node_embeddings=emb, device=args.device, progress=progress and not args.no_progress,
+        threads=args.threads, recipe=recipe, accumulate=args.accumulate)
 
 
 def run(args) -> int:
+    from revgnn import distributed
     from revgnn.runtime import TrainingInterrupted
     from revgnn.train import fit
 
     try:
-        summary = fit(model_config(args), train_config(args))
+        if args.nproc is not None:
+            return distributed.launch_from_args(args, model_config, train_config)
+        with distributed.process_group(args.device):
+            main = distributed.is_main()
+            summary = fit(model_config(args), train_config(args, progress=main))
     except (ValueError, FileNotFoundError) as err:
         sys.stderr.write(f"revgnn train: error: {err}\n")
         return 2
     except TrainingInterrupted as stop:  # SIGINT/SIGTERM: checkpoint saved, say how to resume
         sys.stderr.write(f"revgnn train: {stop}\n")
         return stop.exit_code
+    except distributed.PeerLostError as err:
+        sys.stderr.write(f"revgnn train: error: {err}\n")
+        return 1
+    if not main:
+        return 0
     short = {k: summary[k] for k in ("dataset", "metric", "valid", "valid_std", "test", "test_std", "params",
                                      "seeds")}
     short.update({k: summary[k] for k in ("valid_multiview", "valid_multiview_std", "test_multiview",
