@@ -57,8 +57,9 @@ def _spans(num_edges: int, chunk_size: int):
 
 
 def _message(x: Tensor, src: Tensor, u: Tensor | None, weight: Tensor | None, bias: Tensor | None, eps: float,
-             lo: int, hi: int) -> tuple[Tensor, Tensor]:
-    """z = x_j + A u_ij + a and m = ReLU(z) + eps for edges lo..hi-1; both (B, c)."""
+             lo: int, hi: int, keep_z: bool = True) -> tuple[Tensor | None, Tensor]:
+    """z = x_j + A u_ij + a and m = ReLU(z) + eps for edges lo..hi-1; both (B, c). Without ``keep_z`` the ReLU
+    runs in place and z is not returned."""
     z = x.index_select(0, src[lo:hi])                             # (B, c) x_j
     if u is not None:
         uc = u[lo:hi]                                             # (B, k)
@@ -68,6 +69,8 @@ def _message(x: Tensor, src: Tensor, u: Tensor | None, weight: Tensor | None, bi
             z.addmm_(uc, weight.t())                              # (B, k) @ (k, c)
         if bias is not None:
             z.add_(bias)
+    if not keep_z:
+        return None, z.clamp_min_(0).add_(eps)
     return z, z.relu().add_(eps)
 
 
@@ -81,9 +84,9 @@ class _GENAggregate(torch.autograd.Function):
         spans = _spans(src.numel(), chunk_size)
         needs_grad = any(ctx.needs_input_grad[:5])
 
-        def messages():
+        def messages(keep_z: bool = False):
             for lo, hi in spans:
-                z, m = _message(x, src, u, weight, bias, eps, lo, hi)
+                z, m = _message(x, src, u, weight, bias, eps, lo, hi, keep_z)
                 yield lo, hi, dst[lo:hi].long(), z, m
 
         stats: tuple = ()
@@ -91,16 +94,22 @@ class _GENAggregate(torch.autograd.Function):
             # running maximum of m (max) or of t m (softmax), per (node, channel)
             run = x.new_full((N, c), float("-inf"))
             for _, _, d, _, m in messages():
-                s = m if aggr == "max" else m * t
+                s = m if aggr == "max" else m.mul_(t)
                 run.scatter_reduce_(0, d.unsqueeze(1).expand_as(s), s, "amax", include_self=True)
             run.masked_fill_(run == float("-inf"), 0.0)               # nodes without in-edges: 0, as PyG
             if aggr == "max":
                 out = run
                 if needs_grad:
-                    count = x.new_zeros(N, c)                         # edges attaining the maximum (ties)
-                    for _, _, d, _, m in messages():
-                        count.index_add_(0, d, (m == out.index_select(0, d)).to(x.dtype))
-                    stats = (count,)
+                    # gradient edges: messages equal to the maximum (ties) whose z > 0 (ReLU' = 1); per (node,
+                    # channel) their number and the last of them, so that backward needs no edge pass when it is 1
+                    npos = x.new_zeros(N, c)
+                    win = torch.full((N, c), -1, dtype=torch.long, device=x.device)
+                    for lo, hi, d, z, m in messages(keep_z=True):
+                        pos = (m == out.index_select(0, d)).logical_and_(z > 0)            # (B, c)
+                        npos.index_add_(0, d, pos.to(x.dtype))
+                        eid = torch.arange(lo, hi, device=x.device).unsqueeze(1)
+                        win.scatter_reduce_(0, d.unsqueeze(1).expand_as(pos), torch.where(pos, eid, -1), "amax")
+                    stats = (npos, win)
             else:
                 S, T = x.new_zeros(N, c), x.new_zeros(N, c)
                 for _, _, d, _, m in messages():
@@ -133,14 +142,37 @@ class _GENAggregate(torch.autograd.Function):
         aggr, eps = ctx.aggr, ctx.eps
         need_x, need_u, need_w, need_b, need_t = ctx.needs_input_grad[:5]
         src, dst = edge_index[0], edge_index[1]
-        gx = torch.zeros_like(x) if need_x else None
+        gx = x.new_zeros(x.shape) if need_x else None
         gu = torch.empty_like(u) if need_u else None
         gw = torch.zeros_like(weight) if need_w else None
         gb = torch.zeros_like(bias) if need_b else None
         gt = torch.zeros_like(t) if need_t else None
         g = g.contiguous()
         if aggr == "max":
-            gn = g / stats[0].clamp(min=1)                             # (N, c) split evenly among ties
+            npos, win = stats
+            single = npos <= 1
+            eps_t = torch.zeros((), dtype=x.dtype).add_(eps)      # the message of z <= 0
+            if bool(single.all()) and not bool(((npos > 0) & (out == eps_t)).any()) and not need_u:
+                # every (node, channel) has at most one gradient edge and no tie can hide a z > 0 at m == eps:
+                # its gradient g goes to that single edge, found in the (N, c) index; no edge pass
+                val = torch.where(npos == 1, g, 0)                    # (N, c)
+                idx = win.clamp(min=0)                                # (N, c) edge ids
+                if need_x:
+                    chan = torch.arange(x.size(1), device=x.device)
+                    flat = src.index_select(0, idx.view(-1)).long().view_as(idx) * x.size(1) + chan
+                    gx.view(-1).index_add_(0, flat.view(-1), val.view(-1))
+                if need_w:
+                    for k in range(u.size(1)):                        # (c,) += sum_i val_i u_{w_i, k}
+                        gw[:, k] += (val * u[:, k].index_select(0, idx.view(-1)).view_as(val)).sum(0)
+                if need_b:
+                    gb += val.sum(0)
+                return gx, gu, gw, gb, gt, None, None, None, None
+            count = x.new_zeros(out.shape)                            # ties: edges whose message is the maximum
+            for lo, hi in _spans(src.numel(), ctx.chunk_size):
+                _, m = _message(x, src, u, weight, bias, eps, lo, hi, keep_z=False)
+                d = dst[lo:hi].long()
+                count.index_add_(0, d, (m == out.index_select(0, d)).to(x.dtype))
+            gn = g / count.clamp(min=1)                               # (N, c) split evenly among ties
         elif aggr == "mean":
             gn = g / stats[0]
         elif aggr == "softmax":
@@ -152,7 +184,7 @@ class _GENAggregate(torch.autograd.Function):
             z, m = _message(x, src, u, weight, bias, eps, lo, hi)
             d = dst[lo:hi].long()
             if aggr == "max":
-                dm = gn.index_select(0, d).mul_(m == out.index_select(0, d))
+                dm = torch.where(m == out.index_select(0, d), gn.index_select(0, d), 0)
             elif aggr == "softmax":
                 gp = (m * t).sub_(M.index_select(0, d)).exp_().mul_(gn.index_select(0, d))   # g_i p_ij
                 diff = m - out.index_select(0, d)                      # m_ij - out_i
@@ -161,7 +193,7 @@ class _GENAggregate(torch.autograd.Function):
                 dm = gp.add_(diff.mul_(gp).mul_(t))                   # g p (1 + t (m - out))
             else:
                 dm = gn.index_select(0, d)
-            dz = dm.mul_(z > 0)                                        # ReLU'
+            dz = dm.masked_fill_(z <= 0, 0)                            # ReLU'
             if need_x:
                 gx.index_add_(0, src[lo:hi], dz)
             if need_w:

@@ -196,3 +196,16 @@ def test_no_edge_sized_hidden_tensor_in_a_fused_step(kind):
     assert _largest_allocation(fused, data, 64) < E * c * 4, "no (E, c) tensor in the fused step"
     ref = build_model(cfg.replace(fused=False))
     assert _largest_allocation(ref, data, 64) >= E * 8 * 4, "the reference path does build (E, D) tensors"
+
+
+def test_max_tie_at_eps_with_tiny_positive_messages():
+    """z > 0 so small that ReLU(z) + eps == eps: PyG's gradient splits among all edges at eps and ReLU keeps the
+    positive ones; the fused path sees the hidden tie and takes its exact edge pass."""
+    x = torch.tensor([[1e-300], [-1.0], [2e-300], [0.0]], dtype=torch.float64, requires_grad=True)
+    ei = torch.tensor([[0, 1, 2, 3], [3, 3, 3, 0]])
+    conv = GENConv(1, 1, aggr="max", norm="layer", bias=True).double()
+    ref = conv.propagate(ei, x=(x, x), edge_attr=None)
+    out = gen_aggregate(x, ei, None, aggr="max", eps=conv.eps, chunk_size=2)
+    assert torch.equal(out, ref) and out[3, 0] == conv.eps
+    g_ref, g = (torch.autograd.grad(o.sum(), x)[0] for o in (ref, out))
+    assert torch.equal(g, g_ref) and g[0, 0] == g[2, 0] == 1 / 3, "each positive tied edge gets g / 3"
