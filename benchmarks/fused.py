@@ -32,6 +32,7 @@ from provenance import provenance, save  # noqa: E402
 
 from revgnn import ModelConfig, build_model, count_parameters  # noqa: E402
 from revgnn.memory import _cpu_peak_increment, _proc_status_kb, _Step, synthetic_graph, tensor_bytes  # noqa: E402
+from revgnn.whole_graph import floor_bytes  # noqa: E402
 
 PARTITION = dict(nodes=13_253, edges=791_224)        # one of ogbn-proteins' 10 training parts
 FULL = dict(nodes=132_534, edges=79_122_504)         # ogbn-proteins
@@ -105,17 +106,9 @@ def sweep(args) -> dict:
             peak, seconds = _instrumented(step)
             rows.append({"num_nodes": args.nodes, "num_edges": int(data.edge_index.size(1)), "fused": fused,
                          "layers": args.layers, "channels": args.channels, "peak_bytes": peak,
-                         "step_seconds_profiled": seconds, "floor_bytes": floor_bytes(data, step)})
+                         "step_seconds_profiled": seconds, "floor_bytes": floor_bytes(data, step.model, args.channels)})
         del data
     return {"rows": rows, "targets": {}}
-
-
-def floor_bytes(data, step: _Step) -> int:
-    """edge_index + edge features + labels + one N x D float32 state + parameters, gradients and Adam state."""
-    D = step.model.heads.node_encoder.out_features
-    P = count_parameters(step.model)
-    graph = sum(t.numel() * t.element_size() for t in (data.edge_index, data.edge_attr, data.y))
-    return graph + data.num_nodes * D * 4 + 4 * P * 4
 
 
 def full(args) -> dict:
@@ -131,7 +124,7 @@ def full(args) -> dict:
     rss_before = _proc_status_kb("VmRSS") * 1024
     peak, seconds = _instrumented(step)                           # the first step also creates the Adam state
     rss_peak = _proc_status_kb("VmHWM") * 1024
-    floor = floor_bytes(data, step)
+    floor = floor_bytes(data, step.model, args.channels)
     per_layer = seconds / args.layers
     return {
         "graph": {"num_nodes": data.num_nodes, "num_edges": int(data.edge_index.size(1)),
