@@ -5,6 +5,7 @@ whole ogbn-proteins-shaped graph, a sweep over the number of edges, and the fuse
     OMP_NUM_THREADS=1 python benchmarks/fused.py sweep       # N=132,534; E = 0.1M, 0.2M, 0.4M; fused and PyG
     OMP_NUM_THREADS=1 python benchmarks/fused.py full --layers 2   # 132,534 nodes, 79,122,504 edges, ~6 GB
     OMP_NUM_THREADS=1 python benchmarks/fused.py profile     # top ops of one fused RevGNN step
+    OMP_NUM_THREADS=1 python benchmarks/fused.py thp --layers 2 --repeats 2   # THP_MEM_ALLOC_ENABLE=1 or not
 
 Timing protocol (partition): all models live in one process; after one warm-up step each, ``--repeats`` rounds time
 one step of every model, the order reversed every other round; medians are compared. Peaks come from one more,
@@ -18,9 +19,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +39,7 @@ from revgnn.whole_graph import floor_bytes  # noqa: E402
 
 PARTITION = dict(nodes=13_253, edges=791_224)        # one of ogbn-proteins' 10 training parts
 FULL = dict(nodes=132_534, edges=79_122_504)         # ogbn-proteins
+RESULTS_TMP = Path(tempfile.gettempdir())
 
 
 def _provenance() -> dict:
@@ -155,6 +159,46 @@ def full_pair(args) -> dict:
         "value": runs[hi]["peak_tensor_bytes"] / runs[lo]["peak_tensor_bytes"], "target": "within 1.05"}}}
 
 
+def step_times(args) -> dict:
+    """Child of ``thp``: one warm-up and ``--repeats`` timed steps of the fused RevGNN on the partition."""
+    data = synthetic_graph(args.nodes, args.edges, seed=0)
+    torch.manual_seed(0)
+    step = _Step(build_model(ModelConfig("rev", args.layers, args.channels, dropout=0.1)), data, train=True)
+    times = []
+    for _ in range(args.repeats + 1):
+        step.prepare()
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"step_seconds_all": times[1:], "user_seconds": usage.ru_utime, "system_seconds": usage.ru_stime,
+            "targets": {}}
+
+
+def thp(args) -> dict:
+    """Fused step time with and without PyTorch's THP_MEM_ALLOC_ENABLE=1 (transparent huge pages for large CPU
+    allocations), in fresh processes, alternating, ``--rounds`` each; medians of the per-process medians."""
+    from revgnn.records import read_json
+
+    results: dict[str, list] = {"off": [], "on": []}
+    for r in range(args.rounds):
+        for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
+            env = dict(os.environ)
+            env.pop("THP_MEM_ALLOC_ENABLE", None)
+            if mode == "on":
+                env["THP_MEM_ALLOC_ENABLE"] = "1"
+            out = RESULTS_TMP / f"thp_{mode}_{r}.json"
+            subprocess.run([sys.executable, __file__, "step-times", "--layers", str(args.layers), "--channels",
+                            str(args.channels), "--nodes", str(args.nodes), "--edges", str(args.edges),
+                            "--repeats", str(args.repeats), "--out", str(out)], check=True, env=env)
+            results[mode].append(read_json(out))
+            out.unlink()
+    med = {m: statistics.median(statistics.median(r["step_seconds_all"]) for r in rs) for m, rs in results.items()}
+    return {"graph": {"num_nodes": args.nodes, "num_edges": args.edges}, "layers": args.layers,
+            "channels": args.channels, "runs": results,
+            "targets": {"time_thp_over_default": {"value": med["on"] / med["off"], "target": "(report)"}}}
+
+
 def profile_step(args) -> dict:
     data = synthetic_graph(args.nodes, args.edges, seed=0)
     torch.manual_seed(0)
@@ -173,7 +217,7 @@ def profile_step(args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=("partition", "sweep", "full", "full-pair", "profile"))
+    p.add_argument("part", choices=("partition", "sweep", "full", "full-pair", "profile", "thp", "step-times"))
     p.add_argument("--nodes", type=int)
     p.add_argument("--edges", type=int)
     p.add_argument("--channels", type=int, default=80)
@@ -181,6 +225,7 @@ def main(argv=None) -> int:
     p.add_argument("--layers-list", type=int, nargs="+", default=[2, 4])
     p.add_argument("--edge-list", type=int, nargs="+", default=[100_000, 200_000, 400_000])
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3, help="thp: processes per setting")
     p.add_argument("--no-fused", action="store_true", help="full: PyG's GENConv instead")
     p.add_argument("--out", help="output file name under results/")
     args = p.parse_args(argv)
@@ -188,7 +233,8 @@ def main(argv=None) -> int:
     args.nodes = args.nodes or shape["nodes"]
     args.edges = args.edges or shape["edges"]
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    fn = {"partition": partition, "sweep": sweep, "full": full, "full-pair": full_pair, "profile": profile_step}
+    fn = {"partition": partition, "sweep": sweep, "full": full, "full-pair": full_pair, "profile": profile_step,
+          "thp": thp, "step-times": step_times}
     result = {"provenance": _provenance(), **fn[args.part](args)}
     path = save(args.out or f"fused_{args.part.replace('-', '_')}.json", result)
     print(f"wrote {path}")
