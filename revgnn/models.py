@@ -6,7 +6,9 @@ All models share the ogbn-proteins heads of the official code, configurable for 
 
 - node input: [x | Linear(S, 8)(one_hot(species)) | Embedding(n_id)] -> Linear(., D); on ogbn-proteins x is the sum
   of each node's incident 8-dim edge features and S = 8 species;
-- edge embedding: Linear(edge_dim, D), shared by all layers (each block re-encodes it to its own width);
+- edge embedding: Linear(edge_dim, D), shared by all layers (each block re-encodes it to its own width); with
+  ``fused=True`` (the default) no (E, D) embedding is built: each block folds this encoder into its own and computes
+  its edge term from the raw (E, edge_dim) features chunk by chunk (:mod:`revgnn.fused`), with the same parameters;
 - output: LayerNorm(D) -> ReLU -> dropout -> Linear(D, T).
 """
 from __future__ import annotations
