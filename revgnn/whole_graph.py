@@ -28,9 +28,10 @@ def floor_bytes(data, model: nn.Module, hidden_channels: int) -> int:
 
 
 def edge_sweep(num_nodes: int, edge_counts: Sequence[int], config: ModelConfig, seed: int = 0,
-               repeats: int = 1) -> list[dict]:
+               repeats: int = 1, pyg_max_edges: int | None = None) -> list[dict]:
     """One training step of ``config``, fused and with PyG's GENConv, on ``synthetic-proteins`` graphs of
-    ``num_nodes`` nodes and each of ``edge_counts`` edges (:func:`revgnn.memory.measure_config`).
+    ``num_nodes`` nodes and each of ``edge_counts`` edges (:func:`revgnn.memory.measure_config`). PyG's path runs
+    only up to ``pyg_max_edges`` edges (it needs about 2 KB per edge at D = 80).
 
     Returns records with ``num_edges``, ``fused``, ``peak_bytes``, ``step_seconds``, ``floor_bytes``.
     """
@@ -40,6 +41,8 @@ def edge_sweep(num_nodes: int, edge_counts: Sequence[int], config: ModelConfig, 
     for E in edge_counts:
         data = synthetic_graph(num_nodes, E, seed)
         for fused in (True, False):
+            if not fused and pyg_max_edges is not None and E > pyg_max_edges:
+                continue
             cfg = config.replace(fused=fused)
             rec = measure_config(cfg, 0, 0, data=data, repeats=repeats, seed=seed)
             torch.manual_seed(seed)
