@@ -43,7 +43,7 @@ class _EdgeTransposed(nn.Module):
         self.block = block
 
     def forward(self, x, edge_index, edge_t, mask=None):
-        return self.block(x, edge_index, edge_t.t(), mask)
+        return self.block(x, edge_index, edge_t.t(), mask=mask)
 
 
 class PyGRevGNN(nn.Module):

@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GENConv
 
-__all__ = ["GENBlock", "DEQCell", "shared_dropout_mask"]
+from .fused import AGGRS as _AGGRS
+from .fused import gen_aggregate
 
-_AGGRS = ("max", "softmax", "mean", "add", "sum")
+__all__ = ["GENBlock", "DEQCell", "shared_dropout_mask"]
 
 
 def shared_dropout_mask(x: Tensor, p: float, training: bool) -> Tensor | None:
@@ -47,24 +48,65 @@ class GENBlock(nn.Module):
         learn_t (bool): learnable softmax temperature (only with ``aggr="softmax"``). (default: ``False``)
         pre_norm (bool): apply LayerNorm -> ReLU -> dropout before the convolution; ResGNN's first layer has none.
         dropout (float): probability of the ordinary dropout used when no shared mask is given. (default: 0)
+        fused (bool): compute messages and aggregation over edge chunks (:func:`~revgnn.fused.gen_aggregate`) with
+            the edge encoders folded, instead of PyG's ``GENConv.propagate`` (the reference). Same parameters, same
+            ``state_dict``, equal outputs and gradients. (default: ``True``)
+        chunk_size (int, optional): edges per chunk of the fused path (default: from a 64 MiB budget).
+
+    Forward arguments ``enc_weight`` (edge_dim, k) and ``enc_bias`` (edge_dim,) are the model-level edge encoder
+    Linear(k, edge_dim): given them, ``edge_attr`` holds the raw (E, k) features and the block computes
+    e_ij = W_g (enc_weight u_ij + enc_bias) + b_g. The fused path folds this into one (c, k) map, so no (E, edge_dim)
+    tensor is ever built; the reference path encodes first.
 
     Shapes:
-        - x: (N, c); edge_index: (2, E); edge_attr: (E, edge_dim) or None; mask: (N, c) or None
+        - x: (N, c); edge_index: (2, E); edge_attr: (E, edge_dim), or (E, k) with enc_weight (edge_dim, k) and
+          enc_bias (edge_dim,); mask: (N, c) or None
         - output: (N, c)
     """
 
     def __init__(self, channels: int, edge_dim: int | None = None, aggr: str = "max", learn_t: bool = False,
-                 pre_norm: bool = True, dropout: float = 0.0):
+                 pre_norm: bool = True, dropout: float = 0.0, fused: bool = True, chunk_size: int | None = None):
         super().__init__()
         if aggr not in _AGGRS:
             raise ValueError(f"aggr must be one of {_AGGRS} (got {aggr!r})")
         self.norm = nn.LayerNorm(channels) if pre_norm else None
         self.dropout = dropout
         self.edge_encoder = nn.Linear(edge_dim, channels) if edge_dim is not None and edge_dim == channels else None
+        self._aggr = aggr
         self.conv = GENConv(channels, channels, aggr=aggr, t=1.0, learn_t=learn_t and aggr == "softmax",
                             norm="layer", num_layers=2, expansion=2, bias=True, edge_dim=edge_dim)
+        self.fused = fused
+        self.chunk_size = chunk_size
+
+    def edge_map(self, enc_weight: Tensor | None = None, enc_bias: Tensor | None = None):
+        """The block's edge term as one affine map e = A u + a of the raw features: (A (c, k), a (c,)).
+
+        A = W_g enc_weight and a = W_g enc_bias + b_g, where W_g, b_g is this block's encoder (the group's
+        ``lin_edge``, or ``edge_encoder`` when edge_dim == c); ``(None, None)`` means e = u.
+        """
+        lin = self.edge_encoder if self.edge_encoder is not None else getattr(self.conv, "lin_edge", None)
+        weight, bias = (lin.weight, lin.bias) if lin is not None else (None, None)
+        if enc_weight is None:
+            return weight, bias
+        if weight is None:
+            return enc_weight, enc_bias
+        folded_bias = None if enc_bias is None else weight @ enc_bias          # (c, D) @ (D,)
+        if bias is not None:
+            folded_bias = bias if folded_bias is None else folded_bias + bias
+        return weight @ enc_weight, folded_bias                      # (c, D) @ (D, k), (c,)
+
+    def _conv_fused(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None, enc_weight: Tensor | None,
+                    enc_bias: Tensor | None) -> Tensor:
+        conv = self.conv
+        weight, bias = self.edge_map(enc_weight, enc_bias) if edge_attr is not None else (None, None)
+        aggr_module = conv.aggr_module
+        t = getattr(aggr_module, "t", 1.0)
+        agg = gen_aggregate(h, edge_index, edge_attr, weight, bias, aggr=self._aggr, t=t, eps=conv.eps,
+                            chunk_size=self.chunk_size)             # (N, c)
+        return conv.mlp(agg + h)                                     # GENConv: MLP(x_i + AGG), in == out channels
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
+                enc_weight: Tensor | None = None, enc_bias: Tensor | None = None,
                 mask: Tensor | None = None) -> Tensor:
         h = x
         if self.norm is not None:
@@ -73,6 +115,10 @@ class GENBlock(nn.Module):
                 h = h * mask                                   # shared dropout mask (N, c)
             elif self.dropout > 0:
                 h = F.dropout(h, p=self.dropout, training=self.training)
+        if self.fused:
+            return self._conv_fused(h, edge_index, edge_attr, enc_weight, enc_bias)
+        if edge_attr is not None and enc_weight is not None:
+            edge_attr = F.linear(edge_attr, enc_weight, enc_bias)  # (E, k) -> (E, D), reference path
         if edge_attr is not None and self.edge_encoder is not None:
             edge_attr = self.edge_encoder(edge_attr)           # (E, D) -> (E, D)
         return self.conv(h, edge_index, edge_attr)
@@ -92,24 +138,28 @@ class DEQCell(nn.Module):
         channels (int): D.
         edge_dim (int, optional): width of the edge embedding; ``None`` for no edge input.
         aggr (str): aggregation of both GENConvs. (default: ``"softmax"`` with learnable temperature)
+        fused (bool): the GENConvs' fused edge-chunked path (see :class:`GENBlock`). (default: ``True``)
 
     Shapes:
-        - z, x: (N, D); edge_index: (2, E); edge_attr: (E, edge_dim) or None; mask: (N, D) or None
+        - z, x: (N, D); edge_index: (2, E); edge_attr: (E, edge_dim), or (E, k) with enc_weight, enc_bias as in
+          :class:`GENBlock`; mask: (N, D) or None
         - output: (N, D)
     """
 
-    def __init__(self, channels: int, edge_dim: int | None = None, aggr: str = "softmax", learn_t: bool = True):
+    def __init__(self, channels: int, edge_dim: int | None = None, aggr: str = "softmax", learn_t: bool = True,
+                 fused: bool = True):
         super().__init__()
-        self.conv1 = GENBlock(channels, edge_dim, aggr, learn_t, pre_norm=False)
+        self.conv1 = GENBlock(channels, edge_dim, aggr, learn_t, pre_norm=False, fused=fused)
         self.norm1 = nn.LayerNorm(channels)
-        self.conv2 = GENBlock(channels, edge_dim, aggr, learn_t, pre_norm=False)
+        self.conv2 = GENBlock(channels, edge_dim, aggr, learn_t, pre_norm=False, fused=fused)
         self.norm2 = nn.LayerNorm(channels)
 
     def forward(self, z: Tensor, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
+                enc_weight: Tensor | None = None, enc_bias: Tensor | None = None,
                 mask: Tensor | None = None) -> Tensor:
-        z1 = self.conv1(z, edge_index, edge_attr)
+        z1 = self.conv1(z, edge_index, edge_attr, enc_weight, enc_bias)
         z2 = F.relu(self.norm1(z1 + x))
         if mask is not None:
             z2 = z2 * mask
-        z3 = self.conv2(z2, edge_index, edge_attr)
+        z3 = self.conv2(z2, edge_index, edge_attr, enc_weight, enc_bias)
         return self.norm2(F.relu(z3 + z1))

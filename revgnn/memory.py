@@ -202,8 +202,10 @@ class _Step:
         return self.model(d.x, d.edge_index, getattr(d, "edge_attr", None), getattr(d, "species", None))
 
     def prepare(self) -> None:
+        # gradients stay allocated (zeroed), so the model state is alive during the whole step and
+        # peak - state_bytes is activations, transients and the graph even when the peak comes before backward
         if self.opt is not None:
-            self.opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad(set_to_none=False)
 
     def __call__(self, meter: bool = False) -> None:
         if not self.train:

@@ -6,7 +6,9 @@ All models share the ogbn-proteins heads of the official code, configurable for 
 
 - node input: [x | Linear(S, 8)(one_hot(species)) | Embedding(n_id)] -> Linear(., D); on ogbn-proteins x is the sum
   of each node's incident 8-dim edge features and S = 8 species;
-- edge embedding: Linear(edge_dim, D), shared by all layers (each block re-encodes it to its own width);
+- edge embedding: Linear(edge_dim, D), shared by all layers (each block re-encodes it to its own width); with
+  ``fused=True`` (the default) no (E, D) embedding is built: each block folds this encoder into its own and computes
+  its edge term from the raw (E, edge_dim) features chunk by chunk (:mod:`revgnn.fused`), with the same parameters;
 - output: LayerNorm(D) -> ReLU -> dropout -> Linear(D, T).
 """
 from __future__ import annotations
@@ -57,7 +59,9 @@ class GraphHeads(nn.Module):
         self.dropout = dropout
 
     def encode(self, x: Tensor | None, edge_attr: Tensor | None = None, species: Tensor | None = None,
-               n_id: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+               n_id: Tensor | None = None, embed_edges: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Node states (N, D) and the edge embedding (E, D); the latter is ``None`` without edge features or with
+        ``embed_edges=False`` (fused models fold the edge encoder into their blocks instead)."""
         parts = [] if x is None or x.size(-1) == 0 else [x]
         if self.species_encoder is not None:
             if species is None:
@@ -72,13 +76,43 @@ class GraphHeads(nn.Module):
         if self.edge_encoder is not None:
             if edge_attr is None:
                 raise ValueError("this model was built with edge_dim: pass edge_attr (E, edge_dim)")
-            e = self.edge_encoder(edge_attr)                                 # (E, D)
+            if embed_edges:
+                e = self.edge_encoder(edge_attr)                             # (E, D)
         return h, e
+
+    def edge_inputs(self, edge_attr: Tensor | None, e: Tensor | None) -> tuple:
+        """The blocks' edge arguments ``(edge_attr, enc_weight, enc_bias)``: the embedding ``e`` (E, D) when it was
+        built, else the raw (E, k) features with this encoder's weights, which each block folds into its own."""
+        if self.edge_encoder is None:
+            return None, None, None
+        if e is not None:
+            return e, None, None
+        return edge_attr, self.edge_encoder.weight, self.edge_encoder.bias
 
     def decode(self, h: Tensor) -> Tensor:
         h = F.relu(self.out_norm(h))
         h = F.dropout(h, p=self.dropout, training=self.training)
         return self.out_lin(h)                                               # (N, T)
+
+
+class _FusedSwitch:
+    """The ``fused`` switch of a model: every :class:`~revgnn.layers.GENBlock` runs the fused edge-chunked path
+    (``True``) or PyG's ``GENConv`` (``False``, the reference); the parameters and ``state_dict`` are the same."""
+
+    @property
+    def fused(self) -> bool:
+        return all(b.fused for b in self.modules() if isinstance(b, GENBlock))
+
+    @fused.setter
+    def fused(self, value: bool) -> None:
+        for b in self.modules():
+            if isinstance(b, GENBlock):
+                b.fused = bool(value)
+
+    def _edges(self, x, edge_attr, species, n_id) -> tuple:
+        """Node states and the blocks' edge arguments (edge_attr, enc_weight, enc_bias)."""
+        h, e = self.heads.encode(x, edge_attr, species, n_id, embed_edges=not self.fused)
+        return h, self.heads.edge_inputs(edge_attr, e)
 
 
 def _check(num_layers: int, hidden_channels: int, dropout: float) -> None:
@@ -97,7 +131,7 @@ def check_edge_attr(edge_index: Tensor, edge_attr: Tensor | None) -> None:
                          f"(got {tuple(edge_attr.shape)}); give every edge its own features.")
 
 
-class ResGNN(nn.Module):
+class ResGNN(_FusedSwitch, nn.Module):
     r"""DeeperGCN "res+" baseline (Li et al., 2020): :math:`X^{l+1} = X^l + \mathrm{GEN}(\mathrm{Drop}(\mathrm{ReLU}
     (\mathrm{Norm}(X^l))))`, first layer a plain GENConv. Activation memory O(LND).
 
@@ -108,6 +142,8 @@ class ResGNN(nn.Module):
         learn_t (bool): learnable softmax temperature. (default: ``True``)
         checkpoint_grads (bool): gradient checkpointing per layer (recompute in backward; the strong baseline).
         weight_tied (bool): reuse one block for layers 2..L (WT-ResGNN).
+        fused (bool): fused edge-chunked GENConv with folded edge encoders (:mod:`revgnn.fused`); ``False`` runs
+            PyG's GENConv on an (E, D) edge embedding (the reference). (default: ``True``)
 
     Shapes:
         - x: (N, in_channels); edge_index: (2, E); edge_attr: (E, edge_dim); species, n_id: (N,)
@@ -117,32 +153,34 @@ class ResGNN(nn.Module):
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int,
                  dropout: float = 0.0, edge_dim: int | None = None, num_species: int | None = None,
                  num_embeddings: int | None = None, embedding_dim: int = 64, aggr: str = "softmax",
-                 learn_t: bool = True, checkpoint_grads: bool = False, weight_tied: bool = False):
+                 learn_t: bool = True, checkpoint_grads: bool = False, weight_tied: bool = False,
+                 fused: bool = True):
         super().__init__()
         _check(num_layers, hidden_channels, dropout)
         D = hidden_channels
         self.heads = GraphHeads(in_channels, D, out_channels, edge_dim, num_species, 8, num_embeddings,
                                 embedding_dim, dropout)
         e_dim = D if edge_dim else None
-        first = GENBlock(D, e_dim, aggr, learn_t, pre_norm=False)
+        first = GENBlock(D, e_dim, aggr, learn_t, pre_norm=False, fused=fused)
         if weight_tied:
-            tied = GENBlock(D, e_dim, aggr, learn_t, pre_norm=True, dropout=dropout)
+            tied = GENBlock(D, e_dim, aggr, learn_t, pre_norm=True, dropout=dropout, fused=fused)
             rest = [tied] * (num_layers - 1)
         else:
-            rest = [GENBlock(D, e_dim, aggr, learn_t, pre_norm=True, dropout=dropout) for _ in range(num_layers - 1)]
+            rest = [GENBlock(D, e_dim, aggr, learn_t, pre_norm=True, dropout=dropout, fused=fused)
+                    for _ in range(num_layers - 1)]
         self.blocks = nn.ModuleList([first, *rest])
         self.checkpoint_grads = checkpoint_grads
 
     def forward(self, x: Tensor | None, edge_index: Tensor, edge_attr: Tensor | None = None,
                 species: Tensor | None = None, n_id: Tensor | None = None) -> Tensor:
         check_edge_attr(edge_index, edge_attr)
-        h, e = self.heads.encode(x, edge_attr, species, n_id)
-        h = self.blocks[0](h, edge_index, e)
+        h, edge = self._edges(x, edge_attr, species, n_id)                  # edge: (e, None, None) or (u, W_0, b_0)
+        h = self.blocks[0](h, edge_index, *edge)
         for block in self.blocks[1:]:
             if self.checkpoint_grads and self.training and torch.is_grad_enabled():
-                h = h + checkpoint(block, h, edge_index, e, use_reentrant=False)
+                h = h + checkpoint(block, h, edge_index, *edge, use_reentrant=False)
             else:
-                h = h + block(h, edge_index, e)
+                h = h + block(h, edge_index, *edge)
         return self.heads.decode(h)
 
 
@@ -155,7 +193,7 @@ class WTResGNN(ResGNN):
         super().__init__(*args, **kwargs)
 
 
-class RevGNN(nn.Module):
+class RevGNN(_FusedSwitch, nn.Module):
     r"""Grouped reversible GNN (Li et al., 2021, eq. 1-2): L reversible layers of C GENConv group blocks.
 
     Activation memory O(ND) whatever L is; parameters O(L D^2 / C) plus the heads. Dropout is the paper's shared
@@ -173,6 +211,8 @@ class RevGNN(nn.Module):
         reversible (bool): ``False`` runs the same blocks with ordinary autograd (reference path).
         anchor_every (int, optional): keep every K-th layer's exact input to bound float drift
             (:class:`~revgnn.reversible.ReversibleStack`). (default: ``None``, O(ND) memory)
+        fused (bool): fused edge-chunked GENConv with folded edge encoders (:mod:`revgnn.fused`); ``False`` runs
+            PyG's GENConv on an (E, D) edge embedding (the reference). (default: ``True``)
 
     Shapes:
         - x: (N, in_channels); edge_index: (2, E); edge_attr: (E, edge_dim); species, n_id: (N,)
@@ -183,7 +223,8 @@ class RevGNN(nn.Module):
                  num_groups: int = 2, dropout: float = 0.0, edge_dim: int | None = None,
                  num_species: int | None = None, num_embeddings: int | None = None, embedding_dim: int = 64,
                  aggr: str = "max", learn_t: bool = False, weight_tied: bool = False,
-                 dropout_mode: str = "shared", reversible: bool = True, anchor_every: int | None = None):
+                 dropout_mode: str = "shared", reversible: bool = True, fused: bool = True,
+                 anchor_every: int | None = None):
         super().__init__()
         _check(num_layers, hidden_channels, dropout)
         check_groups(hidden_channels, num_groups)
@@ -196,8 +237,8 @@ class RevGNN(nn.Module):
         block_p = dropout if dropout_mode == "replay" else 0.0
 
         def layer():
-            return nn.ModuleList([GENBlock(D // C, e_dim, aggr, learn_t, pre_norm=True, dropout=block_p)
-                                  for _ in range(C)])
+            return nn.ModuleList([GENBlock(D // C, e_dim, aggr, learn_t, pre_norm=True, dropout=block_p,
+                                           fused=fused) for _ in range(C)])
 
         layers = [layer()]
         if weight_tied and num_layers > 1:
@@ -216,9 +257,9 @@ class RevGNN(nn.Module):
     def forward(self, x: Tensor | None, edge_index: Tensor, edge_attr: Tensor | None = None,
                 species: Tensor | None = None, n_id: Tensor | None = None) -> Tensor:
         check_edge_attr(edge_index, edge_attr)
-        h, e = self.heads.encode(x, edge_attr, species, n_id)
+        h, edge = self._edges(x, edge_attr, species, n_id)                  # edge: (e, None, None) or (u, W_0, b_0)
         mask = shared_dropout_mask(h, self.dropout, self.training) if self.dropout_mode == "shared" else None
-        h = self.stack(h, edge_index, e, per_group=(mask,))
+        h = self.stack(h, edge_index, *edge, per_group=(mask,))             # W_0, b_0 shared: they get gradients
         return self.heads.decode(h)
 
 
@@ -231,7 +272,7 @@ class WTRevGNN(RevGNN):
         super().__init__(*args, **kwargs)
 
 
-class DEQGNN(nn.Module):
+class DEQGNN(_FusedSwitch, nn.Module):
     r"""Deep-equilibrium GNN (Li et al., 2021, Sec. 3.3): node states are the fixed point
     :math:`Z^* = f(Z^*, X)` of a weight-tied :class:`~revgnn.layers.DEQCell`, found by a root finder; gradients by
     implicit differentiation (:class:`~revgnn.deq.DEQLayer`). Activation memory O(ND), parameters O(D^2).
@@ -243,6 +284,7 @@ class DEQGNN(nn.Module):
         solver (str): ``"anderson"`` or ``"picard"``. max_iter, tol, backward_max_iter: solver budget.
         unrolled_iters (int, optional): apply the cell this many times with plain autograd instead of solving
             (warm-up phase). Settable between epochs: ``model.deq.unrolled_iters = None`` switches to solving.
+        fused (bool): fused edge-chunked GENConv with folded edge encoders. (default: ``True``)
 
     Shapes:
         - x: (N, in_channels); edge_index: (2, E); edge_attr: (E, edge_dim); species, n_id: (N,)
@@ -253,13 +295,13 @@ class DEQGNN(nn.Module):
                  edge_dim: int | None = None, num_species: int | None = None, num_embeddings: int | None = None,
                  embedding_dim: int = 64, aggr: str = "softmax", learn_t: bool = True, solver: str = "anderson",
                  max_iter: int = 30, tol: float = 1e-4, backward_max_iter: int | None = None,
-                 unrolled_iters: int | None = None):
+                 unrolled_iters: int | None = None, fused: bool = True):
         super().__init__()
         _check(1, hidden_channels, dropout)
         D = hidden_channels
         self.heads = GraphHeads(in_channels, D, out_channels, edge_dim, num_species, 8, num_embeddings,
                                 embedding_dim, dropout)
-        self.deq = DEQLayer(DEQCell(D, D if edge_dim else None, aggr, learn_t), solver, max_iter, tol,
+        self.deq = DEQLayer(DEQCell(D, D if edge_dim else None, aggr, learn_t, fused), solver, max_iter, tol,
                             backward_max_iter, unrolled_iters)
         self.dropout = dropout
 
@@ -270,7 +312,7 @@ class DEQGNN(nn.Module):
     def forward(self, x: Tensor | None, edge_index: Tensor, edge_attr: Tensor | None = None,
                 species: Tensor | None = None, n_id: Tensor | None = None) -> Tensor:
         check_edge_attr(edge_index, edge_attr)
-        h, e = self.heads.encode(x, edge_attr, species, n_id)
+        h, edge = self._edges(x, edge_attr, species, n_id)                  # edge: (e, None, None) or (u, W_0, b_0)
         mask = shared_dropout_mask(h, self.dropout, self.training)
-        z = self.deq(h, edge_index, e, mask)
+        z = self.deq(h, edge_index, *edge, mask)
         return self.heads.decode(z)

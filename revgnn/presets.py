@@ -52,6 +52,7 @@ class ModelConfig:
     max_iter: int = 30                 # DEQ-GNN forward iterations cap
     tol: float = 1e-4                  # DEQ-GNN relative residual
     unrolled_iters: int | None = None  # DEQ-GNN weight-tied warm-up
+    fused: bool = True                 # fused edge-chunked GENConv (revgnn.fused); False: PyG's GENConv reference
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
@@ -84,7 +85,7 @@ def build_model(config: ModelConfig) -> nn.Module:
         raise ValueError(f"unknown model {c.model!r}; choose one of {', '.join(MODEL_KINDS)}")
     common = dict(in_channels=c.in_channels, hidden_channels=c.hidden_channels, out_channels=c.out_channels,
                   dropout=c.dropout, edge_dim=c.edge_dim, num_species=c.num_species,
-                  num_embeddings=c.num_embeddings, embedding_dim=c.embedding_dim)
+                  num_embeddings=c.num_embeddings, embedding_dim=c.embedding_dim, fused=c.fused)
     if c.model in ("res", "wt-res"):
         aggr = c.aggr or "softmax"
         return ResGNN(num_layers=c.num_layers, aggr=aggr, learn_t=aggr == "softmax",

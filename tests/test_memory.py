@@ -51,7 +51,8 @@ def test_inference_saves_nothing(tiny_graph):
 
 def test_revgnn_peak_is_flat_in_depth_while_resgnn_grows(tiny_graph):
     rev = [_measure("rev", L, tiny_graph).peak_above_state_bytes for L in (2, 24)]
-    res = [_measure("res", L, tiny_graph).peak_above_state_bytes for L in (2, 24)]
+    # PyG's GENConv path: its (E, D) per-layer activations make the O(LND) growth stand out on a tiny graph
+    res = [_measure("res", L, tiny_graph, fused=False).peak_above_state_bytes for L in (2, 24)]
     assert abs(rev[1] - rev[0]) <= 0.05 * rev[0], f"RevGNN activation memory is O(ND), flat in L: {rev}"
     assert res[1] > 5 * res[0], f"ResGNN activation memory is O(LND), growing with L: {res}"
     assert rev[1] < res[1] / 5, "at 24 layers RevGNN needs far less memory than ResGNN"
@@ -60,7 +61,7 @@ def test_revgnn_peak_is_flat_in_depth_while_resgnn_grows(tiny_graph):
 def test_deq_peak_is_flat_in_solver_iterations(tiny_graph):
     peaks = []
     for it in (2, 12):
-        cfg = ModelConfig(model="deq", num_layers=1, hidden_channels=8, max_iter=it, tol=0.0)
+        cfg = ModelConfig(model="deq", num_layers=1, hidden_channels=8, max_iter=it, tol=0.0, fused=False)
         with pytest.warns(ConvergenceWarning, match="did not converge"):  # tol=0: exactly max_iter iterations
             rec = measure_config(cfg, 0, 0, data=tiny_graph, repeats=1)
         assert rec.solver_iterations == it, "the solver ran the iterations asked for"
@@ -100,7 +101,7 @@ def test_cuda_request_without_cuda_is_a_clear_error(tiny_graph):
 
 def test_profiler_peak_agrees_with_the_operating_system():
     """Cross-check in a fresh process: growth of peak RSS over one step vs the allocator events' increment."""
-    cfg = ModelConfig(model="res", num_layers=30, hidden_channels=16, dropout=0.1)
+    cfg = ModelConfig(model="res", num_layers=30, hidden_channels=16, dropout=0.1, fused=False)  # tens of MiB
     rec = measure_in_subprocess(cfg, 500, 5_000)
     increment = rec.peak_bytes - rec.baseline_bytes
     assert rec.rss_step_bytes is not None, "this Linux lets a process reset its peak RSS"

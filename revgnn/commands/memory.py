@@ -2,6 +2,7 @@
 Fig. 2-4) of a model on a ``synthetic-proteins`` graph of a given size."""
 from __future__ import annotations
 
+import argparse
 import json
 
 from ..presets import MODEL_KINDS, ModelConfig
@@ -19,8 +20,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--aggr", default=None, help="GENConv aggregation (default: the paper's for the model kind)")
     p.add_argument("--checkpoint", action="store_true", help="ResGNN with gradient checkpointing per layer")
     p.add_argument("--inference", action="store_true", help="measure a no-grad forward instead of a training step")
+    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
+                   help="fused edge-chunked GENConv (default); --no-fused runs PyG's GENConv on an (E, D) embedding")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--repeats", type=int, default=3, help="timed steps; step_seconds is their median")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (they create the optimizer state)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the record as one JSON object on the last line")
     p.set_defaults(func=run)
@@ -30,10 +34,13 @@ def _config(args) -> ModelConfig:
     for name in ("layers", "channels", "groups", "nodes", "edges", "repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1 (got {getattr(args, name)})")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0 (got {args.warmup})")
     if args.checkpoint and args.model not in ("res", "wt-res"):
         raise ValueError("--checkpoint applies to ResGNN only (--model res or wt-res)")
     cfg = ModelConfig(model=args.model, num_layers=args.layers, hidden_channels=args.channels,
-                      num_groups=args.groups, dropout=args.dropout, aggr=args.aggr, checkpoint_grads=args.checkpoint)
+                      num_groups=args.groups, dropout=args.dropout, aggr=args.aggr, checkpoint_grads=args.checkpoint,
+                      fused=args.fused)
     if args.model == "deq":
         cfg = cfg.replace(num_layers=1, max_iter=args.layers, tol=0.0)
     return cfg
@@ -48,12 +55,13 @@ def run(args) -> int:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="DEQ .* did not converge")  # tol=0: exactly --layers iterations
         rec = measure_config(cfg, args.nodes, args.edges, device=args.device, train=not args.inference,
-                             repeats=args.repeats, seed=args.seed)
+                             repeats=args.repeats, warmup=args.warmup, seed=args.seed)
     if args.json:
         print(json.dumps(rec.to_dict()))
     else:
         mib = 2**20
-        print(f"{args.model} L={args.layers} D={args.channels} C={args.groups} on N={rec.num_nodes:,} "
+        print(f"{args.model} L={args.layers} D={args.channels} C={args.groups} "
+              f"({'fused' if args.fused else 'PyG GENConv'}) on N={rec.num_nodes:,} "
               f"E={rec.num_edges:,} ({rec.device}: {rec.device_name}), {rec.mode}\n"
               f"  peak tensor memory   {rec.peak_bytes / mib:10.2f} MiB  ({rec.method})\n"
               f"  model state          {rec.state_bytes / mib:10.2f} MiB  (parameters + gradients + Adam)\n"

@@ -1,0 +1,247 @@
+"""Fused, edge-chunked GENConv (revgnn.fused) against PyG's GENConv: step time and peak memory on a partition, the
+whole ogbn-proteins-shaped graph, a sweep over the number of edges, and the fused step's profile.
+
+    OMP_NUM_THREADS=1 python benchmarks/fused.py partition   # N=13,253, E=791,224, D=80, L=4, 5 rounds
+    OMP_NUM_THREADS=1 python benchmarks/fused.py sweep       # N=132,534; E = 0.1M, 0.2M, 0.4M; fused and PyG
+    OMP_NUM_THREADS=1 python benchmarks/fused.py full --layers 2   # 132,534 nodes, 79,122,504 edges, ~6 GB
+    OMP_NUM_THREADS=1 python benchmarks/fused.py profile     # top ops of one fused RevGNN step
+    OMP_NUM_THREADS=1 python benchmarks/fused.py thp --layers 2 --repeats 2   # THP_MEM_ALLOC_ENABLE=1 or not
+
+Timing protocol (partition): all models live in one process; after one warm-up step each, ``--repeats`` rounds time
+one step of every model, the order reversed every other round; medians are compared. Peaks come from one more,
+instrumented step per model (allocator events, as revgnn.memory.measure_step). ``full`` runs one instrumented
+training step per process (generation ~30 s, 5.4 GB), reads the process's peak resident set size over that step
+(VmHWM after /proc/self/clear_refs) and compares the peak with the floor: edge_index, edge features, labels, one
+N x D state, and parameters + gradients + Adam state. Writes results/fused_<part>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import provenance, save  # noqa: E402
+
+from revgnn import ModelConfig, build_model, count_parameters  # noqa: E402
+from revgnn.memory import _cpu_peak_increment, _proc_status_kb, _Step, synthetic_graph, tensor_bytes  # noqa: E402
+from revgnn.whole_graph import floor_bytes  # noqa: E402
+
+PARTITION = dict(nodes=13_253, edges=791_224)        # one of ogbn-proteins' 10 training parts
+FULL = dict(nodes=132_534, edges=79_122_504)         # ogbn-proteins
+RESULTS_TMP = Path(tempfile.gettempdir())
+
+
+def _provenance() -> dict:
+    return {**provenance("cpu"), "loadavg": list(os.getloadavg()),
+            "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE")}
+
+
+def _instrumented(step: _Step) -> tuple[int, float]:
+    """Peak tensor bytes and wall time of one profiled step."""
+    step.prepare()
+    baseline = tensor_bytes(step.live_tensors())
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    return baseline + _cpu_peak_increment(prof), time.perf_counter() - t0
+
+
+def _models(L: int, D: int) -> dict[str, ModelConfig]:
+    rev = ModelConfig("rev", L, D, dropout=0.1)
+    res = ModelConfig("res", L, D, dropout=0.1)               # ResGNN baseline: softmax, learnable t
+    return {"rev-fused": rev, "rev-pyg": rev.replace(fused=False), "res-pyg": res.replace(fused=False),
+            "res-fused": res}
+
+
+def partition(args) -> dict:
+    data = synthetic_graph(args.nodes, args.edges, seed=0)
+    steps = {}
+    for name, cfg in _models(args.layers, args.channels).items():
+        torch.manual_seed(0)
+        steps[name] = _Step(build_model(cfg), data, train=True)
+        steps[name].prepare()
+        steps[name]()                                             # warm-up, creates Adam state
+    times = {k: [] for k in steps}
+    for r in range(args.repeats):
+        order = list(steps) if r % 2 == 0 else list(reversed(steps))
+        for name in order:
+            steps[name].prepare()
+            t0 = time.perf_counter()
+            steps[name]()
+            times[name].append(time.perf_counter() - t0)
+    peaks = {name: _instrumented(step)[0] for name, step in steps.items()}
+    med = {k: statistics.median(v) for k, v in times.items()}
+    records = {k: {"step_seconds": med[k], "step_seconds_all": times[k], "peak_bytes": peaks[k],
+                   "state_bytes": steps[k].state_bytes(), "num_parameters": count_parameters(steps[k].model),
+                   "config": dataclasses.asdict(_models(args.layers, args.channels)[k])} for k in steps}
+    return {
+        "graph": {"num_nodes": data.num_nodes, "num_edges": int(data.edge_index.size(1))},
+        "layers": args.layers, "channels": args.channels, "repeats": args.repeats, "models": records,
+        "targets": {
+            "rev_time_fused_over_pyg": {"value": med["rev-fused"] / med["rev-pyg"], "target": "<= 0.6"},
+            "rev_peak_fused_over_pyg": {"value": peaks["rev-fused"] / peaks["rev-pyg"], "target": "<= 0.5"},
+            "rev_fused_time_over_res_pyg": {"value": med["rev-fused"] / med["res-pyg"], "target": "<= 1.0"},
+            "res_time_fused_over_pyg": {"value": med["res-fused"] / med["res-pyg"], "target": "(report)"},
+        },
+    }
+
+
+def sweep(args) -> dict:
+    rows = []
+    for E in args.edge_list:
+        data = synthetic_graph(args.nodes, E, seed=0)
+        for fused in (True, False):
+            cfg = ModelConfig("rev", args.layers, args.channels, dropout=0.1, fused=fused)
+            torch.manual_seed(0)
+            step = _Step(build_model(cfg), data, train=True)
+            step.prepare()
+            step()                                                # warm-up
+            peak, seconds = _instrumented(step)
+            rows.append({"num_nodes": args.nodes, "num_edges": int(data.edge_index.size(1)), "fused": fused,
+                         "layers": args.layers, "channels": args.channels, "peak_bytes": peak,
+                         "step_seconds_profiled": seconds, "floor_bytes": floor_bytes(data, step.model, args.channels)})
+        del data
+    return {"rows": rows, "targets": {}}
+
+
+def full(args) -> dict:
+    """One training step of RevGNN (fused) on the whole ogbn-proteins shape, in this process."""
+    t0 = time.perf_counter()
+    data = synthetic_graph(args.nodes, args.edges, seed=0)
+    gen_seconds = time.perf_counter() - t0
+    cfg = ModelConfig("rev", args.layers, args.channels, num_groups=2, dropout=0.1, fused=not args.no_fused)
+    torch.manual_seed(0)
+    step = _Step(build_model(cfg), data, train=True)
+    with open("/proc/self/clear_refs", "w") as f:                # VmHWM := VmRSS, so the step's peak is read
+        f.write("5")
+    rss_before = _proc_status_kb("VmRSS") * 1024
+    peak, seconds = _instrumented(step)                           # the first step also creates the Adam state
+    rss_peak = _proc_status_kb("VmHWM") * 1024
+    floor = floor_bytes(data, step.model, args.channels)
+    per_layer = seconds / args.layers
+    return {
+        "graph": {"num_nodes": data.num_nodes, "num_edges": int(data.edge_index.size(1)),
+                  "generation_seconds": gen_seconds},
+        "config": dataclasses.asdict(cfg), "num_parameters": count_parameters(step.model),
+        "peak_tensor_bytes": peak, "rss_before_step_bytes": rss_before, "rss_peak_bytes": rss_peak,
+        "floor_bytes": floor, "step_seconds": seconds,
+        "step_seconds_extrapolated_1001_layers": per_layer * 1001,
+        "targets": {
+            "peak_host_memory_bytes": {"value": rss_peak, "target": "<= 6e9"},
+            "peak_over_floor": {"value": peak / floor, "target": "<= 1.5"},
+        },
+    }
+
+
+def full_pair(args) -> dict:
+    """``full`` at each of ``--layers-list`` in fresh processes, one after the other (peak independent of L)."""
+    runs = {}
+    for L in args.layers_list:
+        cmd = [sys.executable, __file__, "full", "--layers", str(L), "--channels", str(args.channels),
+               "--nodes", str(args.nodes), "--edges", str(args.edges), "--out", f"fused_full_L{L}.json"]
+        subprocess.run(cmd, check=True)
+    from revgnn.records import read_json
+    for L in args.layers_list:
+        runs[L] = read_json(Path(__file__).resolve().parent.parent / "results" / f"fused_full_L{L}.json")
+    lo, hi = min(runs), max(runs)
+    return {"runs": runs, "targets": {"peak_L_hi_over_L_lo": {
+        "value": runs[hi]["peak_tensor_bytes"] / runs[lo]["peak_tensor_bytes"], "target": "within 1.05"}}}
+
+
+def step_times(args) -> dict:
+    """Child of ``thp``: one warm-up and ``--repeats`` timed steps of the fused RevGNN on the partition."""
+    data = synthetic_graph(args.nodes, args.edges, seed=0)
+    torch.manual_seed(0)
+    step = _Step(build_model(ModelConfig("rev", args.layers, args.channels, dropout=0.1)), data, train=True)
+    times = []
+    for _ in range(args.repeats + 1):
+        step.prepare()
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"step_seconds_all": times[1:], "user_seconds": usage.ru_utime, "system_seconds": usage.ru_stime,
+            "targets": {}}
+
+
+def thp(args) -> dict:
+    """Fused step time with and without PyTorch's THP_MEM_ALLOC_ENABLE=1 (transparent huge pages for large CPU
+    allocations), in fresh processes, alternating, ``--rounds`` each; medians of the per-process medians."""
+    from revgnn.records import read_json
+
+    results: dict[str, list] = {"off": [], "on": []}
+    for r in range(args.rounds):
+        for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
+            env = dict(os.environ)
+            env.pop("THP_MEM_ALLOC_ENABLE", None)
+            if mode == "on":
+                env["THP_MEM_ALLOC_ENABLE"] = "1"
+            out = RESULTS_TMP / f"thp_{mode}_{r}.json"
+            subprocess.run([sys.executable, __file__, "step-times", "--layers", str(args.layers), "--channels",
+                            str(args.channels), "--nodes", str(args.nodes), "--edges", str(args.edges),
+                            "--repeats", str(args.repeats), "--out", str(out)], check=True, env=env)
+            results[mode].append(read_json(out))
+            out.unlink()
+    med = {m: statistics.median(statistics.median(r["step_seconds_all"]) for r in rs) for m, rs in results.items()}
+    return {"graph": {"num_nodes": args.nodes, "num_edges": args.edges}, "layers": args.layers,
+            "channels": args.channels, "runs": results,
+            "targets": {"time_thp_over_default": {"value": med["on"] / med["off"], "target": "(report)"}}}
+
+
+def profile_step(args) -> dict:
+    data = synthetic_graph(args.nodes, args.edges, seed=0)
+    torch.manual_seed(0)
+    step = _Step(build_model(ModelConfig("rev", args.layers, args.channels, dropout=0.1)), data, train=True)
+    step.prepare()
+    step()
+    step.prepare()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    top = [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count} for e in ops[:12]]
+    return {"graph": {"num_nodes": data.num_nodes, "num_edges": int(data.edge_index.size(1))},
+            "layers": args.layers, "channels": args.channels, "top_ops": top, "targets": {}}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("part", choices=("partition", "sweep", "full", "full-pair", "profile", "thp", "step-times"))
+    p.add_argument("--nodes", type=int)
+    p.add_argument("--edges", type=int)
+    p.add_argument("--channels", type=int, default=80)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--layers-list", type=int, nargs="+", default=[2, 4])
+    p.add_argument("--edge-list", type=int, nargs="+", default=[100_000, 200_000, 400_000])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3, help="thp: processes per setting")
+    p.add_argument("--no-fused", action="store_true", help="full: PyG's GENConv instead")
+    p.add_argument("--out", help="output file name under results/")
+    args = p.parse_args(argv)
+    shape = FULL if args.part in ("full", "full-pair", "sweep") else PARTITION
+    args.nodes = args.nodes or shape["nodes"]
+    args.edges = args.edges or shape["edges"]
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    fn = {"partition": partition, "sweep": sweep, "full": full, "full-pair": full_pair, "profile": profile_step,
+          "thp": thp, "step-times": step_times}
+    result = {"provenance": _provenance(), **fn[args.part](args)}
+    path = save(args.out or f"fused_{args.part.replace('-', '_')}.json", result)
+    print(f"wrote {path}")
+    for k, v in result["targets"].items():
+        print(k, v)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

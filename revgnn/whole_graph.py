@@ -1,0 +1,110 @@
+"""The whole graph: full-batch RevGNN training memory against the number of edges, and its floor.
+
+With reversible connections the activations no longer grow with depth L; what remains is edge-level. PyG's GENConv
+builds (E, c) temporaries per block and the model an (E, D) edge embedding; the fused path (:mod:`revgnn.fused`)
+builds none beyond one chunk. Whatever the model, a full-graph training step holds at least the *floor*:
+edge_index, the edge features, the labels, one N x D state and the parameters with their gradients and Adam's two
+moments. This module computes the floor, measures step memory and time over a range of edge counts (fused and
+PyG), reads the committed records of ``benchmarks/fused.py`` and plots them.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .presets import ModelConfig, build_model, count_parameters
+
+__all__ = ["floor_bytes", "edge_sweep", "load_edge_records", "plot_step_vs_edges"]
+
+
+def floor_bytes(data, model: nn.Module, hidden_channels: int) -> int:
+    """Bytes any full-graph training step of ``model`` on ``data`` must hold: edge_index, edge features, labels,
+    one (N, D) float32 state, and float32 parameters + gradients + Adam's two moments (4 P floats)."""
+    graph = sum(t.numel() * t.element_size() for t in (data.edge_index, data.edge_attr, data.y) if t is not None)
+    return graph + data.num_nodes * hidden_channels * 4 + 4 * count_parameters(model) * 4
+
+
+def edge_sweep(num_nodes: int, edge_counts: Sequence[int], config: ModelConfig, seed: int = 0,
+               repeats: int = 1, pyg_max_edges: int | None = None) -> list[dict]:
+    """One training step of ``config``, fused and with PyG's GENConv, on ``synthetic-proteins`` graphs of
+    ``num_nodes`` nodes and each of ``edge_counts`` edges (:func:`revgnn.memory.measure_config`). PyG's path runs
+    only up to ``pyg_max_edges`` edges (it needs about 2 KB per edge at D = 80).
+
+    Returns records with ``num_edges``, ``fused``, ``peak_bytes``, ``step_seconds``, ``floor_bytes``.
+    """
+    from .memory import measure_config, synthetic_graph
+
+    records = []
+    for E in edge_counts:
+        data = synthetic_graph(num_nodes, E, seed)
+        for fused in (True, False):
+            if not fused and pyg_max_edges is not None and E > pyg_max_edges:
+                continue
+            cfg = config.replace(fused=fused)
+            rec = measure_config(cfg, 0, 0, data=data, repeats=repeats, seed=seed)
+            torch.manual_seed(seed)
+            records.append({"num_nodes": num_nodes, "num_edges": rec.num_edges, "fused": fused,
+                            "peak_bytes": rec.peak_bytes, "step_seconds": rec.step_seconds,
+                            "floor_bytes": floor_bytes(data, build_model(cfg), cfg.hidden_channels),
+                            "layers": cfg.num_layers, "channels": cfg.hidden_channels, "source": "live"})
+    return records
+
+
+def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] = ()) -> list[dict]:
+    """Committed records of ``benchmarks/fused.py``: the ``sweep`` rows and each ``full`` run that exists."""
+    from .records import read_json
+
+    records = []
+    path = Path(sweep_file)
+    if path.is_file():
+        result = read_json(path)
+        for row in result["rows"]:
+            records.append({**row, "step_seconds": row.get("step_seconds_profiled"), "source": str(path),
+                            "provenance": result.get("provenance", {})})
+    for f in full_files:
+        f = Path(f)
+        if f.is_file():
+            r = read_json(f)
+            records.append({"num_nodes": r["graph"]["num_nodes"], "num_edges": r["graph"]["num_edges"],
+                            "fused": r["config"]["fused"], "peak_bytes": r["peak_tensor_bytes"],
+                            "step_seconds": r["step_seconds"], "floor_bytes": r["floor_bytes"],
+                            "layers": r["config"]["num_layers"], "channels": r["config"]["hidden_channels"],
+                            "source": str(f), "provenance": r.get("provenance", {})})
+    return records
+
+
+def plot_step_vs_edges(records: Sequence[dict]):
+    """Peak memory and step time against the number of edges, fused and PyG, committed and live, with the floor.
+
+    Returns the matplotlib Figure (two panels, log-log).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (ax_m, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
+    groups = {}
+    for r in records:
+        live = r.get("source") == "live"
+        groups.setdefault((r["fused"], live), []).append(r)
+    for (fused, live), rows in sorted(groups.items()):
+        rows = sorted(rows, key=lambda r: r["num_edges"])
+        label = f"{'fused' if fused else 'PyG GENConv'} ({'live' if live else 'committed'})"
+        style = dict(marker="o" if fused else "s", linestyle="--" if live else "-",
+                     color="tab:blue" if fused else "tab:red", alpha=0.6 if live else 1.0, label=label)
+        E = [r["num_edges"] for r in rows]
+        ax_m.plot(E, [r["peak_bytes"] / 2**30 for r in rows], **style)
+        ax_t.plot(E, [r["step_seconds"] for r in rows], **style)
+        if fused:
+            ax_m.plot(E, [r["floor_bytes"] / 2**30 for r in rows], color="gray", linestyle=":",
+                      marker="_", label=f"floor ({'live' if live else 'committed'})")
+    for ax, ylabel in ((ax_m, "peak memory of one training step (GiB)"), (ax_t, "step time (s)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("number of edges E")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_m.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
