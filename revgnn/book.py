@@ -399,7 +399,7 @@ def check_parameters(namespace: dict) -> None:
         kinds = {type(default), type(value)}
         if type(value) is not type(default) and kinds != {int, float} and default is not None:
             example = "[1, 2, 4]" if isinstance(default, list) else repr(default)
-            raise ValueError(f"parameter {name}={value!r} must be a {type(default).__name__} like its default "
+            raise ValueError(f"parameter {name}={value!r} must be of type {type(default).__name__}, like its default "
                              f"{example}")
         if isinstance(default, float) and isinstance(value, int):
             namespace[name] = float(value)

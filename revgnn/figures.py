@@ -28,7 +28,8 @@ from .presets import PAPER_PARAMS
 __all__ = [
     "MODEL_NAMES", "MODEL_STYLES", "PAPER_112_LAYERS", "PAPER_MAIN", "PAPER_MARKS",
     "load_records", "memory_records", "provenance_line", "markdown_table",
-    "plot_auc_vs_memory", "memory_panels", "plot_metric_vs_depth", "memory_table",
+    "plot_auc_vs_memory", "memory_panels", "plot_metric_vs_depth", "memory_table", "model_label", "accuracy_table",
+    "check_112_claims",
 ]
 
 MODEL_NAMES = {"res": "ResGNN", "res-ckpt": "ResGNN + checkpointing", "rev": "RevGNN", "wt-res": "WT-ResGNN",
@@ -423,3 +424,60 @@ def memory_table(records: Sequence[dict], x_key: str = "depth", x_header: str = 
     return markdown_table(rows, [("model", "model"), ("D", "D"), ("x", x_header), ("peak", "total peak (MiB)"),
                                  ("state", "params + grads + Adam (MiB)"), ("above", "peak above state (MiB)"),
                                  ("saved", "saved for backward (MiB)"), ("oom", "over the limit")])
+
+
+def model_label(record: dict) -> str:
+    """``ResGNN-64``-style name of a record of ours, from its own model and width (never the paper's row name)."""
+    return f"{MODEL_NAMES[record['model']]}-{record['hidden_channels']}"
+
+
+def accuracy_table(records: Sequence[dict], mean_key: str = "test", std_key: str | None = "test_std") -> str:
+    """Our 112-layer-style rows: model, L, D, params, peak memory (MiB), test ROC-AUC % ± std, seeds.
+
+    ``records`` are committed rows (:func:`revgnn.sources.accuracy_records`, ``test`` ± ``test_std``) or live
+    records (``roc_auc``, one seed each: ``std_key`` None shows '–')."""
+    rows = [{"name": model_label(r), "L": r.get("num_layers"), "D": r.get("hidden_channels"), "params": r.get("params"),
+             "memory": r["peak_bytes"] / 2**20 if r.get("peak_bytes") else None, "test": _pct(r.get(mean_key)),
+             "std": _pct(r.get(std_key)) if std_key else None,
+             "seeds": len(r["seeds"]) if isinstance(r.get("seeds"), list) else 1} for r in records]
+    return markdown_table(rows, [("name", "model"), ("L", "L"), ("D", "D"), ("params", "params"),
+                                 ("memory", "peak MiB"), ("test", "test ROC-AUC %"), ("std", "±"),
+                                 ("seeds", "seeds")], digits=1)
+
+
+def check_112_claims(records: Sequence[dict]) -> str:
+    """The paper's qualitative 112-layer claims, checked on committed multi-seed records (a Markdown list).
+
+    1. Reversible models at least match ResGNN (within a seed std) at a fraction of its memory.
+    2. Weight-tied and DEQ models trade accuracy for parameters (fewer parameters, lower ROC-AUC).
+
+    Each claim is stated as holding or not at our scale, with the numbers; '' when a family is missing.
+    """
+    by_model = {r["model"]: r for r in records if r.get("test") is not None}
+    lines = []
+    res = by_model.get("res")
+    if res is None:
+        return ""
+    for model in ("rev", "wt-rev"):
+        r = by_model.get(model)
+        if r is None:
+            continue
+        gap = 100 * (r["test"] - res["test"])
+        std = 100 * max(r.get("test_std") or 0.0, res.get("test_std") or 0.0)
+        memory = (r["peak_bytes"] / res["peak_bytes"]) if r.get("peak_bytes") and res.get("peak_bytes") else None
+        holds = gap >= -std and (memory is None or memory < 1)
+        lines.append(f"- {MODEL_NAMES[model]} against ResGNN: {gap:+.1f} points of ROC-AUC (seed std {std:.1f})"
+                     + (f" at {100 * memory:.0f} % of its peak memory" if memory else "")
+                     + (": **holds**." if holds else ": **does not hold at our scale**."))
+    for model, base in (("wt-res", "res"), ("wt-rev", "rev"), ("deq", "rev")):
+        r, b = by_model.get(model), by_model.get(base)
+        if r is None or b is None:
+            continue
+        gap = 100 * (r["test"] - b["test"])
+        ratio = r["params"] / b["params"]
+        holds = ratio < 1 and gap <= 0
+        lines.append(f"- {MODEL_NAMES[model]} against {MODEL_NAMES[base]}: {100 * ratio:.0f} % of its parameters, "
+                     f"{gap:+.1f} points of ROC-AUC"
+                     + (": trades accuracy for parameters, **holds**." if holds else
+                        ": **does not hold at our scale**" + (" (no accuracy lost)." if gap > 0 else ".")))
+    return "\n".join(lines)

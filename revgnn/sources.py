@@ -131,7 +131,8 @@ def accuracy_records(path: str | Path) -> list[dict]:
         records.append({
             "model": row.get("model", mcfg.model), "num_layers": row.get("num_layers", mcfg.num_layers),
             "hidden_channels": row.get("hidden_channels", mcfg.hidden_channels), "epochs": tcfg.epochs,
-            "dataset": tcfg.dataset, **size, **row, "source": _display(path),
+            "dataset": tcfg.dataset, **size, **row, "peak_bytes": row.get("peak_bytes", row.get("peak_memory_bytes")),
+            "source": _display(path),
             "git_revision": prov.get("git_revision"), "device_name": prov.get("device_name") or prov.get("device"),
             "device": prov.get("device")})
     return records
