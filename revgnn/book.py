@@ -266,6 +266,20 @@ def ensure_mathjax(root: Path) -> Path:
     return target
 
 
+GENERATED_DIR = Path("_build") / "_generated"  # Markdown generated from results/, included by book pages
+
+
+def write_generated(root: Path) -> Path:
+    """Write the book's generated Markdown (the results page's accuracy table, from ``results/accuracy_*.json``)
+    into ``_build/_generated/``, so the pages quote the committed files as they are; returns that folder."""
+    from revgnn.sources import accuracy_results_table
+
+    folder = root / GENERATED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "accuracy.md").write_text(accuracy_results_table(root / "results") + "\n")
+    return folder
+
+
 def jupyter_book_build(root: Path) -> Path:
     """Run ``jupyter-book build`` strictly (warnings are errors, all of them reported); returns the html folder."""
     exe = Path(sys.executable).with_name("jupyter-book")
@@ -317,6 +331,7 @@ def build(params: str | None = None, notebooks: list[str] | None = None, execute
     if missing:
         raise BookError(f"not executed yet: {missing}; run `make book` (without --no-execute) first")
     ensure_mathjax(root)
+    write_generated(root)
     html_dir = jupyter_book_build(root)
     check_offline(html_dir)
     log.info("book built in %.0f s: %s", time.perf_counter() - start, html_dir / "index.html")

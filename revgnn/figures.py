@@ -239,7 +239,10 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
         live_label, committed_label: how the legend names the two runs of ours.
     """
     paper = PAPER_112_LAYERS if paper is None else paper
-    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(8, 11), constrained_layout=True)
+    panels = [("committed", committed, committed_label, "test")] if committed else []
+    panels.append(("live", live, live_label, "roc_auc"))
+    fig, axes = plt.subplots(1 + len(panels), 1, figsize=(8, 3.7 * (1 + len(panels))), constrained_layout=True)
+    top = axes[0]
     for p in paper:
         if p.get("oom"):
             continue
@@ -253,7 +256,9 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
     top.set_ylabel("test ROC-AUC (%)")
     top.set_title("paper: ogbn-proteins, L=112, V100 GPU [unconfirmed]")
     _legend_once(top, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    for ax, rows, label, key in ((middle, committed, committed_label, "test"), (bottom, live, live_label, "roc_auc")):
+    if not committed:
+        top.set_title(top.get_title() + f"\n(no {committed_label} records: the live run only)")
+    for ax, (kind, rows, label, key) in zip(axes[1:], panels):
         rows = [r for r in rows if r.get(key) is not None and r.get("peak_bytes")]
         if not rows:
             ax.text(0.5, 0.5, f"no {label} records", ha="center", va="center", transform=ax.transAxes)
@@ -263,12 +268,13 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
             style = MODEL_STYLES[r["model"]]
             x, y = r["peak_bytes"] / 2**20, _pct(r[key])
             std = _pct(r.get("test_std")) if key == "test" else None
-            face = style["color"] if ax is middle else "white"
+            face = style["color"] if kind == "committed" else "white"
             ax.errorbar(x, y, yerr=std, fmt=style["marker"], color=style["color"], markerfacecolor=face,
                         markersize=8, capsize=3, linestyle="none", label=f"{MODEL_NAMES[r['model']]} ({label})")
             ax.annotate(f"D={r.get('hidden_channels')}", (x, y), textcoords="offset points", xytext=(6, 3),
                         fontsize=8)
         ax.axhline(50, color="0.6", linestyle=":", linewidth=1, label="chance (50 %)")
+        _honest_ylim(ax, [_pct(r[key]) for r in rows])
         _plain_log10_ticks(ax)
         ax.set_xlabel("peak training memory of one step (MiB, log scale)")
         ax.set_ylabel("test ROC-AUC (%)")
@@ -278,10 +284,19 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
     return fig
 
 
+def _honest_ylim(ax: Axes, values: Sequence[float], span: float = 20.0) -> None:
+    """A ROC-AUC axis that always shows chance (50 %) and at least ``span`` points, so noise does not look like
+    an ordering."""
+    low, high = min([50.0, *values]) - 2, max(values) + 2
+    if high - low < span:
+        high = low + span
+    ax.set_ylim(low, min(high, 101))
+
+
 def _setting(records: Sequence[dict]) -> str:
     names = sorted({str(r.get("dataset", "?")) for r in records})
-    devices = sorted({str((r.get("provenance") or {}).get("device") or r.get("device", "?")).split(",")[0]
-                      for r in records})
+    devices = sorted({str((r.get("provenance") or {}).get("device") or r.get("device") or r.get("device_name")
+                          or "?").split(",")[0].split(":")[0] for r in records})
     nodes = sorted({r["num_nodes"] for r in records if r.get("num_nodes")})
     size = f" ({', '.join(f'{n:,}' for n in nodes)} nodes)" if nodes else ""
     return f"{', '.join(names)}{size} on {', '.join(devices)}"

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["REPO_ROOT", "FRESH", "resolve_path", "memory_file_setting", "committed_or_fresh", "accuracy_records",
-           "plotted_from", "describe_values", "memory_comparison", "live_record"]
+           "plotted_from", "describe_values", "memory_comparison", "live_record",
+           "accuracy_results_table"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # a relative results path means the same file from any folder
 FRESH = "fresh (this run)"
@@ -155,6 +156,11 @@ def _seeds(record: dict) -> list:
     return [] if seed is None else [seed]
 
 
+def _short(revision: str) -> str:
+    """A git revision in 10 characters, keeping the ``+dirty`` mark of a run on uncommitted code."""
+    return revision[:10] + ("+dirty" if revision.endswith("+dirty") else "")
+
+
 def _device(record: dict) -> str | None:
     prov = record.get("provenance") or {}
     name = record.get("device_name") or prov.get("device_name") or prov.get("device") or record.get("device")
@@ -179,7 +185,7 @@ def plotted_from(series: dict[str, Sequence[dict]], x_key: str = "num_layers") -
             rows.append({"series": label, "source": "none (no records)"})
             continue
         sources = {r.get("source") or FRESH for r in records}
-        revisions = {(r.get("git_revision") or (r.get("provenance") or {}).get("git_revision") or "")[:10]
+        revisions = {_short(r.get("git_revision") or (r.get("provenance") or {}).get("git_revision") or "")
                      for r in records}
         rows.append({
             "series": label, "source": describe_values(sources), "revision": describe_values(revisions - {""}),
@@ -267,3 +273,38 @@ def live_record(run: dict, config, data, epochs: int, **labels) -> dict:
             "dataset": data.name, "num_nodes": data.num_nodes, "num_edges": data.data.num_edges, "epochs": epochs,
             "seed": run["seed"], "roc_auc": run["best"]["test"], "valid": run["best"]["valid"],
             "params": run["params"], "device_name": run["device"], "git_revision": run["git_revision"], **labels}
+
+
+ACCURACY_FILES = ("accuracy_synthetic-depth.json", "accuracy_fig1.json", "accuracy_ppi.json", "accuracy_cora.json")
+
+
+def accuracy_results_table(results_dir: str | Path = "results") -> str:
+    """The results page's table of every committed accuracy record (``results/accuracy_*.json``), generated.
+
+    One row per configuration: data and metric, model (``RevGNN-32``: named by its own width), L, D, params, test and
+    valid in % as mean ± std over the seeds ('–' for a single seed), seeds, the hidden-truth ceiling where there is
+    one, and the file with its revision. Written by the book build into ``_build/_generated/accuracy.md``, which
+    ``book/results.md`` includes, so the page always quotes the committed files as they are.
+    """
+    from .figures import MODEL_NAMES, markdown_table
+
+    folder = resolve_path(results_dir)
+    names = [n for n in ACCURACY_FILES if (folder / n).is_file()]
+    names += sorted(p.name for p in folder.glob("accuracy_*.json") if p.name not in names)
+    rows = []
+    for name in names:
+        for r in accuracy_records(folder / name):
+            scale = 100
+            seeds = len(r.get("seeds") or [])
+            size = f", {r['num_nodes']:,} nodes" if r.get("num_nodes") else ""
+            rows.append({
+                "data": f"`{r['dataset']}`{size}, {'accuracy' if r['metric'] == 'acc' else 'ROC-AUC'}",
+                "model": f"{MODEL_NAMES[r['model']]}-{r['hidden_channels']}", "L": r["num_layers"],
+                "epochs": r["epochs"], "params": r["params"],
+                "test": f"{scale * r['test']:.1f} ± " + (f"{scale * r['test_std']:.1f}" if seeds > 1 else "–"),
+                "valid": f"{scale * r['valid']:.1f} ± " + (f"{scale * r['valid_std']:.1f}" if seeds > 1 else "–"),
+                "seeds": seeds, "ceiling": None if r.get("oracle_test") is None else f"{100 * r['oracle_test']:.1f}",
+                "file": f"`{r['source']}` ({(r.get('git_revision') or '')[:7]})"})
+    return markdown_table(rows, [("data", "data, metric"), ("model", "model"), ("L", "L"), ("epochs", "epochs"),
+                                 ("params", "params"), ("test", "test %"), ("valid", "valid %"), ("seeds", "seeds"),
+                                 ("ceiling", "hidden-truth ceiling %"), ("file", "file (revision)")])
