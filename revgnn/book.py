@@ -154,8 +154,9 @@ def _execute_one(source: str, target: str, parameters: dict, timeout: int | None
 
     def run() -> float:
         start = time.perf_counter()
-        papermill.execute_notebook(source, target, parameters=parameters, kernel_name="python3",
-                                   cwd=str(Path(source).parent), progress_bar=False, execution_timeout=timeout)
+        nb = papermill.execute_notebook(source, target, parameters=parameters, kernel_name="python3",
+                                        cwd=str(Path(source).parent), progress_bar=False, execution_timeout=timeout)
+        fold_injected_parameters(nb, target)
         return time.perf_counter() - start
 
     for attempt in range(1, KERNEL_START_ATTEMPTS):
@@ -167,6 +168,17 @@ def _execute_one(source: str, target: str, parameters: dict, timeout: int | None
             log.warning("%s: the kernel did not start (%s); retrying", Path(source).stem, err)
             time.sleep(attempt)
     return run()
+
+
+def fold_injected_parameters(nb, target: str) -> None:
+    """Fold papermill's injected-parameters cell like the notebook's own parameters cell (MyST ``hide-input``)."""
+    import nbformat
+
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+    nbformat.write(nb, target)
 
 
 def execute_notebooks(root: Path, names: list[str], params_dir: Path | None, clear: bool = True,

@@ -226,7 +226,7 @@ def test_parameter_sets_resolve(tmp_path):
         book.load_parameters(tmp_path, "nested")
 
 
-def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeypatch):
+def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeypatch, tmp_path):
     """Parallel workers can race for a kernel port; that start is retried, a notebook error is not."""
     papermill = pytest.importorskip("papermill")
     from revgnn import book
@@ -237,11 +237,16 @@ def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeyp
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("Kernel died before replying to kernel_info")
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+        nb.cells[0].metadata["tags"] = ["injected-parameters"]
+        return nb
 
     monkeypatch.setattr(papermill, "execute_notebook", dies_once)
     monkeypatch.setattr(book.time, "sleep", lambda s: None)
-    book._execute_one("notebooks/x.ipynb", "/tmp/x.ipynb", {}, None)
+    book._execute_one("notebooks/x.ipynb", str(tmp_path / "x.ipynb"), {}, None)
     assert len(calls) == 2, "the dead start was retried once"
+    injected = nbformat.read(tmp_path / "x.ipynb", as_version=4).cells[0]
+    assert "hide-input" in injected.metadata["tags"], "the injected parameters fold like the parameters cell"
 
     def cell_fails(*args, **kwargs):
         calls.append(1)
@@ -250,5 +255,5 @@ def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeyp
     calls.clear()
     monkeypatch.setattr(papermill, "execute_notebook", cell_fails)
     with pytest.raises(papermill.PapermillExecutionError):
-        book._execute_one("notebooks/x.ipynb", "/tmp/x.ipynb", {}, None)
+        book._execute_one("notebooks/x.ipynb", str(tmp_path / "y.ipynb"), {}, None)
     assert len(calls) == 1, "a failing cell is not rerun"
