@@ -22,7 +22,7 @@ from pathlib import Path
 
 __all__ = ["REPO_ROOT", "FRESH", "resolve_path", "memory_file_setting", "committed_or_fresh", "accuracy_records",
            "plotted_from", "describe_values", "memory_comparison", "live_record",
-           "accuracy_results_table"]
+           "accuracy_results_table", "rerun_note"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # a relative results path means the same file from any folder
 FRESH = "fresh (this run)"
@@ -308,3 +308,36 @@ def accuracy_results_table(results_dir: str | Path = "results") -> str:
     return markdown_table(rows, [("data", "data, metric"), ("model", "model"), ("L", "L"), ("epochs", "epochs"),
                                  ("params", "params"), ("test", "test %"), ("valid", "valid %"), ("seeds", "seeds"),
                                  ("ceiling", "hidden-truth ceiling %"), ("file", "file (revision)")])
+
+
+def rerun_note(notebook: str, example: str, records: Sequence[str] = (), note: str = "", what: str = "figure") -> str:
+    """The boxed "Rerun this figure" note of a book page (MyST Markdown, rendered from the notebook's output).
+
+    Args:
+        notebook: the notebook's stem, e.g. ``fig2_memory_res_vs_rev``.
+        example: papermill ``-p`` options of a non-default run, shown as the first command.
+        records: repository-relative JSON files behind the page; those that exist get a download link (Jupyter
+            Book copies them into the build), a missing one is named as not committed.
+        note: one more sentence (e.g. the benchmark command that wrote the records).
+        what: "figure", "table" or "run".
+    """
+    links = []
+    for record in records:
+        if resolve_path(record).is_file():
+            links.append(f"{{download}}`{record} <../../{record}>`")
+        else:
+            links.append(f"`{record}` (not committed in this revision)")
+    lines = [
+        f":::{{admonition}} Rerun this {what}", ":class: tip", "",
+        "From the repository root (relative paths such as `results_file` are read from the repository root, so any "
+        "working directory gives the same data):", "", "```bash",
+        f"papermill notebooks/{notebook}.ipynb /tmp/{notebook}.ipynb {example}",
+        f"papermill notebooks/{notebook}.ipynb /tmp/{notebook}.ipynb -f params/smoke/{notebook}.yaml",
+        f"python -m revgnn.book --only {notebook} --params smoke   # this page only, then the book",
+        "make book PARAMS=smoke          # every page with params/smoke/<notebook>.yaml",
+        f"papermill --help-notebook notebooks/{notebook}.ipynb   # every parameter with its type", "```", "",
+        '`-p name value` sets one parameter; a list is given as text, `-p depths "[1, 2, 4]"` (or '
+        '`-y "depths: [1, 2, 4]"`). A misspelled name stops the run with an error.' + (f" {note}" if note else "")]
+    if links:
+        lines += ["", "The records behind it: " + ", ".join(links) + "."]
+    return "\n".join(lines + [":::"])

@@ -5,6 +5,7 @@ structure papermill relies on, that injected parameters are used, and that a bad
 with a message that names it.
 """
 import ast
+import re
 from pathlib import Path
 
 import nbformat
@@ -46,6 +47,36 @@ def test_notebook_structure(path):
     first_code = code.index(cells[0])
     assert first_code == 1, "imports once at the top, then the parameters"
     assert all("import" not in c.source for c in code[2:]), "imports are in the first code cell only"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_page_hides_its_plumbing_and_says_how_to_rerun(path):
+    nb, cells = parameters_cell(path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "remove-cell" in code[0].metadata.get("tags", []), "the imports are not shown on the page"
+    assert "hide-input" in cells[0].metadata.get("tags", []), "the parameters fold away"
+    checks = code[2]
+    assert checks.source.startswith("check_parameters(globals())"), "the first cell after the parameters checks them"
+    rerun = nb.cells[-1]
+    assert rerun.cell_type == "code" and rerun.source.startswith(f"Markdown(rerun_note({path.stem!r}"), \
+        "the page ends with its boxed rerun note"
+    assert "remove-input" in rerun.metadata.get("tags", [])
+
+
+def test_rerun_note_gives_the_commands_and_links_only_committed_records():
+    from revgnn.sources import rerun_note
+
+    note = rerun_note("fig2_memory_res_vs_rev", '-p depths "[1, 2]"',
+                      ["results/memory_depth_small.json", "results/no_such_file.json"])
+    assert note.startswith(":::{admonition} Rerun this figure") and note.endswith(":::"), "a boxed note"
+    for command in ('papermill notebooks/fig2_memory_res_vs_rev.ipynb /tmp/fig2_memory_res_vs_rev.ipynb -p depths',
+                    "-f params/smoke/fig2_memory_res_vs_rev.yaml", "make book PARAMS=smoke",
+                    "papermill --help-notebook notebooks/fig2_memory_res_vs_rev.ipynb"):
+        assert command in note, f"the rerun note gives {command!r}"
+    links = re.findall(r"\{download\}`[^<]*<([^>]+)>`", note)
+    assert links == ["../../results/memory_depth_small.json"], "only committed files are linked (a strict build)"
+    assert (ROOT / "book" / "_executed" / links[0]).resolve().is_file(), "the link resolves from book/_executed/"
+    assert "`results/no_such_file.json` (not committed in this revision)" in note
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
