@@ -473,7 +473,7 @@ def check_112_claims(records: Sequence[dict]) -> str:
     res = by_model.get("res")
     if res is None:
         return ""
-    for model in ("rev", "wt-rev"):
+    for model in ("rev",):  # the weight-tied reversible model is the second claim's
         r = by_model.get(model)
         if r is None:
             continue
