@@ -271,15 +271,17 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
             face = style["color"] if kind == "committed" else "white"
             ax.errorbar(x, y, yerr=std, fmt=style["marker"], color=style["color"], markerfacecolor=face,
                         markersize=8, capsize=3, linestyle="none", label=f"{MODEL_NAMES[r['model']]} ({label})")
-            ax.annotate(f"D={r.get('hidden_channels')}", (x, y), textcoords="offset points", xytext=(6, 3),
-                        fontsize=8)
+            if len({q.get("hidden_channels") for q in rows}) > 1:  # one width: the title says it
+                ax.annotate(f"D={r.get('hidden_channels')}", (x, y), textcoords="offset points", xytext=(6, 3),
+                            fontsize=8)
         ax.axhline(50, color="0.6", linestyle=":", linewidth=1, label="chance (50 %)")
         _honest_ylim(ax, [_pct(r[key]) for r in rows])
         _plain_log10_ticks(ax)
         ax.set_xlabel("peak training memory of one step (MiB, log scale)")
         ax.set_ylabel("test ROC-AUC (%)")
         depths = ", ".join(f"L={d}" for d in sorted({r.get("num_layers") for r in rows}))
-        ax.set_title(f"{label}: {depths}, " + _setting(rows))
+        widths = ", ".join(f"D={d}" for d in sorted({r.get("hidden_channels") for r in rows}))
+        ax.set_title(f"{label}: {depths}, {widths}, " + _setting(rows))
         _legend_once(ax, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
