@@ -53,10 +53,20 @@ def test_plotted_from_table_is_generated_from_the_records():
     table = plotted_from({"committed": committed, "live run": live})
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")]
             for line in table.splitlines()[3:]}
+    from revgnn.synthetic import SyntheticProteinsConfig
+
     depths = ", ".join(str(r["num_layers"]) for r in content["rows"])
     seeds = ", ".join(str(s["seed"]) for s in content["rows"][0]["seeds"])
+    command = content["rows"][0]["command"]  # the setting, read independently of revgnn.sources
+
+    def flag(name, default):
+        found = re.search(rf"--{name} (\d+)", command)
+        return f"{int(found.group(1)) if found else default:,}"
+
     assert rows["committed"] == ["committed", "results/accuracy_synthetic-depth.json",
-                                 content["provenance"]["git_revision"][:10], depths, "32", "4,000", "64,000", "400",
+                                 content["provenance"]["git_revision"][:10], depths, flag("channels", 64),
+                                 flag("num-nodes", SyntheticProteinsConfig().num_nodes),
+                                 flag("num-edges", SyntheticProteinsConfig().num_edges), flag("epochs", 50),
                                  seeds, content["provenance"]["device_name"]], rows["committed"]
     assert rows["live run"] == ["live run", FRESH, "abcabcabca+dirty", "1, 3", "8", "200", "2,000", "3", "0, 5",
                                 "test CPU"], rows["live run"]
