@@ -15,9 +15,11 @@ Any failure stops the build with a non-zero exit status. Notebooks run two at a 
 (``OMP_NUM_THREADS=1`` unless set): on a 2-core machine that is faster than one notebook on two threads, whose
 thread pool thrashes as soon as anything else runs.
 
-The notebooks' shared parameter checks live here too (:func:`check_choice`, :func:`check_range`,
-:func:`notebook_device`, :func:`notebook_dataset`): a bad value stops a notebook in its first cell with a
-ValueError that names the parameter and the allowed values.
+The notebooks' shared parameter checks live here too (:func:`check_parameters`, :func:`check_choice`,
+:func:`check_range`, :func:`notebook_device`, :func:`notebook_dataset`): a misspelled name or a bad value stops a
+notebook in its first cell with a ValueError that names the parameter and the allowed values. Before running
+anything, the book checks every name of a parameter file against the notebook's ``parameters`` cell
+(:func:`check_parameter_names`, with papermill's own notebook inspection).
 """
 
 from __future__ import annotations
@@ -125,15 +127,16 @@ def resolve_params_set(root: Path, params: str | None) -> Path | None:
 
 
 def load_parameters(params_dir: Path | None, name: str) -> tuple[dict, Path | None]:
-    """Parameters for notebook ``name`` from ``params_dir/<name>.yaml`` (flat mapping), or ({}, None)."""
+    """Parameters for notebook ``name`` from ``params_dir/<name>.yaml`` (a flat mapping of scalars and lists of
+    scalars, e.g. ``depths: [1, 2, 4]``), or ({}, None)."""
     if params_dir is None:
         return {}, None
     path = params_dir / f"{name}.yaml"
     if not path.is_file():
         return {}, None
     values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict) or any(isinstance(v, (dict, list)) for v in values.values()):
-        raise BookError(f"{path}: a parameter file holds one flat mapping of scalars (name: value)")
+    if not isinstance(values, dict) or any(isinstance(v, dict) for v in values.values()):
+        raise BookError(f"{path}: a parameter file holds one flat mapping (name: value, lists allowed)")
     return values, path
 
 
@@ -151,8 +154,9 @@ def _execute_one(source: str, target: str, parameters: dict, timeout: int | None
 
     def run() -> float:
         start = time.perf_counter()
-        papermill.execute_notebook(source, target, parameters=parameters, kernel_name="python3",
-                                   cwd=str(Path(source).parent), progress_bar=False, execution_timeout=timeout)
+        nb = papermill.execute_notebook(source, target, parameters=parameters, kernel_name="python3",
+                                        cwd=str(Path(source).parent), progress_bar=False, execution_timeout=timeout)
+        fold_injected_parameters(nb, target)
         return time.perf_counter() - start
 
     for attempt in range(1, KERNEL_START_ATTEMPTS):
@@ -164,6 +168,17 @@ def _execute_one(source: str, target: str, parameters: dict, timeout: int | None
             log.warning("%s: the kernel did not start (%s); retrying", Path(source).stem, err)
             time.sleep(attempt)
     return run()
+
+
+def fold_injected_parameters(nb, target: str) -> None:
+    """Fold papermill's injected-parameters cell like the notebook's own parameters cell (MyST ``hide-input``)."""
+    import nbformat
+
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+    nbformat.write(nb, target)
 
 
 def execute_notebooks(root: Path, names: list[str], params_dir: Path | None, clear: bool = True,
@@ -188,6 +203,7 @@ def execute_notebooks(root: Path, names: list[str], params_dir: Path | None, cle
         if not source.is_file():
             raise BookError(f"_toc.yml lists {EXECUTED_DIR}/{name} but notebooks/{name}.ipynb does not exist")
         parameters, params_file = load_parameters(params_dir, name)
+        check_parameter_names(source, parameters)  # a misspelled name stops the build before anything runs
         if params_dir is not None and params_file is None:
             log.info("%s: no %s/%s.yaml, running at the notebook's defaults", name, params_dir.name, name)
         plans.append((name, source, parameters, params_file))
@@ -262,6 +278,20 @@ def ensure_mathjax(root: Path) -> Path:
     return target
 
 
+GENERATED_DIR = Path("_build") / "_generated"  # Markdown generated from results/, included by book pages
+
+
+def write_generated(root: Path) -> Path:
+    """Write the book's generated Markdown (the results page's accuracy table, from ``results/accuracy_*.json``)
+    into ``_build/_generated/``, so the pages quote the committed files as they are; returns that folder."""
+    from revgnn.sources import accuracy_results_table
+
+    folder = root / GENERATED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "accuracy.md").write_text(accuracy_results_table(root / "results") + "\n")
+    return folder
+
+
 def jupyter_book_build(root: Path) -> Path:
     """Run ``jupyter-book build`` strictly (warnings are errors, all of them reported); returns the html folder."""
     exe = Path(sys.executable).with_name("jupyter-book")
@@ -313,10 +343,93 @@ def build(params: str | None = None, notebooks: list[str] | None = None, execute
     if missing:
         raise BookError(f"not executed yet: {missing}; run `make book` (without --no-execute) first")
     ensure_mathjax(root)
+    write_generated(root)
     html_dir = jupyter_book_build(root)
     check_offline(html_dir)
     log.info("book built in %.0f s: %s", time.perf_counter() - start, html_dir / "index.html")
     return html_dir
+
+
+def notebook_parameters(path: str | Path) -> dict[str, dict]:
+    """The parameters of a notebook's ``parameters`` cell as papermill sees them: name -> ``{"inferred_type_name",
+    "default", "help"}`` (what ``papermill --help-notebook`` prints)."""
+    import papermill
+
+    return dict(papermill.inspect_notebook(str(path)))
+
+
+def check_parameter_names(path: str | Path, parameters: dict) -> None:
+    """Stop before a notebook runs when a parameter name is not one of its ``parameters`` cell (a misspelling).
+
+    Raises:
+        BookError: naming the unknown parameters, the closest known names and how to list them all.
+    """
+    known = notebook_parameters(path)
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise BookError(_unknown_message(Path(path).name, unknown, known))
+
+
+def _unknown_message(notebook: str, unknown: list[str], known) -> str:
+    import difflib
+
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (f"{notebook} has no parameter {', '.join(hints)}; its parameters are {sorted(known)} "
+            f"(papermill --help-notebook {notebook} lists them with their types)")
+
+
+def _assignments(source: str) -> dict:
+    """Names assigned in a parameters cell and their literal values (``name = value`` or ``name: type = value``)."""
+    import ast
+
+    values = {}
+    for node in ast.parse(source).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(
+            node, "target", None)
+        if isinstance(target, ast.Name) and getattr(node, "value", None) is not None:
+            try:
+                values[target.id] = ast.literal_eval(node.value)
+            except ValueError:
+                values[target.id] = None
+    return values
+
+
+def check_parameters(namespace: dict) -> None:
+    """Check, inside a notebook, the parameters papermill injected: every name must be one of the ``parameters``
+    cell, with the type of its default. Call it first thing after the parameters: ``check_parameters(globals())``.
+
+    A list parameter given as text (``papermill -p depths "[1, 2, 4]"``: ``-p`` passes lists as strings) is read
+    as YAML and replaced in ``namespace``. Without injected parameters (nbmake, an interactive session) it checks
+    nothing. papermill's injected cell is found in IPython's input history: it opens with ``# Parameters`` and
+    directly follows the notebook's own ``parameters`` cell.
+
+    Raises:
+        ValueError: an unknown (misspelled) name, or a value of the wrong type; the message says what to pass.
+    """
+    history = namespace.get("In") or []
+    injected_at = next((i for i in range(len(history) - 1, 0, -1)
+                        if history[i].lstrip().startswith("# Parameters")), None)
+    if injected_at is None:
+        return
+    defaults, injected = _assignments(history[injected_at - 1]), _assignments(history[injected_at])
+    unknown = sorted(set(injected) - set(defaults))
+    if unknown:
+        raise ValueError(_unknown_message("this notebook", unknown, defaults))
+    for name, value in injected.items():
+        default = defaults[name]
+        if isinstance(default, list) and isinstance(value, str):
+            value = yaml.safe_load(value)
+            namespace[name] = value
+        kinds = {type(default), type(value)}
+        if type(value) is not type(default) and kinds != {int, float} and default is not None:
+            example = "[1, 2, 4]" if isinstance(default, list) else repr(default)
+            raise ValueError(f"parameter {name}={value!r} must be of type {type(default).__name__}, like its default "
+                             f"{example}")
+        if isinstance(default, float) and isinstance(value, int):
+            namespace[name] = float(value)
 
 
 def check_choice(name: str, value, choices) -> None:

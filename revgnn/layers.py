@@ -128,9 +128,9 @@ class DEQCell(nn.Module):
     r"""The DEQ-GNN cell f(Z, X) whose fixed point Z* = f(Z*, X) is the node representation (Li et al., 2021).
 
     .. math::
-        Z' = \mathrm{GEN}_1(Z), \quad Z'' = \mathrm{Norm}(Z' + X), \quad
-        Z''' = \mathrm{GEN}_2(\mathrm{Drop}(\mathrm{ReLU}(Z''))), \quad
-        f(Z, X) = \mathrm{Norm}(\mathrm{ReLU}(Z''' + Z'))
+        Z' &= \mathrm{GEN}_1(Z), \qquad Z'' = \mathrm{Norm}(Z' + X), \\
+        Z''' &= \mathrm{GEN}_2(\mathrm{Drop}(\mathrm{ReLU}(Z''))), \\
+        f(Z, X) &= \mathrm{Norm}(\mathrm{ReLU}(Z''' + Z'))
 
     X enters as input injection. Dropout uses an explicit mask so f is deterministic during the solve.
 

@@ -5,6 +5,7 @@ structure papermill relies on, that injected parameters are used, and that a bad
 with a message that names it.
 """
 import ast
+import re
 from pathlib import Path
 
 import nbformat
@@ -28,8 +29,7 @@ def parameters_cell(path: Path):
 
 def parameter_names(path: Path) -> dict:
     _, cells = parameters_cell(path)
-    tree = ast.parse(cells[0].source)
-    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body}
+    return book._assignments(cells[0].source)
 
 
 def test_every_book_chapter_has_a_notebook_and_back():
@@ -50,15 +50,54 @@ def test_notebook_structure(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
-def test_parameters_are_flat_annotated_scalars(path):
+def test_page_hides_its_plumbing_and_says_how_to_rerun(path):
+    nb, cells = parameters_cell(path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "remove-cell" in code[0].metadata.get("tags", []), "the imports are not shown on the page"
+    assert "hide-input" in cells[0].metadata.get("tags", []), "the parameters fold away"
+    checks = code[2]
+    assert checks.source.startswith("check_parameters(globals())"), "the first cell after the parameters checks them"
+    rerun = nb.cells[-1]
+    assert rerun.cell_type == "code" and rerun.source.startswith(f"Markdown(rerun_note({path.stem!r}"), \
+        "the page ends with its boxed rerun note"
+    assert "remove-input" in rerun.metadata.get("tags", [])
+
+
+def test_rerun_note_gives_the_commands_and_links_only_committed_records():
+    from revgnn.sources import rerun_note
+
+    note = rerun_note("fig2_memory_res_vs_rev", '-p depths "[1, 2]"',
+                      ["results/memory_depth_small.json", "results/no_such_file.json"])
+    assert note.startswith(":::{admonition} Rerun this figure") and note.endswith(":::"), "a boxed note"
+    for command in ('papermill notebooks/fig2_memory_res_vs_rev.ipynb /tmp/fig2_memory_res_vs_rev.ipynb -p depths',
+                    "-f params/smoke/fig2_memory_res_vs_rev.yaml", "make book PARAMS=smoke",
+                    "papermill --help-notebook notebooks/fig2_memory_res_vs_rev.ipynb"):
+        assert command in note, f"the rerun note gives {command!r}"
+    links = re.findall(r"\{download\}`[^<]*<([^>]+)>`", note)
+    assert links == ["../../results/memory_depth_small.json"], "only committed files are linked (a strict build)"
+    assert (ROOT / "book" / "_executed" / links[0]).resolve().is_file(), "the link resolves from book/_executed/"
+    assert "`results/no_such_file.json` (not committed in this revision)" in note
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_parameters_are_annotated_scalars_or_lists_that_papermill_can_list(path):
     _, cells = parameters_cell(path)
     tree = ast.parse(cells[0].source)
     for node in tree.body:
-        assert isinstance(node, ast.Assign) and len(node.targets) == 1, "one plain assignment per line"
+        assert isinstance(node, ast.AnnAssign), f"line {node.lineno}: name: type = value (papermill reads the type)"
         value = ast.literal_eval(node.value)
-        assert isinstance(value, (int, float, str, bool)), f"{node.targets[0].id} is a flat scalar"
+        scalars = (int, float, str, bool)
+        assert isinstance(value, scalars) or (isinstance(value, list) and all(isinstance(v, scalars) for v in value)), \
+            f"{node.target.id} is a scalar or a list of scalars"
     for line in cells[0].source.splitlines():
         assert "#" in line, f"every parameter says what it is: {line!r}"
+        comment = line.split("#", 1)[1]
+        assert not set(comment) & set("\"'="), f"papermill drops a line whose comment has quotes or '=': {line!r}"
+    inspected = book.notebook_parameters(path)
+    assert sorted(inspected) == sorted(parameter_names(path)), "papermill --help-notebook lists every parameter"
+    unknown = [name for name, p in inspected.items() if p["inferred_type_name"] in ("None", "")]
+    assert not unknown, f"papermill infers a type for every parameter: {unknown}"
+    assert all(p["help"] for p in inspected.values()), "papermill shows every parameter's help"
 
 
 @pytest.mark.parametrize("path", PARAM_FILES, ids=[f"{p.parent.name}/{p.stem}" for p in PARAM_FILES])
@@ -72,6 +111,7 @@ def test_parameter_files_name_real_parameters(path):
     for key, value in values.items():
         assert type(value) is type(defaults[key]) or {type(value), type(defaults[key])} == {int, float}, \
             f"{path}: {key} has the type of the notebook's default"
+    book.check_parameter_names(ROOT / "notebooks" / f"{notebook}.ipynb", values)  # what make book checks first
 
 
 def test_paper_parameter_set_is_complete():
@@ -98,19 +138,82 @@ def test_papermill_injects_parameters(tmp_path):
     assert "200 nodes" in text, "the injected graph size was used"
 
 
+def _markdown(nb) -> str:
+    return "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
+
+
+def _plotted_from_rows(markdown: str) -> dict:
+    """The "plotted from" table of a page: series label -> {column header: cell}."""
+    lines = markdown.split("**Plotted from**", 1)[1].strip().splitlines()
+    header = [h.strip() for h in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, cells))
+    return rows
+
+
 @pytest.mark.slow
-def test_figure_notebook_measures_fresh_records(tmp_path):
-    smoke = yaml.safe_load((ROOT / "params" / "smoke" / "fig3_memory_wt.yaml").read_text())
-    assert smoke["source"] == "fresh"
-    nb = _run(tmp_path, "fig3_memory_wt", smoke)
-    markdown = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
-                       for o in c.outputs)
-    assert "source ../results" not in markdown, "source='fresh' measures instead of reading committed records"
-    for depth in (1, 2, 4, 8):  # the smoke max_depth is 8
-        assert f"| wt-res | {depth} |" in markdown and f"| wt-rev | {depth} |" in markdown, \
-            f"both models are measured at depth {depth}"
+def test_a_non_default_depth_list_changes_what_is_plotted(tmp_path):
+    """The committed Fig. 2 records (L = 1 .. 1001, D = 16) stand in only for the parameters they were measured at."""
+    default = _run(tmp_path, "fig2_memory_res_vs_rev", {})
+    rows = _plotted_from_rows(_markdown(default))
+    assert rows["ours"]["source"] == "results/memory_depth_small.json", "the defaults plot the committed records"
+    assert rows["ours"]["depths L"] == "1, 10, 100, 250, 500, 1,001"
+    # -p passes a list as text; the notebook reads it as YAML
+    nb = _run(tmp_path, "fig2_memory_res_vs_rev", {"depths": "[1, 2, 4]", "hidden_channels": 8, "num_nodes": 200,
+                                                   "num_edges": 2000})
+    markdown = _markdown(nb)
+    rows = _plotted_from_rows(markdown)
+    assert rows["ours"]["source"] == "fresh (this run)", "other depths are measured, not read from the committed file"
+    assert rows["ours"]["depths L"] == "1, 2, 4" and rows["ours"]["D"] == "8", "the plot shows the asked depths and D"
+    assert rows["ours"]["N (nodes)"] == "200" and rows["ours"]["E (edges)"] == "2,000"
+    assert "differ in" in markdown, "the page says why it measured fresh"
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == 1, "the figure is drawn once"
+
+
+@pytest.mark.slow
+def test_committed_source_with_other_parameters_is_an_error(tmp_path):
+    papermill = pytest.importorskip("papermill")
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        _run(tmp_path, "fig3_memory_wt", {"source": "committed", "hidden_channels": 8})
+    assert "hidden_channels 16 (committed) != 8 (asked)" in err.value.evalue, err.value.evalue
+    assert "source fresh" in err.value.evalue, "the message says how to ask for a fresh run"
+
+
+@pytest.mark.slow
+def test_misspelled_parameter_stops_a_papermill_run(tmp_path):
+    papermill = pytest.importorskip("papermill")
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        _run(tmp_path, "fig2_memory_res_vs_rev", {"max_dept": 128})
+    assert err.value.ename == "ValueError"
+    assert "'max_dept'" in err.value.evalue and "parameters are" in err.value.evalue, err.value.evalue
+
+
+def test_book_rejects_a_misspelled_parameter_before_running(tmp_path):
+    (tmp_path / "fig2_memory_res_vs_rev.yaml").write_text("max_dept: 128\n")
+    with pytest.raises(book.BookError, match="has no parameter 'max_dept'"):
+        book.execute_notebooks(ROOT, ["fig2_memory_res_vs_rev"], tmp_path, clear=False, jobs=1)
+    (tmp_path / "fig2_memory_res_vs_rev.yaml").write_text("dephts: [1, 2]\n")
+    with pytest.raises(book.BookError, match="did you mean 'depths'"):
+        book.execute_notebooks(ROOT, ["fig2_memory_res_vs_rev"], tmp_path, clear=False, jobs=1)
+
+
+def test_check_parameters_reads_papermill_injection():
+    """check_parameters finds the injected cell in IPython's history, rejects unknown names, reads lists."""
+    defaults = 'depths: list = [1, 2]  # L\nepochs: int = 3  # epochs\nlr: float = 0.1  # rate\n'
+    namespace = {"In": ["", "import x", defaults, '# Parameters\ndepths = "[4, 8]"\nlr = 1\n']}
+    book.check_parameters(namespace)
+    assert namespace["depths"] == [4, 8] and namespace["lr"] == 1.0, "a list given as text is read as YAML"
+    with pytest.raises(ValueError, match="must be of type int"):
+        book.check_parameters({"In": ["", defaults, '# Parameters\nepochs = "many"\n']})
+    with pytest.raises(ValueError, match="did you mean 'epochs'"):
+        book.check_parameters({"In": ["", defaults, "# Parameters\nepoch = 4\n"]})
+    book.check_parameters({"In": ["", defaults]})  # no injection (nbmake, Jupyter): nothing to check
 
 
 @pytest.mark.slow
@@ -118,7 +221,8 @@ def test_figure_notebook_measures_fresh_records(tmp_path):
     ("00_quickstart", {"num_layers": 0}, "num_layers=0 is out of range"),
     ("00_quickstart", {"device": "tpu"}, "device='tpu' is not allowed"),
     ("00_quickstart", {"hidden_channels": 33}, "not divisible by num_groups"),
-    ("depth_sweep", {"width_min": 64, "width_max": 32}, "width_max=32 is out of range"),
+    ("depth_sweep", {"widths": [64, 1]}, "widths=1 is out of range"),
+    ("depth_sweep", {"depths": "1, 2"}, "must be of type list"),
     ("fig2_memory_res_vs_rev", {"source": "cached"}, "source='cached' is not allowed"),
     ("reproduce_revgnn", {"preset": "revgnn-huge"}, "preset='revgnn-huge' is not allowed"),
 ])
@@ -146,12 +250,14 @@ def test_parameter_sets_resolve(tmp_path):
     assert book.resolve_params_set(ROOT, "paper") == (ROOT / "params" / "paper").resolve()
     with pytest.raises(book.BookError, match="unknown parameter set"):
         book.resolve_params_set(ROOT, "no-such-set")
+    (tmp_path / "lists.yaml").write_text("depths: [1, 2]\n")
+    assert book.load_parameters(tmp_path, "lists")[0] == {"depths": [1, 2]}, "lists are parameters too"
     (tmp_path / "nested.yaml").write_text("a: {b: 1}\n")
     with pytest.raises(book.BookError, match="flat mapping"):
         book.load_parameters(tmp_path, "nested")
 
 
-def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeypatch):
+def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeypatch, tmp_path):
     """Parallel workers can race for a kernel port; that start is retried, a notebook error is not."""
     papermill = pytest.importorskip("papermill")
     from revgnn import book
@@ -162,11 +268,16 @@ def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeyp
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("Kernel died before replying to kernel_info")
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+        nb.cells[0].metadata["tags"] = ["injected-parameters"]
+        return nb
 
     monkeypatch.setattr(papermill, "execute_notebook", dies_once)
     monkeypatch.setattr(book.time, "sleep", lambda s: None)
-    book._execute_one("notebooks/x.ipynb", "/tmp/x.ipynb", {}, None)
+    book._execute_one("notebooks/x.ipynb", str(tmp_path / "x.ipynb"), {}, None)
     assert len(calls) == 2, "the dead start was retried once"
+    injected = nbformat.read(tmp_path / "x.ipynb", as_version=4).cells[0]
+    assert "hide-input" in injected.metadata["tags"], "the injected parameters fold like the parameters cell"
 
     def cell_fails(*args, **kwargs):
         calls.append(1)
@@ -175,5 +286,5 @@ def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeyp
     calls.clear()
     monkeypatch.setattr(papermill, "execute_notebook", cell_fails)
     with pytest.raises(papermill.PapermillExecutionError):
-        book._execute_one("notebooks/x.ipynb", "/tmp/x.ipynb", {}, None)
+        book._execute_one("notebooks/x.ipynb", str(tmp_path / "y.ipynb"), {}, None)
     assert len(calls) == 1, "a failing cell is not rerun"

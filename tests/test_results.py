@@ -20,21 +20,100 @@ def test_every_result_names_its_revision_command_and_device(path):
 
 
 def test_results_page_quotes_the_committed_accuracy_numbers():
+    """The results page includes the table generated from every results/accuracy_*.json, in % with '–' for one seed."""
+    from revgnn.sources import accuracy_results_table
+
     page = (ROOT / "book" / "results.md").read_text()
+    assert "```{include} ../_build/_generated/accuracy.md" in page, "the page includes the generated table"
+    table = accuracy_results_table(ROOT / "results")
     files = sorted((ROOT / "results").glob("accuracy_*.json"))
     assert {p.stem for p in files} >= {"accuracy_synthetic-depth", "accuracy_ppi", "accuracy_cora"}, \
         "the issue's three accuracy measurements are committed"
     for path in files:
-        assert f"`results/{path.name}`" in page, f"the results page cites {path.name}"
-        for row in json.loads(path.read_text())["rows"]:
-            scale = 100 if row["metric"] == "acc" else 1
-            digits = 1 if row["metric"] == "acc" else 3
-            shown = f"{scale * row['test']:.{digits}f} ± {scale * row['test_std']:.{digits}f}"
-            line = next((ln for ln in page.splitlines() if ln.startswith("|") and shown in ln), None)
+        content = json.loads(path.read_text())
+        for row in content["rows"]:
+            spread = f"{100 * row['test_std']:.1f}" if len(row["seeds"]) > 1 else "–"
+            shown = f"| {100 * row['test']:.1f} ± {spread} |"
+            line = next((ln for ln in table.splitlines() if shown in ln and f"`results/{path.name}`" in ln), None)
             assert line is not None, f"{path.name} {row['name']}: a table row shows test {shown}"
             assert f"| {row['params']:,} |" in line, f"{path.name} {row['name']}: the same row shows its params"
-            if path.stem == "accuracy_synthetic-depth":
-                assert f"| {row['oracle_test']:.3f} |" in line, f"{row['name']}: the same row shows the ceiling"
+            assert content["provenance"]["git_revision"][:7] in line, "the row names the revision of its file"
+            if row.get("oracle_test") is not None:
+                assert f"| {100 * row['oracle_test']:.1f} |" in line, f"{row['name']}: the same row shows the ceiling"
+
+
+def test_plotted_from_table_is_generated_from_the_records():
+    from revgnn.sources import FRESH, accuracy_records, plotted_from
+
+    committed = accuracy_records("results/accuracy_synthetic-depth.json")
+    content = json.loads((ROOT / "results" / "accuracy_synthetic-depth.json").read_text())
+    live = [{"model": "rev", "num_layers": L, "hidden_channels": 8, "num_nodes": 200, "num_edges": 2000,
+             "epochs": 3, "seed": seed, "device_name": "test CPU", "git_revision": "abc" * 14 + "+dirty"}
+            for L in (1, 3) for seed in (0, 5)]
+    table = plotted_from({"committed": committed, "live run": live})
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")]
+            for line in table.splitlines()[3:]}
+    from revgnn.synthetic import SyntheticProteinsConfig
+
+    depths = ", ".join(str(r["num_layers"]) for r in content["rows"])
+    seeds = ", ".join(str(s["seed"]) for s in content["rows"][0]["seeds"])
+    command = content["rows"][0]["command"]  # the setting, read independently of revgnn.sources
+
+    def flag(name, default):
+        found = re.search(rf"--{name} (\d+)", command)
+        return f"{int(found.group(1)) if found else default:,}"
+
+    assert rows["committed"] == ["committed", "results/accuracy_synthetic-depth.json",
+                                 content["provenance"]["git_revision"][:10], depths, flag("channels", 64),
+                                 flag("num-nodes", SyntheticProteinsConfig().num_nodes),
+                                 flag("num-edges", SyntheticProteinsConfig().num_edges), flag("epochs", 50),
+                                 seeds, content["provenance"]["device_name"]], rows["committed"]
+    assert rows["live run"] == ["live run", FRESH, "abcabcabca+dirty", "1, 3", "8", "200", "2,000", "3", "0, 5",
+                                "test CPU"], rows["live run"]
+    assert "none (no records)" in plotted_from({"committed": []}), "a missing committed file is said, not hidden"
+
+
+def test_committed_memory_records_stand_in_only_for_their_own_parameters():
+    from revgnn.sources import committed_or_fresh, memory_file_setting
+
+    setting = memory_file_setting("results/memory_depth_small.json", ["res", "rev"])
+    asked = {k: setting[k] for k in ("hidden_channels", "num_nodes", "num_edges", "seed", "dataset", "device")}
+    asked["x"] = setting["x"]
+    use, note = committed_or_fresh("auto", "results/memory_depth_small.json", asked, ["res", "rev"])
+    assert use and "every shaping parameter matches" in note
+    for key, value in (("x", {"res": [1, 2, 4], "rev": [1, 2, 4]}), ("hidden_channels", 32), ("num_nodes", 600),
+                       ("device", "cuda")):
+        use, note = committed_or_fresh("auto", "results/memory_depth_small.json", {**asked, key: value},
+                                       ["res", "rev"])
+        assert not use and key in note, f"a different {key} is measured fresh, and the note says why"
+        with pytest.raises(ValueError, match="source fresh"):
+            committed_or_fresh("committed", "results/memory_depth_small.json", {**asked, key: value}, ["res", "rev"])
+    assert committed_or_fresh("auto", "results/no-such-file.json", asked, ["res"])[0] is False
+    assert committed_or_fresh("fresh", "results/memory_depth_small.json", asked, ["res", "rev"])[0] is False
+
+
+def test_relative_results_paths_resolve_from_any_working_directory(tmp_path, monkeypatch):
+    from revgnn.figures import load_records
+    from revgnn.sources import accuracy_records
+
+    here = accuracy_records("results/accuracy_cora.json")
+    monkeypatch.chdir(tmp_path)
+    assert accuracy_records("results/accuracy_cora.json") == here and here, "the same records from another folder"
+    assert load_records("results/memory_depth_small.json"), "load_records reads from the repository root too"
+
+
+def test_api_page_documents_every_config_field():
+    import dataclasses
+
+    from revgnn import ModelConfig
+    from revgnn.train import TrainConfig
+
+    page = (ROOT / "book" / "api.md").read_text()
+    missing = [f.name for f in dataclasses.fields(ModelConfig) if f"| `{f.name}` |" not in page]
+    assert not missing, f"the API page's ModelConfig table lists every field: {missing}"
+    doc = TrainConfig.__doc__
+    missing = [f.name for f in dataclasses.fields(TrainConfig) if f"{f.name}:" not in doc]
+    assert not missing, f"TrainConfig's docstring (rendered on the API page) documents every field: {missing}"
 
 
 def test_recorded_accuracy_commands_still_parse_and_build():
