@@ -86,11 +86,17 @@ class TrainingInterrupted(Exception):
 class StopRequest:
     """Records SIGINT/SIGTERM so the training loop can stop at the end of the current epoch with consistent state.
 
-    A second SIGINT raises :class:`KeyboardInterrupt` at once (the last periodic checkpoint remains).
+    A second SIGINT raises :class:`KeyboardInterrupt` at once (the last periodic checkpoint remains). A signal that
+    training did not act on (it came during a run's last epoch, which then finished and saved its record) is raised
+    again when the handlers are removed, so it is never swallowed.
     """
 
     def __init__(self):
         self.signum: int | None = None
+        self.handled = False  # set when training stopped on it (TrainingInterrupted)
+
+    def reset(self) -> None:
+        self.signum, self.handled = None, False
 
     def __bool__(self) -> bool:
         return self.signum is not None
@@ -114,6 +120,8 @@ class StopRequest:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+            if self.signum is not None and not self.handled:
+                signal.raise_signal(self.signum)  # the caller's handler (or the default) acts on it now
 
 
 STOP = StopRequest()  # the one installed by revgnn.train.fit
