@@ -2,9 +2,10 @@
 removal of temporary files left by killed runs.
 
 Thread policy. torch starts with one intra-op thread per physical core. On a shared or busy machine that collapses:
-on the project's 2-core box, 10 epochs of a 4-layer RevGNN on Cora took 1.9 s with one thread and 74 s with torch's
-default two (``results/threads.json`` has the measurement). Small-graph training gains little from intra-op
-threads, so revgnn uses **one CPU thread** unless the user chose otherwise, in this order: an explicit ``threads``
+on the project's busy 2-core box (load ~20), one epoch of a 4 x 64 RevGNN on Cora took a median 175 s with torch's
+default two threads against 9.8 s with one (``benchmarks/threads.py``, ``results/threads.json``); issue 10 saw
+74 s against 1.9 s for 10 epochs. Small-graph training gains little from intra-op threads, so revgnn uses **one CPU
+thread** unless the user chose otherwise, in this order: an explicit ``threads``
 argument (``revgnn train --threads N``), the ``OMP_NUM_THREADS`` (or ``MKL_NUM_THREADS``) environment variable, a
 call to ``torch.set_num_threads`` made after revgnn was imported. The count and its source go into every run record.
 """
