@@ -2,9 +2,10 @@
 removal of temporary files left by killed runs.
 
 Thread policy. torch starts with one intra-op thread per physical core. On a shared or busy machine that collapses:
-on the project's 2-core box, 10 epochs of a 4-layer RevGNN on Cora took 1.9 s with one thread and 74 s with torch's
-default two (``results/threads.json`` has the measurement). Small-graph training gains little from intra-op
-threads, so revgnn uses **one CPU thread** unless the user chose otherwise, in this order: an explicit ``threads``
+on the project's busy 2-core box (load ~20), one epoch of a 4 x 64 RevGNN on Cora took a median 175 s with torch's
+default two threads against 9.8 s with one (``benchmarks/threads.py``, ``results/threads.json``); issue 10 saw
+74 s against 1.9 s for 10 epochs. Small-graph training gains little from intra-op threads, so revgnn uses **one CPU
+thread** unless the user chose otherwise, in this order: an explicit ``threads``
 argument (``revgnn train --threads N``), the ``OMP_NUM_THREADS`` (or ``MKL_NUM_THREADS``) environment variable, a
 call to ``torch.set_num_threads`` made after revgnn was imported. The count and its source go into every run record.
 """
@@ -86,11 +87,17 @@ class TrainingInterrupted(Exception):
 class StopRequest:
     """Records SIGINT/SIGTERM so the training loop can stop at the end of the current epoch with consistent state.
 
-    A second SIGINT raises :class:`KeyboardInterrupt` at once (the last periodic checkpoint remains).
+    A second SIGINT raises :class:`KeyboardInterrupt` at once (the last periodic checkpoint remains). A signal that
+    training did not act on (it came during a run's last epoch, which then finished and saved its record) is raised
+    again when the handlers are removed, so it is never swallowed.
     """
 
     def __init__(self):
         self.signum: int | None = None
+        self.handled = False  # set when training stopped on it (TrainingInterrupted)
+
+    def reset(self) -> None:
+        self.signum, self.handled = None, False
 
     def __bool__(self) -> bool:
         return self.signum is not None
@@ -114,6 +121,8 @@ class StopRequest:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+            if self.signum is not None and not self.handled:
+                signal.raise_signal(self.signum)  # the caller's handler (or the default) acts on it now
 
 
 STOP = StopRequest()  # the one installed by revgnn.train.fit

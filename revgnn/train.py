@@ -443,6 +443,7 @@ def _read_record(path: Path) -> dict[str, Any]:
 
 
 def _interrupted(seed: int, epoch: int, run_dir: Path | None) -> TrainingInterrupted:
+    STOP.handled = True
     name = signal.Signals(STOP.signum).name
     if run_dir is None:
         return TrainingInterrupted(STOP.signum, f"{name}: stopped seed {seed} after epoch {epoch}; nothing was saved "
@@ -512,7 +513,7 @@ def fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphData
         if parts is not None and parts > ds.num_nodes:
             raise ValueError(f"{name} {parts} exceeds the {ds.num_nodes:,} nodes of {ds.name}; use at most "
                              f"{ds.num_nodes} (1 = the full graph)")
-    STOP.signum = None
+    STOP.reset()
     with contextlib.ExitStack() as stack:
         if tcfg.out_dir and os.environ.get("RANK", "0") == "0":  # one lock per job (torchrun: its rank 0)
             out = Path(tcfg.out_dir)

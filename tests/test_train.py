@@ -323,3 +323,21 @@ def test_sigterm_to_the_command_saves_and_exits_143_with_a_resume_line(tmp_path)
                         r"same command with --resume to continue", last), last
     assert "Traceback" not in err
     assert (tmp_path / "o" / "run-seed0" / "checkpoint.pt").is_file() and not lock.exists()
+
+
+def test_a_signal_in_the_last_epoch_is_not_swallowed(monkeypatch):
+    import revgnn.train as train_module
+
+    real = train_module._train_epoch
+
+    def signalled(model, opt, ds, tcfg, parts, seed, epoch, device):
+        loss = real(model, opt, ds, tcfg, parts, seed, epoch, device)
+        if epoch == tcfg.epochs:
+            os.kill(os.getpid(), signal.SIGINT)  # the run finishes; the caller must still see the Ctrl-C
+        return loss
+
+    monkeypatch.setattr(train_module, "_train_epoch", signalled)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_fit(epochs=2)
+    monkeypatch.setattr(train_module, "_train_epoch", real)
+    assert tiny_fit(epochs=1)["runs"][0]["history"], "the next fit starts clean"
