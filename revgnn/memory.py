@@ -306,7 +306,9 @@ def measure_config(config, num_nodes: int, num_edges: int, device: str = "cpu", 
     """Build ``config`` (a :class:`~revgnn.presets.ModelConfig`) and measure it on a ``synthetic-proteins`` graph
     of the given size (or on ``data``)."""
     from .presets import build_model
+    from .runtime import apply_thread_policy
 
+    apply_thread_policy()  # one thread unless the caller chose: torch's default collapses on a busy small box
     torch.manual_seed(seed)
     if data is None:
         data = synthetic_graph(num_nodes, num_edges, seed)
@@ -334,7 +336,9 @@ def _proc_status_kb(key: str) -> int:
 def _child_main(spec: dict) -> dict:
     """Subprocess body of :func:`measure_in_subprocess`."""
     from .presets import ModelConfig, build_model
+    from .runtime import apply_thread_policy
 
+    apply_thread_policy()
     cfg = ModelConfig(**spec["config"])
     torch.manual_seed(spec["seed"])
     data = synthetic_graph(spec["num_nodes"], spec["num_edges"], spec["seed"])

@@ -3,9 +3,9 @@
 Labels of ``synthetic-proteins`` need 1-8 pathway hops (``revgnn/synthetic.py``); a RevGNN layer with C = 2 groups
 passes 2 messages, so a 1-layer model sees 2 hops and a 4-layer one all 8. The claim must hold on any CPU: float paths
 differ between CPU models and thread counts, and one seed at 200 epochs sat inside the seed noise (L = 4 beat L = 1 by
-0.017 on one machine, 0.05 on another). At 400 epochs the per-seed gap is 0.06-0.12 (committed 3-seed sweep:
-0.750 / 0.836 at L = 1 / 4), far outside that noise; ``benchmarks/depth_claim.py`` checks it over seeds 0-4 with 1
-and 2 threads and its record is ``results/depth_claim.json``.
+0.017 on one machine, 0.05 on another). At 400 epochs the per-seed gap is 0.068-0.106 on seeds 0-2 (committed sweep,
+0.753 / 0.835 at L = 1 / 4 on an Intel Xeon), far outside that noise; ``benchmarks/depth_claim.py`` checks the
+assertion over seeds 0-4 with 1 and 2 threads.
 """
 import pytest
 
