@@ -114,11 +114,15 @@ def test_planetoid_datasets_get_their_recipe_unless_a_flag_says_otherwise(datase
 
     args = parse("--dataset", dataset, "--layers", "4", "--channels", "64")
     tcfg, mcfg = train_config(args), model_config(args)
-    assert (tcfg.lr, tcfg.weight_decay, mcfg.dropout, tcfg.epochs) == (0.005, 5e-4, 0.6, 200), "the GAT recipe"
-    assert tcfg.recipe == {"name": "planetoid", "dropout": 0.6, "lr": 0.005, "weight_decay": 5e-4, "epochs": 200}
-    args = parse("--dataset", dataset, "--lr", "0.01", "--dropout", "0", "--weight-decay", "0", "--epochs", "7")
+    assert (tcfg.lr, tcfg.weight_decay, mcfg.dropout, tcfg.epochs, mcfg.aggr) == (0.005, 5e-4, 0.6, 200, "mean"), \
+        "the GAT recipe, with mean aggregation"
+    assert tcfg.recipe == {"name": "planetoid", "dropout": 0.6, "lr": 0.005, "weight_decay": 5e-4, "epochs": 200,
+                           "aggr": "mean"}
+    args = parse("--dataset", dataset, "--lr", "0.01", "--dropout", "0", "--weight-decay", "0", "--epochs", "7",
+                 "--aggr", "max")
     tcfg, mcfg = train_config(args), model_config(args)
-    assert (tcfg.lr, tcfg.weight_decay, mcfg.dropout, tcfg.epochs) == (0.01, 0.0, 0.0, 7), "explicit flags win"
+    assert (tcfg.lr, tcfg.weight_decay, mcfg.dropout, tcfg.epochs, mcfg.aggr) == (0.01, 0.0, 0.0, 7, "max"), \
+        "explicit flags win"
     assert tcfg.recipe == {}, "nothing was taken from the recipe"
 
 
