@@ -44,14 +44,19 @@ def grads_of(out, wrt, w):
     return torch.autograd.grad((out * w).sum(), wrt, retain_graph=True)
 
 
+def conv_case(aggr, dtype, seed=0):
+    """The edge-case graph (x requiring grad), PyG's reference GENConv and its temperature (1.0 unless softmax)."""
+    x, ei, u = edge_case_graph(dtype, seed=seed)
+    conv = pyg_conv(aggr, x.size(1), u.size(1), dtype)
+    x.requires_grad_()
+    return x, ei, u, conv, conv.aggr_module.t if aggr == "softmax" else 1.0
+
+
 @pytest.mark.parametrize("aggr", AGGRS)
 @pytest.mark.parametrize("chunk", [1, 7, 10_000])
 def test_float64_equals_pyg_genconv(aggr, chunk):
-    x, ei, u = edge_case_graph(torch.float64)
-    conv = pyg_conv(aggr, x.size(1), u.size(1), torch.float64)
-    x.requires_grad_()
+    x, ei, u, conv, t = conv_case(aggr, torch.float64)
     u.requires_grad_()
-    t = conv.aggr_module.t if aggr == "softmax" else 1.0
     ref = conv.propagate(ei, x=(x, x), edge_attr=u)       # PyG: AGG(ReLU(x_j + lin_edge(u)) + eps)
     out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps, chunk)
     assert rel(out, ref) < 1e-10, "fused aggregation equals PyG's GENConv"
@@ -64,10 +69,7 @@ def test_float64_equals_pyg_genconv(aggr, chunk):
 
 @pytest.mark.parametrize("aggr", AGGRS)
 def test_float32_equals_pyg_genconv(aggr):
-    x, ei, u = edge_case_graph(torch.float32, seed=3)
-    conv = pyg_conv(aggr, x.size(1), u.size(1), torch.float32)
-    x.requires_grad_()
-    t = conv.aggr_module.t if aggr == "softmax" else 1.0
+    x, ei, u, conv, t = conv_case(aggr, torch.float32, seed=3)
     ref = conv.propagate(ei, x=(x, x), edge_attr=u)
     out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps, 9)
     assert rel(out, ref) < 1e-5
@@ -98,10 +100,7 @@ def test_max_splits_tied_gradients_like_pyg():
 
 @pytest.mark.parametrize("aggr", AGGRS)
 def test_result_does_not_depend_on_chunk_size(aggr):
-    x, ei, u = edge_case_graph(torch.float64, seed=5)
-    conv = pyg_conv(aggr, x.size(1), u.size(1), torch.float64)
-    x.requires_grad_()
-    t = conv.aggr_module.t if aggr == "softmax" else 1.0
+    x, ei, u, conv, t = conv_case(aggr, torch.float64, seed=5)
     res = []
     for chunk in (1, 2, 13, ei.size(1), 10 * ei.size(1)):
         out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps, chunk)
