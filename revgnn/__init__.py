@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "data": ("DATASETS", "GraphDataset", "evaluate", "load_dataset"),
+    "datafiles": ("DatasetError",),
     "deq": ("ConvergenceWarning", "DEQLayer", "SolverStats", "fixed_point"),
     "layers": ("DEQCell", "GENBlock", "shared_dropout_mask"),
     "memory": ("SavedTensorMeter", "StepMemory", "measure_config", "measure_in_subprocess", "measure_step"),
@@ -26,7 +27,7 @@ __all__ = [
     "ReversibleStack", "GENBlock", "DEQCell", "shared_dropout_mask", "DEQLayer", "SolverStats",
     "ConvergenceWarning", "fixed_point", "GraphHeads", "ResGNN", "RevGNN", "WTResGNN", "WTRevGNN", "DEQGNN",
     "ModelConfig", "build_model", "count_parameters", "get_preset", "list_presets", "PRESETS", "PAPER_PARAMS",
-    "load_dataset", "GraphDataset", "evaluate", "DATASETS", "SyntheticProteinsConfig", "generate_synthetic_proteins",
+    "load_dataset", "GraphDataset", "evaluate", "DATASETS", "DatasetError", "SyntheticProteinsConfig", "generate_synthetic_proteins",
     "random_partition", "partition_subgraphs", "TrainConfig", "fit", "predict",
     "SavedTensorMeter", "StepMemory", "measure_step", "measure_config", "measure_in_subprocess",
 ]
