@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py synthetic-depth   # RevGNN L = 1, 2, 4, 8 x 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py synthetic-depth-2000  # the same on a 2,000-node graph
+    OMP_NUM_THREADS=1 python benchmarks/accuracy.py synthetic-depth-16hops --seeds 5  # task radii 1..16
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py fig1              # five families, L=8, D=32 x 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py ppi                # 3 seeds (~5 min)
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py cora               # 3 seeds, the Planetoid recipe alone (~3 min)
@@ -45,6 +46,7 @@ from revgnn.train import adapt_model_config, fit, mean_std  # noqa: E402
 # same generator and mean degree 16): on a 2-core machine shared by several jobs, the default 4,000-node graph did not
 # fit the time we had for Fig. 1's 15 runs (DEQ-GNN alone costs about four RevGNN runs).
 GRAPH = "--dataset synthetic-proteins --num-nodes 2000 --num-edges 32000"
+GRAPH16 = "--dataset synthetic-proteins --max-hops 16 --pathway-length 40"
 SYNTHETIC = "--model rev --channels 32 --dropout 0.1 --lr 0.01 {graph} --epochs 400 --eval-every 10 --layers {L}"
 DEPTHS = (1, 2, 4, 8)
 # Fig. 1's five families at one CPU-sized depth and width (the paper: L = 112, D = 64 ... 224 on ogbn-proteins).
@@ -57,6 +59,9 @@ TASKS = {
     # The issue's targets: depth helps at every step on synthetic-proteins; PPI >= 0.62 test ROC-AUC; Cora >= 78 %.
     "synthetic-depth": {f"L={L}": SYNTHETIC.format(graph="--dataset synthetic-proteins", L=L) for L in DEPTHS},
     "synthetic-depth-2000": {f"L={L}": SYNTHETIC.format(graph=GRAPH, L=L) for L in DEPTHS},
+    # the default size with task radii 1..16 instead of 1..8: an 8-layer RevGNN (16 hops) can know more than a
+    # 4-layer one (8 hops), which on the default graph already sees every radius
+    "synthetic-depth-16hops": {f"L={L}": SYNTHETIC.format(graph=GRAPH16, L=L) for L in DEPTHS},
     "fig1": {name: f"--model {kind} {FIG1}" + ("" if kind == "deq" else f" --layers {FIG1_LAYERS}")
              for name, kind in FAMILIES.items()},
     "ppi": {"rev-4x64": "--model rev --layers 4 --channels 64 --dropout 0.1 --dataset ppi --epochs 200 --lr 0.01 "

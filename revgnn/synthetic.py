@@ -37,6 +37,9 @@ Generative process (every step vectorised; one ``torch.Generator`` seeded with `
    proteins within k functional hops of i (i included). Each of the 40 (mark, radius) pairs backs two or three
    tasks; each label is then flipped independently with probability ``label_noise`` (0.02), which bounds every
    model's ROC-AUC below 1. Positive rates run from about 13 % (radius 1) to about 44 % (radius 8).
+   ``max_hops`` (default 8) sets the largest radius: with ``max_hops=16`` task t asks about radius
+   :math:`1 + (t \bmod 16)` and mark :math:`\lfloor t / 16 \rfloor \bmod 5` (7 tasks per radius), so hops 9-16
+   matter too (use ``pathway_length`` >= 33 so that every ball fits inside one pathway).
 
 Why depth matters: a task of radius k needs k rounds of "max over functional partners" (what GENConv's max
 aggregation computes once background edges are gated out by their evidence channels); a model that passes fewer
@@ -71,8 +74,12 @@ class SyntheticProteinsConfig:
     Args:
         num_nodes: Number of proteins; ogbn-proteins has 132,534. The default trains in about a minute on a CPU.
         num_edges: Number of directed edges (even); ogbn-proteins has 79,122,504 (mean degree about 597).
-        pathway_length: Proteins per pathway (chain of functional associations); must exceed 2 * 8 hops.
+        pathway_length: Proteins per pathway (chain of functional associations); more than 2 * ``max_hops``
+            keeps the ball of every radius inside one pathway (shorter chains cap how far a mark can reach).
         label_noise: Probability that a label is flipped.
+        max_hops: Largest task radius: task t asks about radius ``1 + (t mod max_hops)``. The default 8 is what a
+            4-layer RevGNN (C = 2) sees; 16 makes hops 9-16 matter, so an 8-layer RevGNN has something to gain
+            over a 4-layer one (use ``pathway_length`` >= 33 then).
         seed: Seed of the only random generator used.
     """
 
@@ -81,12 +88,16 @@ class SyntheticProteinsConfig:
     pathway_length: int = 32  # > 2 * MAX_HOPS, so the ball of every radius fits inside a pathway
     label_noise: float = 0.02
     seed: int = 0
+    max_hops: int = MAX_HOPS
+
 
     def __post_init__(self):
         if self.num_nodes < 10 * NUM_SPECIES:
             raise ValueError(f"synthetic-proteins needs num_nodes >= {10 * NUM_SPECIES}, got {self.num_nodes}")
         if self.num_edges <= 0 or self.num_edges % 2:
             raise ValueError(f"synthetic-proteins needs a positive even num_edges, got {self.num_edges}")
+        if not 1 <= self.max_hops <= NUM_TASKS:
+            raise ValueError(f"max_hops must lie in 1..{NUM_TASKS}, got {self.max_hops}")
         if self.pathway_length < 2:
             raise ValueError(f"pathway_length must be >= 2, got {self.pathway_length}")
         if not 0.0 <= self.label_noise < 0.5:
@@ -177,9 +188,9 @@ def generate_synthetic_proteins(cfg: SyntheticProteinsConfig | None = None) -> t
     functional = torch.cat([functional, functional])  # (E,)
 
     t = torch.arange(NUM_TASKS)
-    task_hop = t % MAX_HOPS + 1  # (T,) radius k_t in 1..8
-    task_mark = (t // MAX_HOPS) % NUM_MARKS  # (T,) mark m_t
-    reach = _reach(marks, edge_index[:, functional], MAX_HOPS)
+    task_hop = t % cfg.max_hops + 1  # (T,) radius k_t in 1..max_hops (default 8)
+    task_mark = (t // cfg.max_hops) % NUM_MARKS  # (T,) mark m_t
+    reach = _reach(marks, edge_index[:, functional], cfg.max_hops)
     y = torch.stack([reach[int(k)][:, int(mk)] for k, mk in zip(task_hop, task_mark)], dim=1).long()  # (N, T)
     del reach
     flip = torch.rand(n, NUM_TASKS, generator=g) < cfg.label_noise
@@ -200,7 +211,7 @@ def oracle_rocauc(data: Data, nodes: torch.Tensor, hops: int) -> float:
 
     Scores each task (mark m, radius k) by whether a protein carrying m lies within ``min(k, hops)`` functional hops,
     breaking ties by closeness; it is the best such a ``hops``-hop model can rank up to label noise. ``hops=8``
-    (every radius) is the ceiling set by the label noise; ``hops=1`` or 2 is what a model passing 1 or 2 messages
+    (every radius of the default graph; its ``max_hops`` in general) is the ceiling set by the label noise; ``hops=1`` or 2 is what a model passing 1 or 2 messages
     can know at best.
 
     Args:
@@ -212,9 +223,10 @@ def oracle_rocauc(data: Data, nodes: torch.Tensor, hops: int) -> float:
 
     if hops < 0:
         raise ValueError(f"hops must be >= 0, got {hops}")
-    reach = _reach(data.marks, data.edge_index[:, data.functional], min(hops, MAX_HOPS))
+    max_hops = int(data.hop.max())
+    reach = _reach(data.marks, data.edge_index[:, data.functional], min(hops, max_hops))
     closeness = torch.stack(reach).float().sum(0)  # (N, M): hops - distance + 1 to the nearest mark within reach
     visible = torch.stack([reach[min(int(k), len(reach) - 1)][:, int(mk)] for k, mk in zip(data.hop, data.mark)],
                           dim=1).float()  # (N, T)
-    score = visible * (1 + MAX_HOPS) + closeness[:, data.mark]  # visible first, then closer first
+    score = visible * (1 + max_hops) + closeness[:, data.mark]  # visible first, then closer first
     return rocauc(data.y[nodes], score[nodes])

@@ -140,6 +140,19 @@ def test_other_datasets_keep_the_global_defaults_and_ppi_its_label_reuse():
     assert train_config(parse("--clip", "0")).clip_grad_norm is None, "--clip 0 disables clipping"
 
 
+def test_synthetic_graph_flags_reach_the_generator():
+    from revgnn.commands.train import train_config
+
+    tcfg = train_config(parse("--num-nodes", "400", "--num-edges", "4000", "--data-seed", "3", "--max-hops", "12",
+                              "--pathway-length", "30"))
+    assert tcfg.dataset_kwargs == {"num_nodes": 400, "num_edges": 4000, "seed": 3, "max_hops": 12,
+                                   "pathway_length": 30}
+    from revgnn.data import load_dataset
+
+    ds = load_dataset(tcfg.dataset, **tcfg.dataset_kwargs)
+    assert sorted(set(ds.data.hop.tolist())) == list(range(1, 13)), "task radii 1..max_hops"
+
+
 def test_recipe_and_threads_are_in_the_run_record(tmp_path):
     out = tmp_path / "o"
     assert cli("train", "--dataset", "cora", "--layers", "1", "--channels", "8", "--epochs", "1", "--no-progress",

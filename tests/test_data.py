@@ -70,21 +70,23 @@ def test_synthetic_proteins_pathways_and_marks_are_readable_from_edge_features()
     assert bool((rate[1:] > rate[:1]).all()) and 0.005 < float(rate[0]) < 0.04, "mark rates rise from about 2 %"
 
 
-def test_synthetic_proteins_labels_are_the_reach_of_a_mark_along_pathways():
+@pytest.mark.parametrize("max_hops", [MAX_HOPS, 12])
+def test_synthetic_proteins_labels_are_the_reach_of_a_mark_along_pathways(max_hops):
     d, _ = generate_synthetic_proteins(SyntheticProteinsConfig(num_nodes=400, num_edges=4000, label_noise=0.0,
-                                                               pathway_length=24, seed=1))
+                                                               pathway_length=2 * max_hops + 8, seed=1,
+                                                               max_hops=max_hops))
     n = d.num_nodes
     adj = torch.zeros(n, n, dtype=torch.bool)
     adj[d.edge_index[0, d.functional], d.edge_index[1, d.functional]] = True
     within = torch.eye(n, dtype=torch.bool)  # within[i, j]: j lies within k functional hops of i
     expected = {}
-    for k in range(1, MAX_HOPS + 1):  # grow the balls by boolean matrix products, independently of the generator
+    for k in range(1, max_hops + 1):  # grow the balls by boolean matrix products, independently of the generator
         within = within | ((within.float() @ adj.float()) > 0)
         expected[k] = (within.float() @ d.marks.float()) > 0  # (N, M)
     for t in range(d.y.size(1)):
         k, m = int(d.hop[t]), int(d.mark[t])
         assert torch.equal(d.y[:, t].bool(), expected[k][:, m]), f"task {t}: mark {m} within {k} hops"
-    assert sorted(set(d.hop.tolist())) == list(range(1, MAX_HOPS + 1)), "radii 1..8"
+    assert sorted(set(d.hop.tolist())) == list(range(1, max_hops + 1)), "radii 1..max_hops"
     assert sorted(set(d.mark.tolist())) == list(range(NUM_MARKS)), "every mark is asked about"
 
 
@@ -98,6 +100,19 @@ def test_synthetic_proteins_depth_matters_for_a_predictor_that_knows_the_truth()
     assert oracle_rocauc(clean, s2["test"], MAX_HOPS) == pytest.approx(1.0), "without noise the oracle is exact"
     with pytest.raises(ValueError, match="hops"):
         oracle_rocauc(d, split["test"], -1)
+
+
+def test_synthetic_proteins_with_16_hops_gives_8_layers_something_to_gain_over_4():
+    d, split = generate_synthetic_proteins(SyntheticProteinsConfig(max_hops=16, pathway_length=40))
+    auc = {h: oracle_rocauc(d, split["test"], h) for h in (2, 4, 8, 16)}
+    # what RevGNNs (C = 2) of 1, 2, 4 and 8 layers can know at best: each doubling of depth raises the ceiling
+    assert auc[4] - auc[2] > 0.05 and auc[8] - auc[4] > 0.05 and auc[16] - auc[8] > 0.03, auc
+    assert auc[16] > 0.93, "knowing every hop nearly solves it"
+    default, s8 = generate_synthetic_proteins()
+    assert oracle_rocauc(default, s8["test"], 16) == oracle_rocauc(default, s8["test"], 8), \
+        "on the default graph nothing lies beyond 8 hops"
+    with pytest.raises(ValueError, match="max_hops"):
+        SyntheticProteinsConfig(max_hops=0)
 
 
 def test_synthetic_proteins_rejects_bad_sizes():

@@ -87,6 +87,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--num-nodes", type=int, help="synthetic-proteins: nodes")
     d.add_argument("--num-edges", type=int, help="synthetic-proteins: directed edges")
     d.add_argument("--data-seed", type=int, help="synthetic-proteins: generator seed")
+    d.add_argument("--max-hops", type=int, help="synthetic-proteins: largest task radius (default 8)")
+    d.add_argument("--pathway-length", type=int,
+                   help="synthetic-proteins: proteins per pathway, > 2 x max hops (default 32)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, help=_default_help("epochs"))
     t.add_argument("--lr", type=float, help=_default_help("lr", "Adam learning rate "))
@@ -141,7 +144,8 @@ def train_config(args, progress: bool = True):
 
     values, taken = resolve(args)
     kwargs = {k: v for k, v in (("num_nodes", args.num_nodes), ("num_edges", args.num_edges),
-                                ("seed", args.data_seed)) if v is not None}
+                                ("seed", args.data_seed), ("max_hops", args.max_hops),
+                                ("pathway_length", args.pathway_length)) if v is not None}
     label_reuse, emb = values["label_reuse"], values["node_embeddings"]
     recipe = {"name": recipe_name(args.dataset), **taken} if taken else {}
     return TrainConfig(
