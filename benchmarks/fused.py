@@ -10,9 +10,9 @@ whole ogbn-proteins-shaped graph, a sweep over the number of edges, and the fuse
 
 Timing protocol (partition): all models live in one process; after one warm-up step each, ``--repeats`` rounds time
 one step of every model, the order reversed every other round; medians are compared. Peaks come from one more,
-instrumented step per model (allocator events, as revgnn.memory.measure_step). ``full`` runs one instrumented
-training step per process (generation ~30 s, 5.4 GB), reads the process's peak resident set size over that step
-(VmHWM after /proc/self/clear_refs) and compares the peak with the floor: edge_index, edge features, labels, one
+instrumented step per model (allocator events, as revgnn.memory.measure_step). ``full`` runs one
+un-instrumented training step per process (generation ~30 s, 5.4 GB), reads the process's peak resident set size over
+that step (VmHWM after /proc/self/clear_refs) and compares the peak with the floor: edge_index, edge features, labels, one
 N x D state, and parameters + gradients + Adam state. Writes results/fused_<part>.json.
 """
 from __future__ import annotations
@@ -123,7 +123,13 @@ def sweep(args) -> dict:
 
 
 def full(args) -> dict:
-    """One training step of RevGNN (fused) on the whole ogbn-proteins shape, in this process."""
+    """One training step of RevGNN (fused) on the whole ogbn-proteins shape, in this process.
+
+    The step that counts is un-instrumented: its wall time and the process's peak resident set size over it (VmHWM
+    after /proc/self/clear_refs) are the host-memory figures; it is the first step, so it also creates Adam's state.
+    With ``--profile`` a second, profiled step adds the allocator's tensor peak (as ``revgnn memory``); the
+    profiler's own event buffers grow with the run, so its resident size is not used.
+    """
     t0 = time.perf_counter()
     data = synthetic_graph(args.nodes, args.edges, seed=0)
     gen_seconds = time.perf_counter() - t0
@@ -133,21 +139,27 @@ def full(args) -> dict:
     with open("/proc/self/clear_refs", "w") as f:                # VmHWM := VmRSS, so the step's peak is read
         f.write("5")
     rss_before = _proc_status_kb("VmRSS") * 1024
-    peak, seconds = _instrumented(step)                           # the first step also creates the Adam state
+    step.prepare()
+    t0 = time.perf_counter()
+    step()
+    seconds = time.perf_counter() - t0
     rss_peak = _proc_status_kb("VmHWM") * 1024
     floor = floor_bytes(data, step.model, args.channels)
+    peak = _instrumented(step)[0] if args.profile else None
     per_layer = seconds / args.layers
+    targets = {"peak_host_memory_bytes": {"value": rss_peak, "target": "<= 6e9"},
+               "rss_peak_over_floor": {"value": rss_peak / floor, "target": "<= 1.5"}}
+    if peak is not None:
+        targets["peak_over_floor"] = {"value": peak / floor, "target": "<= 1.5"}
     return {
         "graph": {"num_nodes": data.num_nodes, "num_edges": int(data.edge_index.size(1)),
-                  "generation_seconds": gen_seconds},
+                  "generation_seconds": gen_seconds, "edge_index_dtype": str(data.edge_index.dtype)},
         "config": dataclasses.asdict(cfg), "num_parameters": count_parameters(step.model),
         "peak_tensor_bytes": peak, "rss_before_step_bytes": rss_before, "rss_peak_bytes": rss_peak,
-        "floor_bytes": floor, "step_seconds": seconds,
+        "floor_bytes": floor, "step_seconds": seconds, "step_note": "one un-instrumented first step (Adam state "
+        "created in it); a single step at this size, not a median",
         "step_seconds_extrapolated_1001_layers": per_layer * 1001,
-        "targets": {
-            "peak_host_memory_bytes": {"value": rss_peak, "target": "<= 6e9"},
-            "peak_over_floor": {"value": peak / floor, "target": "<= 1.5"},
-        },
+        "targets": targets,
     }
 
 
@@ -156,14 +168,19 @@ def full_pair(args) -> dict:
     runs = {}
     for L in args.layers_list:
         cmd = [sys.executable, __file__, "full", "--layers", str(L), "--channels", str(args.channels),
-               "--nodes", str(args.nodes), "--edges", str(args.edges), "--out", f"fused_full_L{L}.json"]
+               "--nodes", str(args.nodes), "--edges", str(args.edges), "--out", f"fused_full_L{L}.json",
+               *(["--profile"] if args.profile else [])]
         subprocess.run(cmd, check=True)
     from revgnn.records import read_json
     for L in args.layers_list:
         runs[L] = read_json(Path(__file__).resolve().parent.parent / "results" / f"fused_full_L{L}.json")
     lo, hi = min(runs), max(runs)
-    return {"runs": runs, "targets": {"peak_L_hi_over_L_lo": {
-        "value": runs[hi]["peak_tensor_bytes"] / runs[lo]["peak_tensor_bytes"], "target": "within 1.05"}}}
+    targets = {"rss_peak_L_hi_over_L_lo": {"value": runs[hi]["rss_peak_bytes"] / runs[lo]["rss_peak_bytes"],
+                                           "target": "within 1.05"}}
+    if args.profile:
+        targets["peak_L_hi_over_L_lo"] = {"value": runs[hi]["peak_tensor_bytes"] / runs[lo]["peak_tensor_bytes"],
+                                          "target": "within 1.05"}
+    return {"runs": runs, "targets": targets}
 
 
 def step_times(args) -> dict:
@@ -234,6 +251,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3, help="thp: processes per setting")
     p.add_argument("--no-fused", action="store_true", help="full: PyG's GENConv instead")
+    p.add_argument("--profile", action="store_true",
+                   help="full: one more, profiled step for the allocator's tensor peak (doubles the time)")
     p.add_argument("--models", nargs="+", default=list(_models(1, 8)), choices=list(_models(1, 8)),
                    help="partition: which models (res-pyg at L=16, D=80 needs more than 20 GB of host memory)")
     p.add_argument("--out", help="output file name under results/")
