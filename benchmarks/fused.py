@@ -4,6 +4,7 @@ whole ogbn-proteins-shaped graph, a sweep over the number of edges, and the fuse
     OMP_NUM_THREADS=1 python benchmarks/fused.py partition   # N=13,253, E=791,224, D=80, L=4, 5 rounds
     OMP_NUM_THREADS=1 python benchmarks/fused.py partition --layers 16 --models rev-fused rev-pyg res-fused
     OMP_NUM_THREADS=1 python benchmarks/fused.py sweep       # N=132,534; E = 0.1M, 0.2M, 0.4M; fused and PyG
+    OMP_NUM_THREADS=1 python benchmarks/fused.py sweep --edge-list 250000 1000000 4000000 16000000 --pyg-max-edges 4000000
     OMP_NUM_THREADS=1 python benchmarks/fused.py full --layers 2   # 132,534 nodes, 79,122,504 edges, ~6 GB
     OMP_NUM_THREADS=1 python benchmarks/fused.py profile     # top ops of one fused RevGNN step
     OMP_NUM_THREADS=1 python benchmarks/fused.py thp --layers 2 --repeats 2   # THP_MEM_ALLOC_ENABLE=1 or not
@@ -109,6 +110,8 @@ def sweep(args) -> dict:
     for E in args.edge_list:
         data = synthetic_graph(args.nodes, E, seed=0)
         for fused in (True, False):
+            if not fused and args.pyg_max_edges is not None and E > args.pyg_max_edges:
+                continue                                          # about 2 KB per edge at D = 80
             cfg = ModelConfig("rev", args.layers, args.channels, dropout=0.1, fused=fused)
             torch.manual_seed(0)
             step = _Step(build_model(cfg), data, train=True)
@@ -251,6 +254,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3, help="thp: processes per setting")
     p.add_argument("--no-fused", action="store_true", help="full: PyG's GENConv instead")
+    p.add_argument("--pyg-max-edges", type=int, help="sweep: most edges measured on PyG's path (default: all)")
     p.add_argument("--profile", action="store_true",
                    help="full: one more, profiled step for the allocator's tensor peak (doubles the time)")
     p.add_argument("--models", nargs="+", default=list(_models(1, 8)), choices=list(_models(1, 8)),

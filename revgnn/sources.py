@@ -127,8 +127,9 @@ def accuracy_records(path: str | Path) -> list[dict]:
         size = {}
         if tcfg.dataset.startswith("synthetic-proteins"):
             synthetic = SyntheticProteinsConfig(**{k: v for k, v in tcfg.dataset_kwargs.items()
-                                                   if k in ("num_nodes", "num_edges")})
-            size = {"num_nodes": synthetic.num_nodes, "num_edges": synthetic.num_edges}
+                                                   if k in ("num_nodes", "num_edges", "max_hops")})
+            size = {"num_nodes": synthetic.num_nodes, "num_edges": synthetic.num_edges,
+                    "max_hops": synthetic.max_hops}
         records.append({
             "model": row.get("model", mcfg.model), "num_layers": row.get("num_layers", mcfg.num_layers),
             "hidden_channels": row.get("hidden_channels", mcfg.hidden_channels), "epochs": tcfg.epochs,
@@ -195,10 +196,13 @@ def plotted_from(series: dict[str, Sequence[dict]], x_key: str = "num_layers") -
             "E": describe_values(r.get("num_edges") for r in records),
             "epochs": describe_values(r.get("epochs") for r in records),
             "seeds": describe_values(s for r in records for s in _seeds(r)),
-            "device": describe_values(_device(r) for r in records)})
+            "device": describe_values(_device(r) for r in records),
+            "hops": describe_values(r.get("max_hops") for r in records)})
     columns = [("series", "series"), ("source", "source"), ("revision", "revision"), ("L", "depths L"),
                ("D", "D"), ("N", "N (nodes)"), ("E", "E (edges)"), ("epochs", "epochs"), ("seeds", "seeds"),
                ("device", "device")]
+    if any(r.get("max_hops") is not None for records in series.values() for r in records):
+        columns.insert(7, ("hops", "task radii up to"))  # synthetic-proteins' max_hops
     return "**Plotted from**\n\n" + markdown_table(rows, columns)
 
 
@@ -269,8 +273,10 @@ def live_record(run: dict, config, data, epochs: int, **labels) -> dict:
     """A record of one seeded run of :func:`revgnn.train.fit` (``summary["runs"][i]``), with the setting the
     "plotted from" table reads: model, L, D, graph size, epochs, seed, device, revision; ``roc_auc`` is the test
     metric at the best validation epoch (a fraction)."""
+    hop = getattr(data.data, "hop", None)  # synthetic-proteins: each task's radius
     return {"model": config.model, "num_layers": config.num_layers, "hidden_channels": config.hidden_channels,
             "dataset": data.name, "num_nodes": data.num_nodes, "num_edges": data.data.num_edges, "epochs": epochs,
+            "max_hops": int(hop.max()) if hop is not None else None,
             "seed": run["seed"], "roc_auc": run["best"]["test"], "valid": run["best"]["valid"],
             "params": run["params"], "device_name": run["device"], "git_revision": run["git_revision"], **labels}
 

@@ -49,12 +49,18 @@ def edge_sweep(num_nodes: int, edge_counts: Sequence[int], config: ModelConfig, 
             records.append({"num_nodes": num_nodes, "num_edges": rec.num_edges, "fused": fused,
                             "peak_bytes": rec.peak_bytes, "step_seconds": rec.step_seconds,
                             "floor_bytes": floor_bytes(data, build_model(cfg), cfg.hidden_channels),
-                            "layers": cfg.num_layers, "channels": cfg.hidden_channels, "source": "live"})
+                            "layers": cfg.num_layers, "channels": cfg.hidden_channels, "source": "live",
+                            "peak_kind": "tensors"})
     return records
 
 
 def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] = ()) -> list[dict]:
-    """Committed records of ``benchmarks/fused.py``: the ``sweep`` rows and each ``full`` run that exists."""
+    """Committed records of ``benchmarks/fused.py``: the ``sweep`` rows and each ``full`` run that exists.
+
+    ``peak_kind`` says what ``peak_bytes`` is: ``"tensors"`` (the allocator's peak, as ``revgnn memory``) or
+    ``"resident"`` (the process's peak resident set size over an un-instrumented ``full`` step, which also counts
+    the Python and libtorch process itself; used when the run was not profiled).
+    """
     from .records import read_json
 
     records = []
@@ -63,13 +69,16 @@ def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] =
         result = read_json(path)
         for row in result["rows"]:
             records.append({**row, "step_seconds": row.get("step_seconds_profiled"), "source": str(path),
-                            "provenance": result.get("provenance", {})})
+                            "peak_kind": "tensors", "provenance": result.get("provenance", {})})
     for f in full_files:
         f = Path(f)
         if f.is_file():
             r = read_json(f)
+            tensors = r.get("peak_tensor_bytes")
             records.append({"num_nodes": r["graph"]["num_nodes"], "num_edges": r["graph"]["num_edges"],
-                            "fused": r["config"]["fused"], "peak_bytes": r["peak_tensor_bytes"],
+                            "fused": r["config"]["fused"],
+                            "peak_bytes": tensors if tensors is not None else r["rss_peak_bytes"],
+                            "peak_kind": "tensors" if tensors is not None else "resident",
                             "step_seconds": r["step_seconds"], "floor_bytes": r["floor_bytes"],
                             "layers": r["config"]["num_layers"], "channels": r["config"]["hidden_channels"],
                             "source": str(f), "provenance": r.get("provenance", {})})
@@ -82,29 +91,38 @@ def plot_step_vs_edges(records: Sequence[dict]):
     Returns the matplotlib Figure (two panels, log-log).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     fig, (ax_m, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
-    groups = {}
+    groups, floors = {}, set()
     for r in records:
         live = r.get("source") == "live"
-        groups.setdefault((r["fused"], live), []).append(r)
-    for (fused, live), rows in sorted(groups.items()):
+        groups.setdefault((r["fused"], live, r.get("peak_kind", "tensors")), []).append(r)
+    for (fused, live, kind), rows in sorted(groups.items()):
         rows = sorted(rows, key=lambda r: r["num_edges"])
         label = f"{'fused' if fused else 'PyG GENConv'} ({'live' if live else 'committed'})"
         style = dict(marker="o" if fused else "s", linestyle="--" if live else "-",
                      color="tab:blue" if fused else "tab:red", alpha=0.6 if live else 1.0, label=label)
+        if kind == "resident":  # whole-graph steps measured by the process's resident set, not the allocator
+            label = (f"{'fused' if fused else 'PyG GENConv'}, whole graph, L = "
+                     f"{', '.join(str(r['layers']) for r in rows)} (resident set, committed)")
+            style.update(marker="*", markersize=12, linestyle="none", color="tab:green", label=label)
         E = [r["num_edges"] for r in rows]
         ax_m.plot(E, [r["peak_bytes"] / 2**30 for r in rows], **style)
         ax_t.plot(E, [r["step_seconds"] for r in rows], **style)
         if fused:
+            floor_label = f"floor ({'live' if live else 'committed'})"
             ax_m.plot(E, [r["floor_bytes"] / 2**30 for r in rows], color="gray", linestyle=":",
-                      marker="_", label=f"floor ({'live' if live else 'committed'})")
+                      marker="_", markersize=14 if kind == "resident" else 6,
+                      label=None if floor_label in floors else floor_label)
+            floors.add(floor_label)
     for ax, ylabel in ((ax_m, "peak memory of one training step (GiB)"), (ax_t, "step time (s)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("number of edges E")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax_m.legend(fontsize=8)
     fig.tight_layout()
     return fig

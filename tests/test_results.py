@@ -66,10 +66,12 @@ def test_plotted_from_table_is_generated_from_the_records():
     assert rows["committed"] == ["committed", "results/accuracy_synthetic-depth.json",
                                  content["provenance"]["git_revision"][:10], depths, flag("channels", 64),
                                  flag("num-nodes", SyntheticProteinsConfig().num_nodes),
-                                 flag("num-edges", SyntheticProteinsConfig().num_edges), flag("epochs", 50),
+                                 flag("num-edges", SyntheticProteinsConfig().num_edges),
+                                 flag("max-hops", SyntheticProteinsConfig().max_hops), flag("epochs", 50),
                                  seeds, content["provenance"]["device_name"]], rows["committed"]
-    assert rows["live run"] == ["live run", FRESH, "abcabcabca+dirty", "1, 3", "8", "200", "2,000", "3", "0, 5",
-                                "test CPU"], rows["live run"]
+    assert rows["live run"] == ["live run", FRESH, "abcabcabca+dirty", "1, 3", "8", "200", "2,000", "–", "3",
+                                "0, 5", "test CPU"], rows["live run"]
+    assert "task radii up to" not in plotted_from({"live run": live}), "the radius column only for synthetic graphs"
     assert "none (no records)" in plotted_from({"committed": []}), "a missing committed file is said, not hidden"
 
 
