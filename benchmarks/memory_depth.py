@@ -4,7 +4,9 @@ WT-ResGNN, WT-RevGNN and DEQ-GNN as L (DEQ-GNN: solver iterations) grows, on a s
     OMP_NUM_THREADS=1 python benchmarks/memory_depth.py --graph small       # N=500, E=5,000, D=16, L up to 1001
     OMP_NUM_THREADS=1 python benchmarks/memory_depth.py --graph partition   # 13,253 nodes, 791,224 edges (1/10 of
                                                                             # ogbn-proteins' nodes, 1/100 of its edges)
-Writes results/memory_depth_<graph>[_<device>].json (schema in results/README.md).
+Writes results/memory_depth_<graph>[_<device>].json (schema in results/README.md). Message passing is PyG's GENConv
+(the implementation the paper measured) unless ``--fused`` asks for revgnn.fused; the book's Figs. 2-4 take the same
+choice as their ``fused`` parameter.
 """
 from __future__ import annotations
 
@@ -117,6 +119,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-inference", action="store_true", help="skip the no-grad inference rows")
     p.add_argument("--quick", action="store_true", help="fewer depths (a few minutes on 2 CPU cores)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=False,
+                   help="message passing: PyG's GENConv, as the paper measured (default, --no-fused), or "
+                        "revgnn.fused (--fused; ResGNN then keeps O(N D) per layer instead of O(E D))")
     p.add_argument("--out", help="output file name under results/")
     p.add_argument("--summarise-only", metavar="FILE", help="recompute summary and targets of a results file")
     args = p.parse_args(argv)
@@ -137,7 +142,7 @@ def main(argv=None) -> int:
         overrides, axis = MODELS[label]
         depths = args.depths or depth_table.get(label, depth_table["default"])
         for x in depths:
-            cfg = ModelConfig(hidden_channels=channels, dropout=0.1, **overrides)
+            cfg = ModelConfig(hidden_channels=channels, dropout=0.1, fused=args.fused, **overrides)
             cfg = cfg.replace(num_layers=1, max_iter=x) if cfg.model == "deq" else cfg.replace(num_layers=x)
             modes = ["train"] + (["inference"] if label in INFERENCE_MODELS and not args.no_inference else [])
             for mode in modes:
@@ -159,7 +164,7 @@ def main(argv=None) -> int:
         "provenance": prov,
         "graph": {"name": f"synthetic-proteins ({args.graph})", "num_nodes": nodes,
                   "num_edges": rows[0]["num_edges"] if rows else edges, "edge_dim": 8, "seed": 0},
-        "hidden_channels": channels, "num_groups": 2, "dropout": 0.1,
+        "hidden_channels": channels, "num_groups": 2, "dropout": 0.1, "fused": args.fused,
         "optimizer": "Adam(lr=1e-3, foreach=False)",
         "memory_limits_bytes": limits,
         "rows": rows,

@@ -23,6 +23,14 @@ def _git(*args: str) -> str:
         return "unknown"
 
 
+def _relative_script(script: str) -> str:
+    """The script as run from the repository root (``benchmarks/x.py``), when it lies inside the repository."""
+    try:
+        return str(Path(script).resolve().relative_to(RESULTS.parent))
+    except ValueError:
+        return script
+
+
 def memory_total_bytes() -> int | None:
     try:
         with open("/proc/meminfo") as f:
@@ -39,7 +47,7 @@ def provenance(device: str) -> dict:
         "git_revision": _git("rev-parse", "HEAD"),
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", "revgnn")),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python", *sys.argv]),
+        "command": " ".join(["python", _relative_script(sys.argv[0]), *sys.argv[1:]]),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "torch_geometric": torch_geometric.__version__},
         "device": dev.type,

@@ -55,7 +55,9 @@ def memory_file_setting(path: str | Path, models: Sequence[str]) -> dict | None:
     graph = content.get("graph") or {}
     prov = content.get("provenance") or {}
     rows = [r for r in content.get("rows", []) if r.get("mode", "train") == "train"]
+    paths = {bool((r.get("model") or {}).get("fused", False)) for r in rows}  # records before revgnn.fused: PyG
     return {"x": {m: sorted({r["x"] for r in rows if r["label"] == m}) for m in models},
+            "fused": paths.pop() if len(paths) == 1 else None,
             "hidden_channels": content.get("hidden_channels"), "num_nodes": graph.get("num_nodes"),
             "num_edges": graph.get("num_edges"), "seed": graph.get("seed"),
             "dataset": str(graph.get("name", "")).split(" ")[0], "device": prov.get("device"),
@@ -70,7 +72,7 @@ def committed_or_fresh(source: str, results_file: str, asked: dict, models: Sequ
             unless they all match) or ``"fresh"``.
         results_file: the committed file (relative to the repository root, or absolute).
         asked: the notebook's values of the shaping parameters: ``x`` (``{model: depths}``), ``hidden_channels``,
-            ``num_nodes``, ``num_edges``, ``seed``, ``dataset``, ``device``.
+            ``num_nodes``, ``num_edges``, ``seed``, ``dataset``, ``device``, ``fused``.
         models: model kinds the figure draws.
 
     Returns:
@@ -209,7 +211,7 @@ def plotted_from(series: dict[str, Sequence[dict]], x_key: str = "num_layers") -
 def memory_comparison(models: Sequence[str], depths: Sequence[int], hidden_channels: int, memory_limit_mb: float,
                       seed: int, device: str, source: str, results_file: str, save_to: str, dataset: str,
                       num_nodes: int, num_edges: int, data_root: str = "",
-                      iterations: Sequence[int] = ()) -> tuple[list[dict], str, float | None]:
+                      iterations: Sequence[int] = (), fused: bool = False) -> tuple[list[dict], str, float | None]:
     """The records of one memory figure (Figs. 2-4): committed when they match the parameters, else measured.
 
     Args:
@@ -218,6 +220,7 @@ def memory_comparison(models: Sequence[str], depths: Sequence[int], hidden_chann
         iterations: DEQ-GNN's solver iteration caps (tolerance 0, so every iteration runs).
         memory_limit_mb: a step needing more is drawn as out of memory; 0 = the device's own limit.
         source, results_file: see :func:`committed_or_fresh`; save_to: write fresh records there ('' = nowhere).
+        fused: message passing of every model: PyG's GENConv (False, as the paper measured) or revgnn.fused.
         The others are the notebook's parameters of the same names.
 
     Returns:
@@ -239,8 +242,10 @@ def memory_comparison(models: Sequence[str], depths: Sequence[int], hidden_chann
     limit = memory_limit_mb * 2**20 or (torch.cuda.get_device_properties(device).total_memory
                                         if device.type == "cuda" else None)
     x = {m: list(iterations if m == "deq" else depths) for m in models}
+    if not isinstance(fused, bool):
+        raise ValueError(f"parameter fused must be True or False, got {fused!r}")
     asked = {"x": x, "hidden_channels": hidden_channels, "num_nodes": num_nodes, "num_edges": num_edges,
-             "seed": seed, "dataset": dataset, "device": device.type}
+             "seed": seed, "dataset": dataset, "device": device.type, "fused": fused}
     use_committed, note = committed_or_fresh(source, results_file, asked, models)
     if use_committed:
         from .figures import load_records
@@ -256,7 +261,7 @@ def memory_comparison(models: Sequence[str], depths: Sequence[int], hidden_chann
     from .figures import memory_records
 
     data = notebook_dataset(dataset, num_nodes, num_edges, seed, data_root)
-    base = adapt_model_config(ModelConfig("rev", 1, hidden_channels), data, TrainConfig(dataset=dataset))
+    base = adapt_model_config(ModelConfig("rev", 1, hidden_channels, fused=fused), data, TrainConfig(dataset=dataset))
     points = [({"model": kind, "depth": depth, "dataset": data.name},
                base.replace(model=kind.removesuffix("-ckpt"), checkpoint_grads=kind.endswith("-ckpt"),
                             num_layers=1 if kind == "deq" else depth, max_iter=depth, tol=0.0))
