@@ -6,6 +6,9 @@ both the inverse and the vector-Jacobian product); PyG's ``InvertibleFunction`` 
 inverse, recompute). Expected ratios: RevGNN / non-reversible ~ (2F + B) / (F + B) = 4/3 when B = 2F;
 RevGNN / PyG ~ (2F + B) / (3F + B) = 0.8.
 
+Every model runs PyG's GENConv message passing (``fused=False``, as when ``results/speed.json`` was measured); the
+fused operator is measured by ``benchmarks/fused.py``.
+
     OMP_NUM_THREADS=1 python benchmarks/speed.py             # N=2,000, E=100,000, D=64, L=8, 7 repeats
     OMP_NUM_THREADS=1 python benchmarks/speed.py --quick
 
@@ -67,8 +70,10 @@ class PyGRevGNN(nn.Module):
 
 
 def build(L: int, D: int, dropout: float, seed: int = 0) -> dict[str, nn.Module]:
+    # PyG's GENConv path throughout (fused=False): GroupAddRev needs the model's (E, D) edge embedding, and the
+    # engine is compared on equal message passing; the fused operator's speed is benchmarks/fused.py's subject
     common = dict(in_channels=8, hidden_channels=D, out_channels=112, num_layers=L, dropout=dropout, edge_dim=8,
-                  num_species=8)
+                  num_species=8, fused=False)
     torch.manual_seed(seed)
     rev = RevGNN(num_groups=2, aggr="max", **common)
     plain = RevGNN(num_groups=2, aggr="max", reversible=False, **common)
