@@ -6,6 +6,7 @@ whole ogbn-proteins-shaped graph, a sweep over the number of edges, and the fuse
     OMP_NUM_THREADS=1 python benchmarks/fused.py sweep       # N=132,534; E = 0.1M, 0.2M, 0.4M; fused and PyG
     OMP_NUM_THREADS=1 python benchmarks/fused.py sweep --edge-list 250000 1000000 4000000 16000000 --pyg-max-edges 4000000
     OMP_NUM_THREADS=1 python benchmarks/fused.py full --layers 2   # 132,534 nodes, 79,122,504 edges, ~6 GB
+    OMP_NUM_THREADS=1 python benchmarks/fused.py memory-cli --layers 2 --repeats 1   # `revgnn memory` on the whole graph
     OMP_NUM_THREADS=1 python benchmarks/fused.py profile     # top ops of one fused RevGNN step
     OMP_NUM_THREADS=1 python benchmarks/fused.py thp --layers 2 --repeats 2   # THP_MEM_ALLOC_ENABLE=1 or not
 
@@ -186,6 +187,27 @@ def full_pair(args) -> dict:
     return {"runs": runs, "targets": targets}
 
 
+def memory_cli(args) -> dict:
+    """The issue's own command, ``revgnn memory ... --json``, on the whole graph: its ``peak_bytes`` (the allocator's
+    peak of one profiled training step) against the floor. ``--repeats`` timed steps come first (the first creates
+    Adam's state); the command's defaults (1 warm-up, 3 timed) would take five steps."""
+    import json
+    import shlex
+
+    cmd = (f"{shlex.quote(sys.executable)} -m revgnn memory --model rev --layers {args.layers} --channels "
+           f"{args.channels} --groups 2 --nodes {args.nodes} --edges {args.edges} --warmup 0 --repeats "
+           f"{args.repeats} --json")
+    proc = subprocess.run(shlex.split(cmd), capture_output=True, text=True, check=True)
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    cfg = ModelConfig("rev", args.layers, args.channels, num_groups=2, dropout=0.1)
+    params = count_parameters(build_model(cfg))
+    graph = args.edges * 2 * 8 + args.edges * 8 * 4 + args.nodes * 112 * 8    # edge_index, edge_attr, y (int64)
+    floor = graph + args.nodes * args.channels * 4 + 4 * params * 4           # as revgnn.whole_graph.floor_bytes
+    return {"command_run": "revgnn " + cmd.split(" -m revgnn ", 1)[1], "record": record, "floor_bytes": floor,
+            "targets": {"peak_bytes": {"value": record["peak_bytes"], "target": "<= 6e9"},
+                        "peak_over_floor": {"value": record["peak_bytes"] / floor, "target": "<= 1.5"}}}
+
+
 def step_times(args) -> dict:
     """Child of ``thp``: one warm-up and ``--repeats`` timed steps of the fused RevGNN on the partition."""
     data = synthetic_graph(args.nodes, args.edges, seed=0)
@@ -244,7 +266,8 @@ def profile_step(args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=("partition", "sweep", "full", "full-pair", "profile", "thp", "step-times"))
+    p.add_argument("part", choices=("partition", "sweep", "full", "full-pair", "memory-cli", "profile", "thp",
+                                    "step-times"))
     p.add_argument("--nodes", type=int)
     p.add_argument("--edges", type=int)
     p.add_argument("--channels", type=int, default=80)
@@ -261,11 +284,12 @@ def main(argv=None) -> int:
                    help="partition: which models (res-pyg at L=16, D=80 needs more than 20 GB of host memory)")
     p.add_argument("--out", help="output file name under results/")
     args = p.parse_args(argv)
-    shape = FULL if args.part in ("full", "full-pair", "sweep") else PARTITION
+    shape = FULL if args.part in ("full", "full-pair", "sweep", "memory-cli") else PARTITION
     args.nodes = args.nodes or shape["nodes"]
     args.edges = args.edges or shape["edges"]
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    fn = {"partition": partition, "sweep": sweep, "full": full, "full-pair": full_pair, "profile": profile_step,
+    fn = {"partition": partition, "sweep": sweep, "full": full, "full-pair": full_pair, "memory-cli": memory_cli,
+          "profile": profile_step,
           "thp": thp, "step-times": step_times}
     result = {"provenance": _provenance(), **fn[args.part](args)}
     path = save(args.out or f"fused_{args.part.replace('-', '_')}.json", result)

@@ -459,9 +459,11 @@ def notebook_device(device: str):
     return torch.device(device)
 
 
-def notebook_dataset(dataset: str, num_nodes: int, num_edges: int, seed: int = 0, data_root: str = ""):
-    """Load a notebook's dataset: ``synthetic-proteins`` is sized by ``num_nodes``/``num_edges`` and seeded, the
-    other names (``ogbn-proteins``, ``ppi``, ...) ignore those; ``data_root`` '' means the package default."""
+def notebook_dataset(dataset: str, num_nodes: int, num_edges: int, seed: int = 0, data_root: str = "",
+                     **synthetic):
+    """Load a notebook's dataset: ``synthetic-proteins`` is sized by ``num_nodes``/``num_edges`` and seeded (and
+    takes further :class:`~revgnn.synthetic.SyntheticProteinsConfig` fields, e.g. ``max_hops``), the other names
+    (``ogbn-proteins``, ``ppi``, ...) ignore those; ``data_root`` '' means the package default."""
     from revgnn.data import DATASETS, load_dataset
 
     if dataset == "synthetic-proteins":
@@ -469,7 +471,11 @@ def notebook_dataset(dataset: str, num_nodes: int, num_edges: int, seed: int = 0
         check_range("num_edges", num_edges, 2, None, integer=True)
         if num_edges % 2:
             raise ValueError(f"parameter num_edges={num_edges} must be even (edges are stored in both directions)")
-        return load_dataset(dataset, root=data_root or None, num_nodes=num_nodes, num_edges=num_edges, seed=seed)
+        for name in ("max_hops", "pathway_length"):
+            if name in synthetic:
+                check_range(name, synthetic[name], 1 if name == "max_hops" else 2, None, integer=True)
+        return load_dataset(dataset, root=data_root or None, num_nodes=num_nodes, num_edges=num_edges, seed=seed,
+                            **synthetic)
     if dataset not in DATASETS and not dataset.startswith("planetoid:"):
         raise ValueError(f"parameter dataset={dataset!r} is not allowed; choose one of {list(DATASETS)}")
     return load_dataset(dataset, root=data_root or None)
