@@ -383,7 +383,7 @@ def plot_metric_vs_depth(live: Sequence[dict], committed: Sequence[dict] = (), m
                          ylabel: str = "test ROC-AUC (%)", xlabel: str = "number of layers L",
                          title: str | None = None, reference: Sequence[tuple[float, float]] | None = None,
                          reference_label: str = "reference", live_label: str = "live run",
-                         committed_label: str = "committed") -> Figure:
+                         committed_label: str = "committed", series_format: str = "D={}") -> Figure:
     """A metric against depth: committed records (solid, filled, mean ± std error bars) and the live run (dashed,
     hollow; mean ± std over its seeds), one line per value of ``series_key`` (e.g. width D).
 
@@ -391,6 +391,7 @@ def plot_metric_vs_depth(live: Sequence[dict], committed: Sequence[dict] = (), m
     averaged. ``committed`` records are :func:`revgnn.sources.accuracy_records` rows (``test``, ``test_std``).
     ``reference`` adds a dotted grey line of (depth, value) points, e.g. the best ROC-AUC a predictor that knows
     the hidden truth within as many hops can reach (:func:`revgnn.synthetic.oracle_rocauc`); it is not a model.
+    ``series_format`` names a series from its ``series_key`` value (``"D={}"``; ``"{}"`` for a ready-made label).
     """
     import statistics
 
@@ -407,7 +408,8 @@ def plot_metric_vs_depth(live: Sequence[dict], committed: Sequence[dict] = (), m
             seeds = max(len(r.get("seeds") or []) for r in rows)
             ax.errorbar([r[x_key] for r in rows], [_pct(r["test"]) for r in rows],
                         yerr=[_pct(r.get("test_std") or 0.0) for r in rows], color=colour[value], marker="o",
-                        capsize=4, linewidth=2, label=f"D={value}, {committed_label} ({seeds} seeds, mean ± std)")
+                        capsize=4, linewidth=2,
+                        label=f"{series_format.format(value)}, {committed_label} ({seeds} seeds, mean ± std)")
         points: dict = {}
         for r in live:
             if r[series_key] == value:
@@ -418,7 +420,7 @@ def plot_metric_vs_depth(live: Sequence[dict], committed: Sequence[dict] = (), m
             stds = [statistics.stdev(points[x]) if len(points[x]) > 1 else 0.0 for x in xs]
             seeds = max(len(v) for v in points.values())
             ax.errorbar(xs, means, yerr=stds, color=colour[value], marker="s", capsize=3, **LIVE_STYLE,
-                        label=f"D={value}, {live_label} ({seeds} seed{'s' if seeds > 1 else ''})")
+                        label=f"{series_format.format(value)}, {live_label} ({seeds} seed{'s' if seeds > 1 else ''})")
     _plain_log2_ticks(ax)
     ax.set_xlabel(f"{xlabel} (log scale)")
     ax.set_ylabel(ylabel)

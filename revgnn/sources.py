@@ -308,6 +308,8 @@ def accuracy_results_table(results_dir: str | Path = "results") -> str:
             scale = 100
             seeds = len(r.get("seeds") or [])
             size = f", {r['num_nodes']:,} nodes" if r.get("num_nodes") else ""
+            if r.get("max_hops") not in (None, 8):   # synthetic-proteins with other task radii than the default
+                size += f", radii 1-{r['max_hops']}"
             rows.append({
                 "data": f"`{r['dataset']}`{size}, {'accuracy' if r['metric'] == 'acc' else 'ROC-AUC'}",
                 "model": f"{MODEL_NAMES[r['model']]}-{r['hidden_channels']}", "L": r["num_layers"],
