@@ -55,7 +55,8 @@ def edge_sweep(num_nodes: int, edge_counts: Sequence[int], config: ModelConfig, 
 
 
 def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] = ()) -> list[dict]:
-    """Committed records of ``benchmarks/fused.py``: the ``sweep`` rows and each ``full`` run that exists.
+    """Committed records of ``benchmarks/fused.py``: the ``sweep`` rows and each ``full`` (or ``memory-cli``) run
+    that exists.
 
     ``peak_kind`` says what ``peak_bytes`` is: ``"tensors"`` (the allocator's peak, as ``revgnn memory``) or
     ``"resident"`` (the process's peak resident set size over an un-instrumented ``full`` step, which also counts
@@ -74,6 +75,15 @@ def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] =
         f = Path(f)
         if f.is_file():
             r = read_json(f)
+            if "record" in r:  # benchmarks/fused.py memory-cli: a `revgnn memory --json` record (allocator peak)
+                m = r["record"]
+                records.append({"num_nodes": m["num_nodes"], "num_edges": m["num_edges"],
+                                "fused": m["model"].get("fused", True), "peak_bytes": m["peak_bytes"],
+                                "peak_kind": "tensors", "step_seconds": m["step_seconds"],
+                                "floor_bytes": r["floor_bytes"], "layers": m["model"]["num_layers"],
+                                "channels": m["model"]["hidden_channels"], "source": str(f),
+                                "provenance": r.get("provenance", {})})
+                continue
             tensors = r.get("peak_tensor_bytes")
             records.append({"num_nodes": r["graph"]["num_nodes"], "num_edges": r["graph"]["num_edges"],
                             "fused": r["config"]["fused"],
