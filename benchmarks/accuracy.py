@@ -52,7 +52,7 @@ DEPTHS = (1, 2, 4, 8)
 # Fig. 1's five families at one CPU-sized depth and width (the paper: L = 112, D = 64 ... 224 on ogbn-proteins).
 # Each takes its paper aggregation by default (RevGNN, WT-RevGNN: max; ResGNN, WT-ResGNN, DEQ-GNN: softmax with a
 # learnable temperature). DEQ-GNN has no layers: its depth is the solver's iteration cap (30, ModelConfig.max_iter).
-FIG1 = f"--channels 32 --dropout 0.1 --lr 0.01 {GRAPH} --epochs 200 --eval-every 10"
+FIG1 = f"--channels 32 --dropout 0.1 --lr 0.01 {GRAPH} --epochs 400 --eval-every 10"
 FIG1_LAYERS = 8
 FAMILIES = {"ResGNN": "res", "RevGNN": "rev", "WT-ResGNN": "wt-res", "WT-RevGNN": "wt-rev", "DEQ-GNN": "deq"}
 TASKS = {
