@@ -279,7 +279,10 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
         _plain_log10_ticks(ax)
         ax.set_xlabel("peak training memory of one step (MiB, log scale)")
         ax.set_ylabel("test ROC-AUC (%)")
-        depths = ", ".join(f"L={d}" for d in sorted({r.get("num_layers") for r in rows}))
+        # DEQ-GNN has no layers (its depth is the solver's iteration cap): the title names the layered models' L
+        depths = ", ".join(f"L={d}" for d in sorted({r.get("num_layers") for r in rows if r["model"] != "deq"}))
+        if any(r["model"] == "deq" for r in rows):
+            depths = ", ".join(filter(None, [depths, "DEQ-GNN (no layers)"]))
         widths = ", ".join(f"D={d}" for d in sorted({r.get("hidden_channels") for r in rows}))
         ax.set_title(f"{label}: {depths}, {widths}, " + _setting(rows))
         _legend_once(ax, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
