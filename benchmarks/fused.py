@@ -4,18 +4,18 @@ whole ogbn-proteins-shaped graph, a sweep over the number of edges, and the fuse
     OMP_NUM_THREADS=1 python benchmarks/fused.py partition   # N=13,253, E=791,224, D=80, L=4, 5 rounds
     OMP_NUM_THREADS=1 python benchmarks/fused.py partition --layers 16 --models rev-fused rev-pyg res-fused
     OMP_NUM_THREADS=1 python benchmarks/fused.py sweep       # N=132,534; E = 0.1M, 0.2M, 0.4M; fused and PyG
-    OMP_NUM_THREADS=1 python benchmarks/fused.py sweep --edge-list 250000 1000000 4000000 16000000 --pyg-max-edges 4000000
+    ... fused.py sweep --edge-list 250000 1000000 4000000 16000000 --pyg-max-edges 4000000   # the committed sweep
     OMP_NUM_THREADS=1 python benchmarks/fused.py full --layers 2   # 132,534 nodes, 79,122,504 edges, ~6 GB
-    OMP_NUM_THREADS=1 python benchmarks/fused.py memory-cli --layers 2 --repeats 1   # `revgnn memory` on the whole graph
+    OMP_NUM_THREADS=1 python benchmarks/fused.py memory-cli --layers 2 --repeats 1   # `revgnn memory`, whole graph
     OMP_NUM_THREADS=1 python benchmarks/fused.py profile     # top ops of one fused RevGNN step
     OMP_NUM_THREADS=1 python benchmarks/fused.py thp --layers 2 --repeats 2   # THP_MEM_ALLOC_ENABLE=1 or not
 
 Timing protocol (partition): all models live in one process; after one warm-up step each, ``--repeats`` rounds time
 one step of every model, the order reversed every other round; medians are compared. Peaks come from one more,
 instrumented step per model (allocator events, as revgnn.memory.measure_step). ``full`` runs one
-un-instrumented training step per process (generation ~30 s, 5.4 GB), reads the process's peak resident set size over
-that step (VmHWM after /proc/self/clear_refs) and compares the peak with the floor: edge_index, edge features, labels, one
-N x D state, and parameters + gradients + Adam state. Writes results/fused_<part>.json.
+un-instrumented training step per process (generation ~30 s, 5.4 GB), reads the process's peak resident set size
+over that step (VmHWM after /proc/self/clear_refs) and compares the peak with the floor: edge_index, edge features,
+labels, one N x D state, and parameters + gradients + Adam state. Writes results/fused_<part>.json.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from provenance import provenance, save  # noqa: E402
 
 from revgnn import ModelConfig, build_model, count_parameters  # noqa: E402
 from revgnn.memory import _cpu_peak_increment, _proc_status_kb, _Step, synthetic_graph, tensor_bytes  # noqa: E402
-from revgnn.whole_graph import floor_bytes  # noqa: E402
+from revgnn.whole_graph import floor_bytes, shape_floor_bytes  # noqa: E402
 
 PARTITION = dict(nodes=13_253, edges=791_224)        # one of ogbn-proteins' 10 training parts
 FULL = dict(nodes=132_534, edges=79_122_504)         # ogbn-proteins
@@ -200,9 +200,7 @@ def memory_cli(args) -> dict:
     proc = subprocess.run(shlex.split(cmd), capture_output=True, text=True, check=True)
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     cfg = ModelConfig("rev", args.layers, args.channels, num_groups=2, dropout=0.1)
-    params = count_parameters(build_model(cfg))
-    graph = args.edges * 2 * 8 + args.edges * 8 * 4 + args.nodes * 112 * 8    # edge_index, edge_attr, y (int64)
-    floor = graph + args.nodes * args.channels * 4 + 4 * params * 4           # as revgnn.whole_graph.floor_bytes
+    floor = shape_floor_bytes(args.nodes, args.edges, args.channels, count_parameters(build_model(cfg)))
     return {"command_run": "revgnn " + cmd.split(" -m revgnn ", 1)[1], "record": record, "floor_bytes": floor,
             "targets": {"peak_bytes": {"value": record["peak_bytes"], "target": "<= 6e9"},
                         "peak_over_floor": {"value": record["peak_bytes"] / floor, "target": "<= 1.5"}}}

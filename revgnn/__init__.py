@@ -27,7 +27,8 @@ __all__ = [
     "ReversibleStack", "GENBlock", "DEQCell", "shared_dropout_mask", "DEQLayer", "SolverStats",
     "ConvergenceWarning", "fixed_point", "GraphHeads", "ResGNN", "RevGNN", "WTResGNN", "WTRevGNN", "DEQGNN",
     "ModelConfig", "build_model", "count_parameters", "get_preset", "list_presets", "PRESETS", "PAPER_PARAMS",
-    "load_dataset", "GraphDataset", "evaluate", "DATASETS", "DatasetError", "SyntheticProteinsConfig", "generate_synthetic_proteins",
+    "load_dataset", "GraphDataset", "evaluate", "DATASETS", "DatasetError", "SyntheticProteinsConfig",
+    "generate_synthetic_proteins",
     "random_partition", "partition_subgraphs", "TrainConfig", "fit", "predict",
     "SavedTensorMeter", "StepMemory", "measure_step", "measure_config", "measure_in_subprocess",
 ]

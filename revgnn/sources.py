@@ -298,6 +298,7 @@ def accuracy_results_table(results_dir: str | Path = "results") -> str:
     ``book/results.md`` includes, so the page always quotes the committed files as they are.
     """
     from .figures import MODEL_NAMES, markdown_table
+    from .synthetic import MAX_HOPS
 
     folder = resolve_path(results_dir)
     names = [n for n in ACCURACY_FILES if (folder / n).is_file()]
@@ -308,7 +309,7 @@ def accuracy_results_table(results_dir: str | Path = "results") -> str:
             scale = 100
             seeds = len(r.get("seeds") or [])
             size = f", {r['num_nodes']:,} nodes" if r.get("num_nodes") else ""
-            if r.get("max_hops") not in (None, 8):   # synthetic-proteins with other task radii than the default
+            if r.get("max_hops") not in (None, MAX_HOPS):  # synthetic-proteins with other radii than the default
                 size += f", radii 1-{r['max_hops']}"
             rows.append({
                 "data": f"`{r['dataset']}`{size}, {'accuracy' if r['metric'] == 'acc' else 'ROC-AUC'}",

@@ -90,7 +90,6 @@ class SyntheticProteinsConfig:
     seed: int = 0
     max_hops: int = MAX_HOPS
 
-
     def __post_init__(self):
         if self.num_nodes < 10 * NUM_SPECIES:
             raise ValueError(f"synthetic-proteins needs num_nodes >= {10 * NUM_SPECIES}, got {self.num_nodes}")
@@ -211,8 +210,8 @@ def oracle_rocauc(data: Data, nodes: torch.Tensor, hops: int) -> float:
 
     Scores each task (mark m, radius k) by whether a protein carrying m lies within ``min(k, hops)`` functional hops,
     breaking ties by closeness; it is the best such a ``hops``-hop model can rank up to label noise. ``hops=8``
-    (every radius of the default graph; its ``max_hops`` in general) is the ceiling set by the label noise; ``hops=1`` or 2 is what a model passing 1 or 2 messages
-    can know at best.
+    (every radius of the default graph; its ``max_hops`` in general) is the ceiling set by the label noise;
+    ``hops=1`` or 2 is what a model passing 1 or 2 messages can know at best.
 
     Args:
         data: A graph from :func:`generate_synthetic_proteins` (needs ``marks``, ``functional``, ``hop``, ``mark``).

@@ -17,14 +17,27 @@ from torch import nn
 
 from .presets import ModelConfig, build_model, count_parameters
 
-__all__ = ["floor_bytes", "edge_sweep", "load_edge_records", "plot_step_vs_edges"]
+__all__ = ["floor_bytes", "shape_floor_bytes", "edge_sweep", "load_edge_records", "plot_step_vs_edges"]
 
 
 def floor_bytes(data, model: nn.Module, hidden_channels: int) -> int:
     """Bytes any full-graph training step of ``model`` on ``data`` must hold: edge_index, edge features, labels,
     one (N, D) float32 state, and float32 parameters + gradients + Adam's two moments (4 P floats)."""
     graph = sum(t.numel() * t.element_size() for t in (data.edge_index, data.edge_attr, data.y) if t is not None)
-    return graph + data.num_nodes * hidden_channels * 4 + 4 * count_parameters(model) * 4
+    return _floor(graph, data.num_nodes, hidden_channels, count_parameters(model))
+
+
+def shape_floor_bytes(num_nodes: int, num_edges: int, hidden_channels: int, num_parameters: int) -> int:
+    """:func:`floor_bytes` of a ``synthetic-proteins`` graph known only by its shape (int64 edge_index and labels,
+    float32 edge features), e.g. the whole ogbn-proteins shape without generating it."""
+    from .synthetic import EDGE_DIM, NUM_TASKS
+
+    graph = num_edges * (2 * 8 + EDGE_DIM * 4) + num_nodes * NUM_TASKS * 8
+    return _floor(graph, num_nodes, hidden_channels, num_parameters)
+
+
+def _floor(graph_bytes: int, num_nodes: int, hidden_channels: int, num_parameters: int) -> int:
+    return graph_bytes + num_nodes * hidden_channels * 4 + 4 * num_parameters * 4
 
 
 def edge_sweep(num_nodes: int, edge_counts: Sequence[int], config: ModelConfig, seed: int = 0,

@@ -250,3 +250,13 @@ def test_memory_cli_fused_switch(capsys):
         assert rec["model"]["fused"] == (flag == "--fused")
         peaks[flag] = rec["peak_bytes"]
     assert peaks["--fused"] < 0.7 * peaks["--no-fused"], f"the fused step needs less memory: {peaks}"
+
+
+def test_shape_floor_equals_the_floor_of_a_generated_graph():
+    from revgnn import ModelConfig, build_model, count_parameters
+    from revgnn.memory import synthetic_graph
+    from revgnn.whole_graph import floor_bytes, shape_floor_bytes
+
+    data = synthetic_graph(300, 3_000, seed=0)
+    model = build_model(ModelConfig("rev", 2, 16))
+    assert shape_floor_bytes(300, 3_000, 16, count_parameters(model)) == floor_bytes(data, model, 16)
