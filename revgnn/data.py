@@ -26,7 +26,6 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +33,9 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, degree, remove_self_loops, scatter
 
-from revgnn.datafiles import DatasetError, build_in_stage, disk_error, make_dirs, quiet, usable_root
-from revgnn.ogbn_proteins import load_ogbn_proteins
+from revgnn.datafiles import (DatasetError, build_in_stage, disk_error, make_dirs, manifest_problem, pickle_problem,
+                              quiet, raw_record, usable_root, write_manifest)
+from revgnn.ogbn_proteins import load_ogbn_proteins, read_pyg_cache, split_problem
 from revgnn.synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
 
 log = logging.getLogger(__name__)
@@ -264,30 +264,62 @@ def _load_planetoid(root: Path, name: str, shipped: bool) -> GraphDataset:
             f"Planetoid {name}: missing {', '.join(missing)} in {raw}. Put PyG's raw Planetoid files there (from "
             f"{PLANETOID_URL}) or pass --root DIR holding {name}/raw/.")
     processed = root / name / "processed"
-    ds = None
-    if (processed / "data.pt").is_file():
-        try:
-            with quiet():
-                ds = Planetoid(str(root), name, transform=NormalizeFeatures())
-                data = ds[0]
-        except Exception as err:  # a truncated or garbage cache: RuntimeError, EOFError, UnpicklingError, ...
-            ds = None
-            log.warning("Planetoid %s: %s cannot be used (%s: %s), as a full disk or a kill can leave it; "
-                        "re-processing it from %s", name, processed / "data.pt", type(err).__name__, err, raw)
-    if ds is None:
-        with quiet():
-            staged = partial(_staged, Planetoid, root=str(root), name=name, transform=NormalizeFeatures())
+    rels = [f"raw/{f}" for f in files]
+    data = None
+    if (processed / "data.pt").is_file():  # read here, not by PyG: PyG unpickles pre_transform.pt with code
+        why = manifest_problem(processed, root / name, rels, "data.pt")
+        if why is None:
             try:
-                ds = build_in_stage(staged, processed, "data.pt", root)
+                data = _planetoid_graph(read_pyg_cache(processed / "data.pt"))
+            except Exception as err:  # truncated, garbage, or refused by weights_only (pickled code): never run
+                why = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        if data is None:
+            log.warning("Planetoid %s: %s cannot be used (%s); re-processing it from %s", name, processed / "data.pt",
+                        why, raw)
+    if data is None:
+        for f in files[:-1]:  # PyG unpickles all but test.index: only numpy, scipy and container types may load
+            if bad := pickle_problem(raw / f):
+                raise DatasetError(f"Planetoid {name}: cannot read {raw / f}: it {bad}; replace it with a good copy "
+                                   f"(from {PLANETOID_URL}). Nothing was deleted.")
+
+        def build(stage: Path) -> Data:
+            record = raw_record(root / name, rels)  # before reading: an edit during it is seen on the next load
+            ds = _staged(Planetoid, stage, root=str(root), name=name)
+            write_manifest(stage, "data.pt", record)
+            return ds[0]
+
+        with quiet():
+            try:
+                data = _planetoid_graph(build_in_stage(build, processed, "data.pt", root))
             except DatasetError:
                 raise
             except Exception as err:  # unreadable or truncated raw pickles
                 raise _unreadable_planetoid(raw, name, err) from err
-            data = ds[0]
     split = {k: m.nonzero().view(-1) for k, m in
              (("train", data.train_mask), ("valid", data.val_mask), ("test", data.test_mask))}
-    data = Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes)
-    return GraphDataset(name.lower(), data, split, "acc", ds.num_classes)
+    names = {"train": "train mask", "valid": "validation mask", "test": f"test mask (ind.{name.lower()}.test.index)"}
+    if bad := split_problem(split, int(data.num_nodes), names, unit="position"):
+        raise DatasetError(f"Planetoid {name}: the public split read from {raw}: its {bad[0]} {bad[1]}. Replace the "
+                           f"files with good copies (from {PLANETOID_URL}). Nothing was deleted.")
+    data = NormalizeFeatures()(Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes))
+    return GraphDataset(name.lower(), data, split, "acc", int(data.y.max()) + 1)
+
+
+def _planetoid_graph(data: Data) -> Data:
+    """Check that a Planetoid cache holds what PyG's Planetoid writes: ``x`` (N, F), ``edge_index`` (2, E) in
+    ``0..N-1``, ``y`` (N,) class ids and the three (N,) masks; raises ``ValueError`` otherwise."""
+    need = ("x", "edge_index", "y", "train_mask", "val_mask", "test_mask")
+    if any(not isinstance(getattr(data, k, None), torch.Tensor) for k in need):
+        raise ValueError(f"it lacks one of {', '.join(need)}")
+    n = data.x.size(0)
+    ei = data.edge_index
+    if ei.dim() != 2 or ei.size(0) != 2 or ei.is_floating_point() or (ei.numel() and not 0 <= int(ei.min()) <= int(
+            ei.max()) < n):
+        raise ValueError(f"its edge_index is not (2, E) node ids in 0..{n - 1}")
+    if data.y.shape != (n,) or data.y.is_floating_point() or any(data[k].shape != (n,) or data[k].dtype != torch.bool
+                                                                  for k in need[3:]):
+        raise ValueError(f"its labels or masks are not ({n},)")
+    return data
 
 
 def _staged(cls, stage: Path, **kwargs):
