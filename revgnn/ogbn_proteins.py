@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import logging
 import os
 import shutil
@@ -122,7 +123,6 @@ def split_problem(split: dict, num_nodes: int, names: dict[str, str] | None = No
     if not isinstance(split, dict) or sorted(split) != ["test", "train", "valid"]:
         keys = sorted(split) if isinstance(split, dict) else type(split).__name__
         return "split", f"holds {keys}, expected the parts train, valid and test"
-    first: dict[int, tuple[str, int]] = {}
     for part in ("train", "valid", "test"):
         idx, rel = split[part], names[part]
         if not isinstance(idx, torch.Tensor) or idx.dim() != 1 or idx.is_floating_point() or idx.dtype == torch.bool:
@@ -139,21 +139,16 @@ def split_problem(split: dict, num_nodes: int, names: dict[str, str] | None = No
             j = int(dup[0])
             a, b = sorted((int(order.indices[j]) + 1, int(order.indices[j + 1]) + 1))
             return rel, f"lists node id {int(order.values[j])} twice ({unit}s {a} and {b})"
-    for part in ("train", "valid", "test"):
-        for other in ("train", "valid", "test"):
-            if part >= other:
-                continue
-            a, b = split[part], split[other]
-            both = torch.isin(b, a)
-            if bool(both.any()):
-                rel, orel = names[part], names[other]
-                if a.numel() == b.numel() and bool(both.all()):
-                    return orel, f"holds the same node ids as {rel}: the parts must be disjoint"
-                j = int(both.nonzero()[0])
-                node = int(b[j])
-                i = int((a == node).nonzero()[0])
-                return orel, (f"has node id {node} on {unit} {j + 1}, which {rel} also lists ({unit} {i + 1}): the "
-                              f"parts must be disjoint, or the model is scored on nodes it trained on")
+    for part, other in itertools.combinations(("train", "valid", "test"), 2):
+        a, b = split[part], split[other]
+        both = torch.isin(b, a)
+        if bool(both.any()):
+            if a.numel() == b.numel() and bool(both.all()):
+                return names[other], f"holds the same node ids as {names[part]}: the parts must be disjoint"
+            j = int(both.nonzero()[0])
+            i = int((a == b[j]).nonzero()[0])
+            return names[other], (f"has node id {int(b[j])} on {unit} {j + 1}, which {names[part]} also lists ({unit} "
+                                  f"{i + 1}): the parts must be disjoint, or the model is scored on nodes it saw")
     return None
 
 
@@ -257,7 +252,7 @@ def _read_table(path: Path, columns: int, what: str, integer: bool) -> np.ndarra
     if bad.any():
         r, c = (int(i) for i in np.argwhere(bad)[0])
         v = df.iat[r, c]
-        kind = "an empty or NaN value" if np.isnan(v) else f"a non-integer value {v!r}"
+        kind = "an empty or NaN value" if np.isnan(v) else f"a non-integer value {float(v):g}"
         raise _bad_proteins_file(path, f"has {kind} on line {r + 1}; each row is {what}, integers only")
     return values.astype(np.int64)
 
