@@ -14,7 +14,6 @@ from test_data_safety import hashes, offline, rewrite, set_field, set_line, unch
 from revgnn.cli import main
 from revgnn.data import load_dataset
 from revgnn.datafiles import DatasetError
-from revgnn.ogbn_proteins import read_proteins_raw
 
 
 class Payload:
@@ -273,7 +272,7 @@ def test_the_raw_reader_builds_ogbs_graph_and_split(tiny_proteins_root):
     from ogb.nodeproppred import PygNodePropPredDataset
 
     from revgnn.datafiles import quiet
-    from revgnn.ogbn_proteins import _ogb_compatible_torch_load
+    from revgnn.ogbn_proteins import _ogb_compatible_torch_load, read_proteins_raw
 
     ref_root = write_copy(tiny_proteins_root.parent / "ogb-ref")
     with quiet(), _ogb_compatible_torch_load():
