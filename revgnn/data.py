@@ -33,8 +33,18 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, degree, remove_self_loops, scatter
 
-from revgnn.datafiles import (DatasetError, build_in_stage, disk_error, make_dirs, manifest_problem, pickle_problem,
-                              quiet, raw_record, usable_root, write_manifest)
+from revgnn.datafiles import (
+    DatasetError,
+    build_in_stage,
+    disk_error,
+    make_dirs,
+    manifest_problem,
+    pickle_problem,
+    quiet,
+    raw_record,
+    usable_root,
+    write_manifest,
+)
 from revgnn.ogbn_proteins import load_ogbn_proteins, read_pyg_cache, split_problem
 from revgnn.synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
 

@@ -149,7 +149,8 @@ MEANING = {
     "float-split-id": ("split/species/train.csv.gz", set_line(1, "1.5"),
                        "train.csv.gz has a non-integer value 1.5 on line 2"),
     "train-test-overlap": ("split/species/train.csv.gz", lambda ls: ls + ["7"],
-                           "test.csv.gz has node id 7 on line 1, which split/species/train.csv.gz also lists (line 31)"),
+                           "test.csv.gz has node id 7 on line 1, which split/species/train.csv.gz also lists "
+                           "(line 31)"),
     "valid-equals-test": ("split/species/valid.csv.gz", lambda ls: [str(i) for i in range(7, 40, 8)],
                           "test.csv.gz holds the same node ids as split/species/valid.csv.gz"),
     "duplicate-split-id": ("split/species/valid.csv.gz", lambda ls: ls + ls[:1],
