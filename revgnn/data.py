@@ -43,6 +43,7 @@ from revgnn.datafiles import (
     quiet,
     raw_record,
     usable_root,
+    warn_foreign_pyg_files,
     write_manifest,
 )
 from revgnn.ogbn_proteins import load_ogbn_proteins, read_pyg_cache, split_problem
@@ -277,6 +278,7 @@ def _load_planetoid(root: Path, name: str, shipped: bool) -> GraphDataset:
     rels = [f"raw/{f}" for f in files]
     data = None
     if (processed / "data.pt").is_file():  # read here, not by PyG: PyG unpickles pre_transform.pt with code
+        warn_foreign_pyg_files(processed)
         why = manifest_problem(processed, root / name, rels, "data.pt")
         if why is None:
             try:

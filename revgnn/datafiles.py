@@ -193,7 +193,7 @@ def build_in_stage(build: Callable[[Path], T], processed: Path, done_file: str, 
     """Process a dataset into a fresh staging folder, then move the files into ``processed`` atomically.
 
     The staging folder starts empty, so PyG's ``Dataset._process`` finds no ``pre_transform.pt`` or ``pre_filter.pt``
-    to unpickle there (it loads those with ``weights_only=False``); the ones it writes replace any in ``processed``.
+    to unpickle there (it loads those as full pickles, code and all); the ones it writes replace any in ``processed``.
 
     ``build(stage)`` writes the processed files into the empty folder ``stage`` (made here, in ``stage_parent``, on
     the same disk) and returns the loaded dataset; it may raise to reject what it built. The files then move into
@@ -322,3 +322,22 @@ def manifest_problem(processed: Path, folder: Path, raw: Iterable[str], cache: s
             touched = "" if st.st_mtime_ns != was.get("mtime_ns") else ", same size and mtime"
             return f"{folder / rel} changed after the cache was built (SHA-256 differs{touched})"
     return None
+
+
+def warn_foreign_pyg_files(processed: Path) -> None:
+    """Log a warning for each PyG ``pre_transform.pt`` / ``pre_filter.pt`` in ``processed`` that is not the plain
+    string (or None) PyG writes there. revgnn never uses them; the check reads them with ``weights_only=True``, so
+    nothing in them runs, but PyG's own ``Dataset`` would unpickle them in full on its next use of the folder."""
+    import torch
+
+    for name in ("pre_transform.pt", "pre_filter.pt"):
+        path = processed / name
+        if not path.is_file():
+            continue
+        try:
+            plain = isinstance(torch.load(path, map_location="cpu", weights_only=True), (str, type(None)))
+        except Exception:  # refused (pickled code or foreign classes), truncated, garbage
+            plain = False
+        if not plain:
+            log.warning("%s is not the plain string PyG writes there: revgnn does not read it, but PyG's Dataset would "
+                        "unpickle it, code and all; delete it, and check where this folder came from", path)

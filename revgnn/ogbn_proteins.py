@@ -5,7 +5,7 @@ with the safety rules of :mod:`revgnn.datafiles`.
   the folder is renamed or written but ``processed/``; ogb is used only to download into a folder that does not exist.
 - No code runs from the folder: the processed cache and ``split_dict.pt`` are read with ``weights_only=True`` (only
   PyG's graph classes allow-listed, :func:`read_pyg_cache`), and PyG's ``processed/pre_transform.pt`` and
-  ``pre_filter.pt``, which PyG's ``Dataset`` unpickles with ``weights_only=False``, are never read.
+  ``pre_filter.pt``, which PyG's ``Dataset`` unpickles as full pickles (code and all), are never read.
 - The cache (ogb's format, so ogb reads it too) is built in a staging folder and moved into place with a record of
   the raw files' size, mtime and SHA-256; it is rebuilt from ``raw/`` when it is damaged, fails
   :func:`~revgnn.proteins_raw.proteins_graph_problem`, or a raw file's size or SHA-256 changed. Those checks cost
@@ -39,6 +39,7 @@ from revgnn.datafiles import (
     quiet,
     raw_record,
     table_problem,
+    warn_foreign_pyg_files,
     write_manifest,
 )
 from revgnn.proteins_raw import (
@@ -158,6 +159,7 @@ def _cached_proteins(folder: Path) -> Data | None:
     """The graph in the processed cache, or None where it must be rebuilt from raw/ (logged: damaged, failing a
     check, or built from raw files that changed since); raises where it cannot be rebuilt."""
     cache = folder / "processed" / PROTEINS_PROCESSED
+    warn_foreign_pyg_files(folder / "processed")
     missing = proteins_raw_missing(folder)
     raw_here = [f for f in proteins_raw_files(folder) if (folder / f).is_file()]
     recorded = (folder / "processed" / MANIFEST).is_file()

@@ -50,7 +50,7 @@ PLANTED = {
 
 
 @pytest.mark.parametrize("rel", sorted(PLANTED))
-def test_a_planted_payload_never_runs(tiny_proteins_root, capsys, rel):
+def test_a_planted_payload_never_runs(tiny_proteins_root, capsys, caplog, rel):
     """A payload in a cache is refused unread and the cache rebuilt; one in PyG's pre_transform.pt/pre_filter.pt is
     never read (PyG would unpickle it with weights_only=False); one in a split dict or a raw pickle, which cannot be
     rebuilt from anything, is refused in one line naming it."""
@@ -72,6 +72,8 @@ def test_a_planted_payload_never_runs(tiny_proteins_root, capsys, rel):
         assert rc == 0, f"the planted file is ignored or the cache rebuilt: {err}"
         rc, err = cli("data", name, "--root", str(root), capsys=capsys)
         assert rc == 0 and not marker.exists(), "nor on the next load"
+        if "/pre_" in rel:
+            assert f"{rel} is not the plain string PyG writes there" in caplog.text, "the planted file is named"
     else:
         assert one_line(rc, err) and Path(rel).name in err, f"one line names the file: {err}"
     assert unchanged(before, root), "the raw and split files are unchanged"
