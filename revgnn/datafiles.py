@@ -307,6 +307,8 @@ def manifest_problem(processed: Path, folder: Path, raw: Iterable[str], cache: s
         files, size = dict(record["raw"]), int(record["cache_size"])
         if record["cache"] != cache:
             raise ValueError(f"it describes {record['cache']!r}")
+        if not all(isinstance(v, dict) for v in files.values()):
+            raise TypeError("a raw file's entry is not an object")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         return f"its record {path} cannot be read ({err})"
     if (processed / cache).stat().st_size != size:

@@ -269,6 +269,16 @@ def test_a_cache_without_a_record_is_rebuilt_once(tiny_proteins_root, caplog):
     assert not caplog.text, "then used as it is"
 
 
+@pytest.mark.parametrize("record", ['{"cache": "geometric_data_processed.pt", "cache_size": 1, "raw": []}',
+                                    '{"cache": "geometric_data_processed.pt", "cache_size": 1, "raw": {"a": [1]}}',
+                                    '[1, 2]', 'not json'])
+def test_a_damaged_record_rebuilds_the_cache(tiny_proteins_root, caplog, record):
+    load_dataset("ogbn-proteins", root=tiny_proteins_root)
+    (tiny_proteins_root / "ogbn_proteins" / "processed" / "revgnn_raw_manifest.json").write_text(record)
+    assert load_dataset("ogbn-proteins", root=tiny_proteins_root).num_nodes == 40, "loads"
+    assert "re-processing" in caplog.text, "rebuilt, and said so"
+
+
 def test_the_raw_reader_builds_ogbs_graph_and_split(tiny_proteins_root):
     """The checked reader gives exactly the graph of ogb's PygNodePropPredDataset (run on a separate copy, which it
     may rename in)."""
