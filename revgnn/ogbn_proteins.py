@@ -72,8 +72,8 @@ def split_problem(split: dict, num_nodes: int, names: dict[str, str] | None = No
         unit: what an index into a part is called in messages (``line`` for a CSV, 1-based).
     """
     names = names or {part: f"split/species/{part}.csv.gz" for part in ("train", "valid", "test")}
-    if not isinstance(split, dict) or sorted(split) != ["test", "train", "valid"]:
-        keys = sorted(split) if isinstance(split, dict) else type(split).__name__
+    if not isinstance(split, dict) or set(split) != {"train", "valid", "test"}:
+        keys = sorted(map(str, split)) if isinstance(split, dict) else type(split).__name__
         return "split", f"holds {keys}, expected the parts train, valid and test"
     for part in ("train", "valid", "test"):
         idx, rel = split[part], names[part]

@@ -198,6 +198,8 @@ def test_revgnn_train_refuses_the_same_content_in_one_line(tiny_proteins_root, t
 def test_a_split_dict_of_lists_or_overlapping_parts_is_one_line(tiny_proteins_root, capsys):
     saved = tiny_proteins_root / "ogbn_proteins" / "split" / "species" / "split_dict.pt"
     for split, says in (({"train": [0, 1], "valid": [6], "test": [7]}, "does not hold one integer node id"),
+                        ({"train": torch.arange(3), 1: torch.tensor([6])}, "expected the parts train, valid and test"),
+                        ([torch.arange(3)], "holds list, expected the parts"),
                         ({"train": torch.arange(0, 6), "valid": torch.tensor([6]), "test": torch.tensor([5])},
                          "split_dict.pt['test'] has node id 5 on position 1, which split/species/split_dict.pt"
                          "['train'] also lists")):
