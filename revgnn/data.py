@@ -42,6 +42,7 @@ from revgnn.datafiles import (
     pickle_problem,
     quiet,
     raw_record,
+    safe_unpickle,
     usable_root,
     warn_foreign_pyg_files,
     write_manifest,
@@ -293,6 +294,9 @@ def _load_planetoid(root: Path, name: str, shipped: bool) -> GraphDataset:
             if bad := pickle_problem(raw / f):
                 raise DatasetError(f"Planetoid {name}: cannot read {raw / f}: it {bad}; replace it with a good copy "
                                    f"(from {PLANETOID_URL}). Nothing was deleted.")
+        if bad := _planetoid_raw_problem(raw, name):
+            raise DatasetError(f"Planetoid {name}: {raw / bad[0]} {bad[1]}; replace the files with good copies (from "
+                               f"{PLANETOID_URL}). Nothing was deleted.")
 
         def build(stage: Path) -> Data:
             record = raw_record(root / name, rels)  # before reading: an edit during it is seen on the next load
@@ -315,6 +319,39 @@ def _load_planetoid(root: Path, name: str, shipped: bool) -> GraphDataset:
                            f"files with good copies (from {PLANETOID_URL}). Nothing was deleted.")
     data = NormalizeFeatures()(Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes))
     return GraphDataset(name.lower(), data, split, "acc", int(data.y.max()) + 1)
+
+
+def _planetoid_raw_problem(raw: Path, name: str) -> tuple[str, str] | None:
+    """Check that the raw Planetoid files agree (Yang et al., 2016 layout): feature rows ``x``/``tx``/``allx`` equal
+    the label rows ``y``/``ty``/``ally``, ``test.index`` lists one integer per ``tx`` row, the feature and class
+    counts agree across files, and labels are one-hot 0/1 rows; (file, what is wrong) or None. The pickles are read
+    through :func:`revgnn.datafiles.safe_unpickle` (call after :func:`~revgnn.datafiles.pickle_problem` passed)."""
+    f = {s: f"ind.{name.lower()}.{s}" for s in PLANETOID_RAW}
+    arrays = {s: safe_unpickle(raw / f[s]) for s in ("x", "tx", "allx", "y", "ty", "ally")}
+    for s, a in arrays.items():
+        if len(getattr(a, "shape", ())) != 2:
+            return f[s], f"holds a {type(a).__name__}, not a 2-D {'label' if 'y' in s else 'feature'} matrix"
+    for feat, lab in (("x", "y"), ("tx", "ty"), ("allx", "ally")):
+        if arrays[feat].shape[0] != arrays[lab].shape[0]:
+            return f[lab], f"has {arrays[lab].shape[0]} rows, but {f[feat]} has {arrays[feat].shape[0]}"
+    for group in (("x", "tx", "allx"), ("y", "ty", "ally")):
+        cols = {s: arrays[s].shape[1] for s in group}
+        if len(set(cols.values())) > 1:
+            other = group[0]
+            s = next(s for s in group if cols[s] != cols[other])
+            return f[s], f"has {cols[s]} columns, but {f[other]} has {cols[other]}"
+    for s in ("y", "ty", "ally"):
+        a = np.asarray(arrays[s])
+        bad = ~np.isin(a, (0, 1)).all(1)
+        if bad.any():
+            return f[s], f"has a label other than 0/1 in row {int(bad.argmax()) + 1}"
+    lines = (raw / f["test.index"]).read_text().split()
+    for i, v in enumerate(lines):
+        if not v.lstrip("-").isdigit():
+            return f["test.index"], f"has {v!r} on line {i + 1}; each line is one integer node id"
+    if len(lines) != arrays["tx"].shape[0]:
+        return f["test.index"], f"lists {len(lines)} test nodes, but {f['tx']} has {arrays['tx'].shape[0]} rows"
+    return None
 
 
 def _planetoid_graph(data: Data) -> Data:

@@ -41,13 +41,14 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 LOW_SPACE = 64 * 2**20  # bytes; below this a failed write is put down to a full disk
 MANIFEST = "revgnn_raw_manifest.json"  # next to a processed cache: the raw files it was built from
 # The globals a raw Planetoid pickle may name (numpy arrays, scipy CSR matrices, the adjacency defaultdict of lists);
-# the module names are as written in the file (Python 2 pickles name ``__builtin__``).
+# the module names are as written in the file (Python 2 pickles name ``__builtin__``; Python 3 writes an array's bytes
+# at protocol 2 through ``_codecs.encode``, a pure text-to-bytes codec, as torch's weights_only unpickler also allows).
 PICKLE_GLOBALS = frozenset({
     ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"), ("scipy.sparse.csr", "csr_matrix"), ("scipy.sparse._csr", "csr_matrix"),
     ("collections", "defaultdict"), ("__builtin__", "list"), ("builtins", "list"), ("__builtin__", "dict"),
     ("builtins", "dict"), ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"), ("__builtin__", "object"),
-    ("builtins", "object"),
+    ("builtins", "object"), ("_codecs", "encode"),
 })
 
 
@@ -248,14 +249,20 @@ class _RefusingUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def safe_unpickle(path: Path):
+    """Unpickle ``path`` through a refusing unpickler: only :data:`PICKLE_GLOBALS` may load, so nothing in the file
+    runs. Raises ``pickle.UnpicklingError`` naming a refused global, ``OSError``, or whatever garbage bytes raise."""
+    with open(path, "rb") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy.core is deprecated in numpy 2
+        return _RefusingUnpickler(f, encoding="latin1").load()
+
+
 def pickle_problem(path: Path) -> str | None:
     """Why the pickle ``path`` may not be unpickled (it names a global outside :data:`PICKLE_GLOBALS`, so loading it
-    could run code; or it is not a pickle), or None. Reads the file through a refusing unpickler, so nothing in it
-    runs; a file that passes can name only the allow-listed numpy, scipy and container types."""
+    could run code; or it is not a pickle), or None. Reads the file with :func:`safe_unpickle`, so nothing in it runs;
+    a file that passes can name only the allow-listed numpy, scipy and container types."""
     try:
-        with open(path, "rb") as f, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # numpy.core is deprecated in numpy 2
-            _RefusingUnpickler(f, encoding="latin1").load()
+        safe_unpickle(path)
     except pickle.UnpicklingError as err:
         return f"is refused unread ({err})" if "names" in str(err) else f"is not a valid pickle ({err})"
     except OSError as err:

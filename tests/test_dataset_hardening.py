@@ -311,6 +311,43 @@ def test_planetoid_overlapping_public_split_is_one_line(tmp_path, capsys):
     assert unchanged(before, tmp_path), "the raw files are unchanged"
 
 
+def edit_pickle(path: Path, edit) -> None:
+    """Rewrite a raw Planetoid pickle through ``edit(obj) -> obj`` (the shipped files are trusted)."""
+    with open(path, "rb") as f:
+        obj = pickle.load(f, encoding="latin1")
+    path.write_bytes(pickle.dumps(edit(obj), protocol=2))
+
+
+def set_label(a):
+    a = a.copy()
+    a[0, 0] = 2
+    return a
+
+
+PLANETOID_MEANING = {
+    "label-rows": ("ind.cora.ally", lambda a: a[:-1], "ind.cora.ally has 1707 rows, but ind.cora.allx has 1708"),
+    "label-2": ("ind.cora.ty", set_label, "ind.cora.ty has a label other than 0/1 in row 1"),
+    "feature-columns": ("ind.cora.tx", lambda a: a[:, :-1], "ind.cora.tx has 1432 columns, but ind.cora.x has 1433"),
+    "float-test-id": ("ind.cora.test.index", lambda t: "3.5\n" + t.split("\n", 1)[1], "has '3.5' on line 1"),
+    "short-test-index": ("ind.cora.test.index", lambda t: t.split("\n", 1)[1],
+                         "lists 999 test nodes, but ind.cora.tx has 1000 rows"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLANETOID_MEANING))
+def test_planetoid_files_that_disagree_are_one_line(tmp_path, capsys, case):
+    f, edit, says = PLANETOID_MEANING[case]
+    path = user_cora(tmp_path) / "Cora" / "raw" / f
+    if f.endswith("test.index"):
+        path.write_text(edit(path.read_text()))
+    else:
+        edit_pickle(path, edit)
+    before = hashes(tmp_path)
+    rc, err = cli("data", "planetoid:cora", "--root", str(tmp_path), capsys=capsys)
+    assert one_line(rc, err) and says in err and "Cora/raw/" in err, f"one line names the file: {err}"
+    assert hashes(tmp_path) == before, "nothing changed, nothing cached"
+
+
 def test_fused_max_on_ppi_parts_without_edges_trains(tmp_path, capsys):
     """Issue 19 item 2: random parts of PPI's 3,890 nodes that hold no edge must train under fused max aggregation
     (the kernel fix is in revgnn/fused.py). The issue's ``--train-parts 1000`` at 200 parts: about 19 nodes and 0.9
