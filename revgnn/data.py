@@ -2,12 +2,14 @@
 
 :func:`load_dataset` returns a :class:`GraphDataset`: one PyG ``Data`` graph, its split, its metric and task count.
 
-- ``ogbn-proteins``: the paper's benchmark, read by ogb's own ``PygNodePropPredDataset`` (species split, 112 binary
-  tasks, ROC-AUC). Node input as in the paper: the sum of each node's incident 8-dim edge features (``x``, (N, 8)),
-  plus the species index (``species``, (N,), one-hot encoded inside the model). Offline, missing files raise
-  :class:`FileNotFoundError` with instructions instead of letting ogb prompt or download; a file that cannot be used
-  (bad gzip, header row, wrong column count, node id out of range, NaN, ...) raises
-  :class:`revgnn.datafiles.DatasetError` naming it. Nothing the loader did not create in the same call is deleted.
+- ``ogbn-proteins``: the paper's benchmark, read from ogb's raw files into the graph ogb's ``PygNodePropPredDataset``
+  builds (:mod:`revgnn.ogbn_proteins`; species split, 112 binary tasks, ROC-AUC). Node input as in the paper: the
+  sum of each node's incident 8-dim edge features (``x``, (N, 8)), plus the species index (``species``, (N,), one-hot
+  encoded inside the model). Offline, missing files raise :class:`FileNotFoundError` with instructions instead of
+  letting ogb prompt or download; a file that cannot be used
+  (bad gzip, header row, counts that disagree across files, a non-integer id, a label other than 0/1, overlapping
+  splits, ...) raises :class:`revgnn.datafiles.DatasetError` naming it. Nothing the loader did not create in the same
+  call is deleted, and no file but ``processed/`` is renamed or written.
 - ``synthetic-proteins`` (and ``synthetic-proteins-full``, ogbn-proteins' exact size): see :mod:`revgnn.synthetic`.
 - ``ppi``: the node2vec human PPI graph shipped in ``revgnn/datasets/node2vec_PPI`` (3,890 nodes, 50 labels,
   ROC-AUC), seeded 60/20/20 split. It has no node features; ``x`` is the standardised log-degree (N, 1). Training
@@ -17,8 +19,12 @@
 
 Shipped files are copied to ``root`` (default ``$REVGNN_DATA`` or ``~/.cache/revgnn``) before PyG or ogb writes
 ``processed/`` next to them, so the package directory may be read-only. ``processed/`` is written through a staging
-folder (:func:`revgnn.datafiles.build_in_stage`); a damaged one is rebuilt from ``raw/``. A root that cannot be
-written is needed only until ``processed/`` exists.
+folder (:func:`revgnn.datafiles.build_in_stage`); a damaged one, or one whose raw files changed since (a record of
+their size, mtime and SHA-256 lies next to it), is rebuilt from ``raw/``. A root that cannot be written is needed
+only until ``processed/`` exists. No code runs from a dataset folder: caches are read here with
+``torch.load(weights_only=True)``, never through PyG's ``Dataset``, which unpickles ``processed/pre_transform.pt``
+in full; raw Planetoid pickles may name only numpy, scipy and container types
+(:func:`revgnn.datafiles.pickle_problem`), and must agree with each other (rows, columns, 0/1 labels, test ids).
 """
 from __future__ import annotations
 

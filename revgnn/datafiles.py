@@ -308,7 +308,7 @@ def manifest_problem(processed: Path, folder: Path, raw: Iterable[str], cache: s
     path = processed / MANIFEST
     raw = list(raw)
     if not path.is_file():
-        return f"there is no record ({MANIFEST}) of the raw files it was built from"
+        return f"there is no record ({MANIFEST}) of the raw files it was built from, as ogb and older revgnn leave it"
     try:
         record = json.loads(path.read_text())
         files, size = dict(record["raw"]), int(record["cache_size"])
