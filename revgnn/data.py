@@ -2,12 +2,14 @@
 
 :func:`load_dataset` returns a :class:`GraphDataset`: one PyG ``Data`` graph, its split, its metric and task count.
 
-- ``ogbn-proteins``: the paper's benchmark, read by ogb's own ``PygNodePropPredDataset`` (species split, 112 binary
-  tasks, ROC-AUC). Node input as in the paper: the sum of each node's incident 8-dim edge features (``x``, (N, 8)),
-  plus the species index (``species``, (N,), one-hot encoded inside the model). Offline, missing files raise
-  :class:`FileNotFoundError` with instructions instead of letting ogb prompt or download; a file that cannot be used
-  (bad gzip, header row, wrong column count, node id out of range, NaN, ...) raises
-  :class:`revgnn.datafiles.DatasetError` naming it. Nothing the loader did not create in the same call is deleted.
+- ``ogbn-proteins``: the paper's benchmark, read from ogb's raw files into the graph ogb's ``PygNodePropPredDataset``
+  builds (:mod:`revgnn.ogbn_proteins`; species split, 112 binary tasks, ROC-AUC). Node input as in the paper: the
+  sum of each node's incident 8-dim edge features (``x``, (N, 8)), plus the species index (``species``, (N,), one-hot
+  encoded inside the model). Offline, missing files raise :class:`FileNotFoundError` with instructions instead of
+  letting ogb prompt or download; a file that cannot be used
+  (bad gzip, header row, counts that disagree across files, a non-integer id, a label other than 0/1, overlapping
+  splits, ...) raises :class:`revgnn.datafiles.DatasetError` naming it. Nothing the loader did not create in the same
+  call is deleted, and no file but ``processed/`` is renamed or written.
 - ``synthetic-proteins`` (and ``synthetic-proteins-full``, ogbn-proteins' exact size): see :mod:`revgnn.synthetic`.
 - ``ppi``: the node2vec human PPI graph shipped in ``revgnn/datasets/node2vec_PPI`` (3,890 nodes, 50 labels,
   ROC-AUC), seeded 60/20/20 split. It has no node features; ``x`` is the standardised log-degree (N, 1). Training
@@ -17,8 +19,12 @@
 
 Shipped files are copied to ``root`` (default ``$REVGNN_DATA`` or ``~/.cache/revgnn``) before PyG or ogb writes
 ``processed/`` next to them, so the package directory may be read-only. ``processed/`` is written through a staging
-folder (:func:`revgnn.datafiles.build_in_stage`); a damaged one is rebuilt from ``raw/``. A root that cannot be
-written is needed only until ``processed/`` exists.
+folder (:func:`revgnn.datafiles.build_in_stage`); a damaged one, or one whose raw files changed since (a record of
+their size, mtime and SHA-256 lies next to it), is rebuilt from ``raw/``. A root that cannot be written is needed
+only until ``processed/`` exists. No code runs from a dataset folder: caches are read here with
+``torch.load(weights_only=True)``, never through PyG's ``Dataset``, which unpickles ``processed/pre_transform.pt``
+in full; raw Planetoid pickles may name only numpy, scipy and container types
+(:func:`revgnn.datafiles.pickle_problem`), and must agree with each other (rows, columns, 0/1 labels, test ids).
 """
 from __future__ import annotations
 
@@ -26,7 +32,6 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +39,21 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, degree, remove_self_loops, scatter
 
-from revgnn.datafiles import DatasetError, build_in_stage, disk_error, make_dirs, quiet, usable_root
-from revgnn.ogbn_proteins import load_ogbn_proteins
+from revgnn.datafiles import (
+    DatasetError,
+    build_in_stage,
+    disk_error,
+    make_dirs,
+    manifest_problem,
+    pickle_problem,
+    quiet,
+    raw_record,
+    safe_unpickle,
+    usable_root,
+    warn_foreign_pyg_files,
+    write_manifest,
+)
+from revgnn.ogbn_proteins import load_ogbn_proteins, read_pyg_cache, split_problem
 from revgnn.synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
 
 log = logging.getLogger(__name__)
@@ -264,30 +282,99 @@ def _load_planetoid(root: Path, name: str, shipped: bool) -> GraphDataset:
             f"Planetoid {name}: missing {', '.join(missing)} in {raw}. Put PyG's raw Planetoid files there (from "
             f"{PLANETOID_URL}) or pass --root DIR holding {name}/raw/.")
     processed = root / name / "processed"
-    ds = None
-    if (processed / "data.pt").is_file():
-        try:
-            with quiet():
-                ds = Planetoid(str(root), name, transform=NormalizeFeatures())
-                data = ds[0]
-        except Exception as err:  # a truncated or garbage cache: RuntimeError, EOFError, UnpicklingError, ...
-            ds = None
-            log.warning("Planetoid %s: %s cannot be used (%s: %s), as a full disk or a kill can leave it; "
-                        "re-processing it from %s", name, processed / "data.pt", type(err).__name__, err, raw)
-    if ds is None:
-        with quiet():
-            staged = partial(_staged, Planetoid, root=str(root), name=name, transform=NormalizeFeatures())
+    rels = [f"raw/{f}" for f in files]
+    data = None
+    if (processed / "data.pt").is_file():  # read here, not by PyG: PyG unpickles pre_transform.pt with code
+        warn_foreign_pyg_files(processed)
+        why = manifest_problem(processed, root / name, rels, "data.pt")
+        if why is None:
             try:
-                ds = build_in_stage(staged, processed, "data.pt", root)
+                data = _planetoid_graph(read_pyg_cache(processed / "data.pt"))
+            except Exception as err:  # truncated, garbage, or refused by weights_only (pickled code): never run
+                why = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        if data is None:
+            log.warning("Planetoid %s: %s cannot be used (%s); re-processing it from %s", name, processed / "data.pt",
+                        why, raw)
+    if data is None:
+        for f in files[:-1]:  # PyG unpickles all but test.index: only numpy, scipy and container types may load
+            if bad := pickle_problem(raw / f):
+                raise DatasetError(f"Planetoid {name}: cannot read {raw / f}: it {bad}; replace it with a good copy "
+                                   f"(from {PLANETOID_URL}). Nothing was deleted.")
+        if bad := _planetoid_raw_problem(raw, name):
+            raise DatasetError(f"Planetoid {name}: {raw / bad[0]} {bad[1]}; replace the files with good copies (from "
+                               f"{PLANETOID_URL}). Nothing was deleted.")
+
+        def build(stage: Path) -> Data:
+            record = raw_record(root / name, rels)  # before reading: an edit during it is seen on the next load
+            ds = _staged(Planetoid, stage, root=str(root), name=name)
+            write_manifest(stage, "data.pt", record)
+            return ds[0]
+
+        with quiet():
+            try:
+                data = _planetoid_graph(build_in_stage(build, processed, "data.pt", root))
             except DatasetError:
                 raise
             except Exception as err:  # unreadable or truncated raw pickles
                 raise _unreadable_planetoid(raw, name, err) from err
-            data = ds[0]
     split = {k: m.nonzero().view(-1) for k, m in
              (("train", data.train_mask), ("valid", data.val_mask), ("test", data.test_mask))}
-    data = Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes)
-    return GraphDataset(name.lower(), data, split, "acc", ds.num_classes)
+    names = {"train": "train mask", "valid": "validation mask", "test": f"test mask (ind.{name.lower()}.test.index)"}
+    if bad := split_problem(split, int(data.num_nodes), names, unit="position"):
+        raise DatasetError(f"Planetoid {name}: the public split read from {raw}: its {bad[0]} {bad[1]}. Replace the "
+                           f"files with good copies (from {PLANETOID_URL}). Nothing was deleted.")
+    data = NormalizeFeatures()(Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes))
+    return GraphDataset(name.lower(), data, split, "acc", int(data.y.max()) + 1)
+
+
+def _planetoid_raw_problem(raw: Path, name: str) -> tuple[str, str] | None:
+    """Check that the raw Planetoid files agree (Yang et al., 2016 layout): feature rows ``x``/``tx``/``allx`` equal
+    the label rows ``y``/``ty``/``ally``, ``test.index`` lists one integer per ``tx`` row, the feature and class
+    counts agree across files, and labels are one-hot 0/1 rows; (file, what is wrong) or None. The pickles are read
+    through :func:`revgnn.datafiles.safe_unpickle` (call after :func:`~revgnn.datafiles.pickle_problem` passed)."""
+    f = {s: f"ind.{name.lower()}.{s}" for s in PLANETOID_RAW}
+    arrays = {s: safe_unpickle(raw / f[s]) for s in ("x", "tx", "allx", "y", "ty", "ally")}
+    for s, a in arrays.items():
+        if len(getattr(a, "shape", ())) != 2:
+            return f[s], f"holds a {type(a).__name__}, not a 2-D {'label' if 'y' in s else 'feature'} matrix"
+    for feat, lab in (("x", "y"), ("tx", "ty"), ("allx", "ally")):
+        if arrays[feat].shape[0] != arrays[lab].shape[0]:
+            return f[lab], f"has {arrays[lab].shape[0]} rows, but {f[feat]} has {arrays[feat].shape[0]}"
+    for group in (("x", "tx", "allx"), ("y", "ty", "ally")):
+        cols = {s: arrays[s].shape[1] for s in group}
+        if len(set(cols.values())) > 1:
+            other = group[0]
+            s = next(s for s in group if cols[s] != cols[other])
+            return f[s], f"has {cols[s]} columns, but {f[other]} has {cols[other]}"
+    for s in ("y", "ty", "ally"):
+        a = np.asarray(arrays[s])
+        bad = ~np.isin(a, (0, 1)).all(1)
+        if bad.any():
+            return f[s], f"has a label other than 0/1 in row {int(bad.argmax()) + 1}"
+    lines = (raw / f["test.index"]).read_text().split()
+    for i, v in enumerate(lines):
+        if not v.lstrip("-").isdigit():
+            return f["test.index"], f"has {v!r} on line {i + 1}; each line is one integer node id"
+    if len(lines) != arrays["tx"].shape[0]:
+        return f["test.index"], f"lists {len(lines)} test nodes, but {f['tx']} has {arrays['tx'].shape[0]} rows"
+    return None
+
+
+def _planetoid_graph(data: Data) -> Data:
+    """Check that a Planetoid cache holds what PyG's Planetoid writes: ``x`` (N, F), ``edge_index`` (2, E) in
+    ``0..N-1``, ``y`` (N,) class ids and the three (N,) masks; raises ``ValueError`` otherwise."""
+    need = ("x", "edge_index", "y", "train_mask", "val_mask", "test_mask")
+    if any(not isinstance(getattr(data, k, None), torch.Tensor) for k in need):
+        raise ValueError(f"it lacks one of {', '.join(need)}")
+    n = data.x.size(0)
+    ei = data.edge_index
+    if ei.dim() != 2 or ei.size(0) != 2 or ei.is_floating_point() or (ei.numel() and not 0 <= int(ei.min()) <= int(
+            ei.max()) < n):
+        raise ValueError(f"its edge_index is not (2, E) node ids in 0..{n - 1}")
+    if data.y.shape != (n,) or data.y.is_floating_point() or any(data[k].shape != (n,) or data[k].dtype != torch.bool
+                                                                  for k in need[3:]):
+        raise ValueError(f"its labels or masks are not ({n},)")
+    return data
 
 
 def _staged(cls, stage: Path, **kwargs):

@@ -9,20 +9,27 @@
   (:func:`build_in_stage`), so a full disk or a kill never leaves a truncated cache behind; a damaged cache left by an
   older version is rebuilt from the raw files, which are never touched.
 - A read-only root or a full disk is reported as such (:func:`disk_error`), not as bad files.
+- No code runs from a dataset file: caches are read with ``torch.load(weights_only=True)``, and a raw pickle (PyG's
+  Planetoid files) is first read by :func:`pickle_problem`, which refuses every global outside a short allow-list.
+- A cache is used only while the raw files it was built from are unchanged: :func:`write_manifest` records their size,
+  mtime and SHA-256 next to it, and :func:`manifest_problem` compares them on every load.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import gzip
+import hashlib
 import io
+import json
 import logging
 import os
+import pickle
 import shutil
 import tempfile
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,6 +39,17 @@ log = logging.getLogger(__name__)
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 LOW_SPACE = 64 * 2**20  # bytes; below this a failed write is put down to a full disk
+MANIFEST = "revgnn_raw_manifest.json"  # next to a processed cache: the raw files it was built from
+# The globals a raw Planetoid pickle may name (numpy arrays, scipy CSR matrices, the adjacency defaultdict of lists);
+# the module names are as written in the file (Python 2 pickles name ``__builtin__``; Python 3 writes an array's bytes
+# at protocol 2 through ``_codecs.encode``, a pure text-to-bytes codec, as torch's weights_only unpickler also allows).
+PICKLE_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"), ("scipy.sparse.csr", "csr_matrix"), ("scipy.sparse._csr", "csr_matrix"),
+    ("collections", "defaultdict"), ("__builtin__", "list"), ("builtins", "list"), ("__builtin__", "dict"),
+    ("builtins", "dict"), ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"), ("__builtin__", "object"),
+    ("builtins", "object"), ("_codecs", "encode"),
+})
 
 
 class DatasetError(ValueError):
@@ -175,10 +193,14 @@ def make_dirs(path: Path) -> None:
 def build_in_stage(build: Callable[[Path], T], processed: Path, done_file: str, stage_parent: Path) -> T:
     """Process a dataset into a fresh staging folder, then move the files into ``processed`` atomically.
 
+    The staging folder starts empty, so PyG's ``Dataset._process`` finds no ``pre_transform.pt`` or ``pre_filter.pt``
+    to unpickle there (it loads those as full pickles, code and all); the ones it writes replace any in ``processed``.
+
     ``build(stage)`` writes the processed files into the empty folder ``stage`` (made here, in ``stage_parent``, on
     the same disk) and returns the loaded dataset; it may raise to reject what it built. The files then move into
     ``processed`` with ``os.replace``, ``done_file`` (whose presence means "processed") last, so no reader ever sees a
-    partial cache; a cache already there (damaged) is replaced. On any failure the stage, which this call made, is
+    partial cache; a cache already there (damaged) is replaced. A :data:`MANIFEST` moves last: a reader that sees a
+    new cache with the old record rebuilds it, never the reverse. On any failure the stage, which this call made, is
     removed, and a read-only location or a full disk raises :func:`disk_error`'s message. A stage left by a killed
     run is named in a warning, not deleted (another call made it).
     """
@@ -196,7 +218,7 @@ def build_in_stage(build: Callable[[Path], T], processed: Path, done_file: str, 
     try:
         result = build(stage)
         processed.mkdir(exist_ok=True)
-        for name in sorted(os.listdir(stage), key=lambda f: f == done_file):
+        for name in sorted(os.listdir(stage), key=lambda f: (f == MANIFEST, f == done_file)):  # the record last
             os.replace(stage / name, processed / name)
         stage.rmdir()
     except BaseException as err:
@@ -216,3 +238,115 @@ def _running(pid: int) -> bool:
     except OSError:
         return True
     return True
+
+
+class _RefusingUnpickler(pickle.Unpickler):
+    """An unpickler that imports only :data:`PICKLE_GLOBALS` (the Python documentation's "restricting globals")."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a data file has no need of")
+        return super().find_class(module, name)
+
+
+def safe_unpickle(path: Path):
+    """Unpickle ``path`` through a refusing unpickler: only :data:`PICKLE_GLOBALS` may load, so nothing in the file
+    runs. Raises ``pickle.UnpicklingError`` naming a refused global, ``OSError``, or whatever garbage bytes raise."""
+    with open(path, "rb") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy.core is deprecated in numpy 2
+        return _RefusingUnpickler(f, encoding="latin1").load()
+
+
+def pickle_problem(path: Path) -> str | None:
+    """Why the pickle ``path`` may not be unpickled (it names a global outside :data:`PICKLE_GLOBALS`, so loading it
+    could run code; or it is not a pickle), or None. Reads the file with :func:`safe_unpickle`, so nothing in it runs;
+    a file that passes can name only the allow-listed numpy, scipy and container types."""
+    try:
+        safe_unpickle(path)
+    except pickle.UnpicklingError as err:
+        return f"is refused unread ({err})" if "names" in str(err) else f"is not a valid pickle ({err})"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    except Exception as err:  # truncated or garbage bytes: EOFError, ValueError, TypeError, ...
+        return f"is not a valid pickle ({type(err).__name__}: {err})"
+    return None
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read 16 MiB at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def raw_record(folder: Path, raw: Iterable[str]) -> dict[str, dict]:
+    """Size, mtime and SHA-256 of each raw file ``folder / rel``; taken before the files are read, so a file edited
+    while a cache is built is seen as changed on the next load."""
+    files = {}
+    for rel in raw:
+        st = (folder / rel).stat()
+        files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256(folder / rel)}
+    return files
+
+
+def write_manifest(stage: Path, cache: str, files: dict[str, dict]) -> None:
+    """Write ``stage/MANIFEST``: the raw files (:func:`raw_record`) the cache ``stage / cache`` was built from, and
+    the cache's size (a cache copied with ``cp -r`` keeps its size, not its mtime)."""
+    record = {"cache": cache, "cache_size": (stage / cache).stat().st_size, "raw": files}
+    (stage / MANIFEST).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def manifest_problem(processed: Path, folder: Path, raw: Iterable[str], cache: str) -> str | None:
+    """Why the cache ``processed / cache`` may not match the raw files ``folder / rel`` now there, or None.
+
+    A raw file absent now is not compared (a processed copy without ``raw/`` still loads); one present is compared by
+    size, then SHA-256 (an edit that keeps the size and mtime is still seen; a copy that changes only the mtime is not
+    an edit). Reads the record as JSON only.
+    """
+    path = processed / MANIFEST
+    raw = list(raw)
+    if not path.is_file():
+        return f"there is no record ({MANIFEST}) of the raw files it was built from, as ogb and older revgnn leave it"
+    try:
+        record = json.loads(path.read_text())
+        files, size = dict(record["raw"]), int(record["cache_size"])
+        if record["cache"] != cache:
+            raise ValueError(f"it describes {record['cache']!r}")
+        if not all(isinstance(v, dict) for v in files.values()):
+            raise TypeError("a raw file's entry is not an object")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"its record {path} cannot be read ({err})"
+    if (processed / cache).stat().st_size != size:
+        return f"it is not the cache that {path} describes"
+    here = [rel for rel in raw if (folder / rel).is_file()]
+    if set(here) - set(files):
+        return f"{folder / sorted(set(here) - set(files))[0]} was not among the raw files it was built from"
+    for rel in here:
+        was, st = files[rel], (folder / rel).stat()
+        if st.st_size != was.get("size"):
+            return (f"{folder / rel} changed after the cache was built ({was.get('size')} -> {st.st_size} bytes)")
+        if sha256(folder / rel) != was.get("sha256"):
+            touched = "" if st.st_mtime_ns != was.get("mtime_ns") else ", same size and mtime"
+            return f"{folder / rel} changed after the cache was built (SHA-256 differs{touched})"
+    return None
+
+
+def warn_foreign_pyg_files(processed: Path) -> None:
+    """Log a warning for each PyG ``pre_transform.pt`` / ``pre_filter.pt`` in ``processed`` that is not the plain
+    string (or None) PyG writes there. revgnn never uses them; the check reads them with ``weights_only=True``, so
+    nothing in them runs, but PyG's own ``Dataset`` would unpickle them in full on its next use of the folder."""
+    import torch
+
+    for name in ("pre_transform.pt", "pre_filter.pt"):
+        path = processed / name
+        if not path.is_file():
+            continue
+        try:
+            plain = isinstance(torch.load(path, map_location="cpu", weights_only=True), (str, type(None)))
+        except Exception:  # refused (pickled code or foreign classes), truncated, garbage
+            plain = False
+        if not plain:
+            log.warning("%s is not the plain string PyG writes there: revgnn does not read it, but PyG's Dataset would "
+                        "unpickle it, code and all; delete it, and check where this folder came from", path)

@@ -135,7 +135,7 @@ def test_synthetic_proteins_scales_to_ogbn_proteins_node_count():
 
 
 def test_tiny_ogbn_proteins_loads_through_ogb_offline(tiny_proteins_root):
-    for _ in range(2):  # first call processes raw/, second reads ogb's cache through torch.load
+    for _ in range(2):  # first call reads raw/, second the cache (ogb's layout, weights_only=True)
         ds = load_dataset("ogbn-proteins", root=tiny_proteins_root)
         d = ds.data
         assert d.edge_index.size(1) == 240, "ogb adds the inverse of each undirected edge"
