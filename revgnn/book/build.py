@@ -1,10 +1,12 @@
-"""Build the revgnn book: execute every notebook with papermill, then render it with Jupyter Book 1, strictly.
+"""Build the book of "Training Graph Neural Networks with 1000 Layers" (Li et al., ICML 2021): execute every notebook
+with papermill, then render it with Jupyter Book 1, strictly.
 
 `make book` runs ``python -m revgnn.book --params "$(PARAMS)"``:
 
 1. each ``notebooks/<name>.ipynb`` is executed by papermill into ``book/_executed/<name>.ipynb``, with the
    parameters of ``params/<set>/<name>.yaml`` when a parameter set is named (a notebook without a file in the set
-   runs at its defaults, and the log says so);
+   runs at its defaults, and the log says so); the page then names its parameter set, when it was executed and how
+   long it took (:func:`page_stamp`, from papermill's notebook metadata);
 2. MathJax 3 is put into the build from the npm package ``mathjax@3.2.2`` (integrity-checked, cached in
    ``_build/_assets/``), so no page loads anything from a CDN;
 3. ``jupyter-book build`` renders the book with warnings as errors (Jupyter Book does not execute anything);
@@ -13,13 +15,7 @@
 
 Any failure stops the build with a non-zero exit status. Notebooks run two at a time, each on one torch thread
 (``OMP_NUM_THREADS=1`` unless set): on a 2-core machine that is faster than one notebook on two threads, whose
-thread pool thrashes as soon as anything else runs.
-
-The notebooks' shared parameter checks live here too (:func:`check_parameters`, :func:`check_choice`,
-:func:`check_range`, :func:`notebook_device`, :func:`notebook_dataset`): a misspelled name or a bad value stops a
-notebook in its first cell with a ValueError that names the parameter and the allowed values. Before running
-anything, the book checks every name of a parameter file against the notebook's ``parameters`` cell
-(:func:`check_parameter_names`, with papermill's own notebook inspection).
+thread pool thrashes as soon as anything else runs. The top layer of :mod:`revgnn.book`.
 """
 
 from __future__ import annotations
@@ -38,21 +34,35 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
+from .params import BookError, check_parameter_names
+from .sources import accuracy_results_table
+
 log = logging.getLogger("revgnn.book")
 
+
 MATHJAX_VERSION = "3.2.2"
+
+
 # npm's dist.integrity of mathjax@3.2.2: the tarball is checked against it before it is unpacked.
 MATHJAX_INTEGRITY = (
     "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw=="
 )
+
+
 ASSETS_DIR = Path("_build") / "_assets"  # html_static_path in _config.yml; copied to _build/html/_static/
+
+
 EXECUTED_DIR = Path("book") / "_executed"  # the notebook chapters of _toc.yml
+
+
 NOTEBOOK_TIMEOUT_S = 600  # per cell at the defaults (seconds each); no limit with a parameter set
+
 
 # src/href of a tag that the browser fetches by itself (script, stylesheet, image, font, iframe); plain <a> links
 # to the paper or OGB are fine offline, they just are not followed.
@@ -60,11 +70,9 @@ _REMOTE_ASSET = re.compile(
     r"<(script|link|img|iframe|source|embed)\b[^>]*?\b(src|href)\s*=\s*[\"']((?:https?:)?//[^\"']+)[\"']",
     re.IGNORECASE,
 )
+
+
 _CSS_REMOTE = re.compile(r"@import\s+url\(\s*[\"']?(?:https?:)?//|url\(\s*[\"']?(?:https?:)?//", re.IGNORECASE)
-
-
-class BookError(RuntimeError):
-    """A step of the book build failed; the message says which and how to fix it."""
 
 
 @dataclass
@@ -143,20 +151,24 @@ def load_parameters(params_dir: Path | None, name: str) -> tuple[dict, Path | No
 KERNEL_START_ATTEMPTS = 3
 
 
-def _execute_one(source: str, target: str, parameters: dict, timeout: int | None) -> float:
+def _execute_one(source: str, target: str, parameters: dict, timeout: int | None, params_set: str = "",
+                 params_file: str | None = None) -> float:
     """Run one notebook with papermill (in a worker process); returns its wall-clock seconds.
 
     Kernels started at the same moment by parallel workers can race for the same free TCP port (jupyter_client picks
     a port, releases it, and the kernel binds it later), and the loser dies before any cell runs ("Kernel died before
     replying to kernel_info"). Such a start is retried; a failure inside a cell is not.
     """
+    import nbformat
     import papermill
 
     def run() -> float:
         start = time.perf_counter()
         nb = papermill.execute_notebook(source, target, parameters=parameters, kernel_name="python3",
                                         cwd=str(Path(source).parent), progress_bar=False, execution_timeout=timeout)
-        fold_injected_parameters(nb, target)
+        fold_injected_parameters(nb)
+        stamp_page(nb, params_set, params_file)
+        nbformat.write(nb, target)
         return time.perf_counter() - start
 
     for attempt in range(1, KERNEL_START_ATTEMPTS):
@@ -170,15 +182,51 @@ def _execute_one(source: str, target: str, parameters: dict, timeout: int | None
     return run()
 
 
-def fold_injected_parameters(nb, target: str) -> None:
+def fold_injected_parameters(nb) -> None:
     """Fold papermill's injected-parameters cell like the notebook's own parameters cell (MyST ``hide-input``)."""
-    import nbformat
-
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "hide-input" not in tags:
             tags.append("hide-input")
-    nbformat.write(nb, target)
+
+
+STAMP_TAG = "page-stamp"
+
+
+def page_stamp(papermill_metadata: dict, params_set: str = "", params_file: str | None = None) -> str:
+    """The line under a page's title: its parameter set, when papermill executed it and how long it took.
+
+    Args:
+        papermill_metadata: ``nb.metadata["papermill"]`` of the executed notebook (``start_time``, ``duration``).
+        params_set: the set's name ('' = the notebook's defaults).
+        params_file: the yaml file the parameters came from, or None (a set without a file for this notebook).
+    """
+    if not params_set:
+        where = "**parameter set: none** (the notebook's defaults)"
+    elif params_file:
+        where = f"**parameter set: {params_set}** (`params/{Path(params_file).as_posix().split('/params/')[-1]}`)"
+    else:
+        where = f"**parameter set: {params_set}** (no file for this page in it: the notebook's defaults)"
+    start = papermill_metadata.get("start_time")
+    when = ""
+    if start:
+        when = datetime.fromisoformat(str(start)).strftime("%Y-%m-%d %H:%M UTC")
+    duration = papermill_metadata.get("duration")
+    took = "" if duration is None else f"{duration:.0f} s"
+    parts = [where] + ([f"executed {when}"] if when else []) + ([f"took {took}"] if took else [])
+    return "*This page:* " + " · ".join(parts) + "."
+
+
+def stamp_page(nb, params_set: str = "", params_file: str | None = None) -> None:
+    """Put :func:`page_stamp` under the notebook's title (one markdown cell tagged ``page-stamp``, replaced on a
+    rerun); papermill has written the start time and the duration into ``nb.metadata.papermill`` by then."""
+    import nbformat
+
+    text = page_stamp(dict(nb.metadata.get("papermill") or {}), params_set, params_file)
+    nb.cells = [c for c in nb.cells if STAMP_TAG not in c.metadata.get("tags", [])]
+    cell = nbformat.v4.new_markdown_cell(text, metadata={"tags": [STAMP_TAG]})
+    at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
+    nb.cells.insert(at, cell)
 
 
 def execute_notebooks(root: Path, names: list[str], params_dir: Path | None, clear: bool = True,
@@ -209,7 +257,9 @@ def execute_notebooks(root: Path, names: list[str], params_dir: Path | None, cle
         plans.append((name, source, parameters, params_file))
     runs = []
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(_execute_one, str(src), str(out_dir / f"{name}.ipynb"), params, timeout):
+        set_name = "" if params_dir is None else params_dir.name
+        futures = {pool.submit(_execute_one, str(src), str(out_dir / f"{name}.ipynb"), params, timeout, set_name,
+                               str(pfile) if pfile else None):
                    (name, params, pfile) for name, src, params, pfile in plans}
         bar = tqdm(as_completed(futures), total=len(futures), desc="notebooks", unit="nb")
         for future in bar:
@@ -284,8 +334,6 @@ GENERATED_DIR = Path("_build") / "_generated"  # Markdown generated from results
 def write_generated(root: Path) -> Path:
     """Write the book's generated Markdown (the results page's accuracy table, from ``results/accuracy_*.json``)
     into ``_build/_generated/``, so the pages quote the committed files as they are; returns that folder."""
-    from revgnn.sources import accuracy_results_table
-
     folder = root / GENERATED_DIR
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "accuracy.md").write_text(accuracy_results_table(root / "results") + "\n")
@@ -350,137 +398,6 @@ def build(params: str | None = None, notebooks: list[str] | None = None, execute
     return html_dir
 
 
-def notebook_parameters(path: str | Path) -> dict[str, dict]:
-    """The parameters of a notebook's ``parameters`` cell as papermill sees them: name -> ``{"inferred_type_name",
-    "default", "help"}`` (what ``papermill --help-notebook`` prints)."""
-    import papermill
-
-    return dict(papermill.inspect_notebook(str(path)))
-
-
-def check_parameter_names(path: str | Path, parameters: dict) -> None:
-    """Stop before a notebook runs when a parameter name is not one of its ``parameters`` cell (a misspelling).
-
-    Raises:
-        BookError: naming the unknown parameters, the closest known names and how to list them all.
-    """
-    known = notebook_parameters(path)
-    unknown = sorted(set(parameters) - set(known))
-    if unknown:
-        raise BookError(_unknown_message(Path(path).name, unknown, known))
-
-
-def _unknown_message(notebook: str, unknown: list[str], known) -> str:
-    import difflib
-
-    hints = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, list(known), n=1)
-        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return (f"{notebook} has no parameter {', '.join(hints)}; its parameters are {sorted(known)} "
-            f"(papermill --help-notebook {notebook} lists them with their types)")
-
-
-def _assignments(source: str) -> dict:
-    """Names assigned in a parameters cell and their literal values (``name = value`` or ``name: type = value``)."""
-    import ast
-
-    values = {}
-    for node in ast.parse(source).body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(
-            node, "target", None)
-        if isinstance(target, ast.Name) and getattr(node, "value", None) is not None:
-            try:
-                values[target.id] = ast.literal_eval(node.value)
-            except ValueError:
-                values[target.id] = None
-    return values
-
-
-def check_parameters(namespace: dict) -> None:
-    """Check, inside a notebook, the parameters papermill injected: every name must be one of the ``parameters``
-    cell, with the type of its default. Call it first thing after the parameters: ``check_parameters(globals())``.
-
-    A list parameter given as text (``papermill -p depths "[1, 2, 4]"``: ``-p`` passes lists as strings) is read
-    as YAML and replaced in ``namespace``. Without injected parameters (nbmake, an interactive session) it checks
-    nothing. papermill's injected cell is found in IPython's input history: it opens with ``# Parameters`` and
-    directly follows the notebook's own ``parameters`` cell.
-
-    Raises:
-        ValueError: an unknown (misspelled) name, or a value of the wrong type; the message says what to pass.
-    """
-    history = namespace.get("In") or []
-    injected_at = next((i for i in range(len(history) - 1, 0, -1)
-                        if history[i].lstrip().startswith("# Parameters")), None)
-    if injected_at is None:
-        return
-    defaults, injected = _assignments(history[injected_at - 1]), _assignments(history[injected_at])
-    unknown = sorted(set(injected) - set(defaults))
-    if unknown:
-        raise ValueError(_unknown_message("this notebook", unknown, defaults))
-    for name, value in injected.items():
-        default = defaults[name]
-        if isinstance(default, list) and isinstance(value, str):
-            value = yaml.safe_load(value)
-            namespace[name] = value
-        kinds = {type(default), type(value)}
-        if type(value) is not type(default) and kinds != {int, float} and default is not None:
-            example = "[1, 2, 4]" if isinstance(default, list) else repr(default)
-            raise ValueError(f"parameter {name}={value!r} must be of type {type(default).__name__}, like its default "
-                             f"{example}")
-        if isinstance(default, float) and isinstance(value, int):
-            namespace[name] = float(value)
-
-
-def check_choice(name: str, value, choices) -> None:
-    """Stop a notebook early: ValueError unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"parameter {name}={value!r} is not allowed; choose one of {list(choices)}")
-
-
-def check_range(name: str, value, low=None, high=None, integer: bool = False) -> None:
-    """Stop a notebook early: ValueError unless ``low <= value <= high`` (and an int when ``integer``)."""
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise ValueError(f"parameter {name}={value!r} must be {'an integer' if integer else 'a number'}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
-        raise ValueError(f"parameter {name}={value!r} is out of range; it must lie in {bounds}")
-
-
-def notebook_device(device: str):
-    """The torch device a notebook asked for; ValueError when it is not available here."""
-    import torch
-
-    check_choice("device", device, ("cpu", "cuda"))
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("parameter device='cuda' but torch sees no CUDA device here; use device='cpu' or a GPU "
-                         "machine (params/paper/ is meant for one)")
-    return torch.device(device)
-
-
-def notebook_dataset(dataset: str, num_nodes: int, num_edges: int, seed: int = 0, data_root: str = "",
-                     **synthetic):
-    """Load a notebook's dataset: ``synthetic-proteins`` is sized by ``num_nodes``/``num_edges`` and seeded (and
-    takes further :class:`~revgnn.synthetic.SyntheticProteinsConfig` fields, e.g. ``max_hops``), the other names
-    (``ogbn-proteins``, ``ppi``, ...) ignore those; ``data_root`` '' means the package default."""
-    from revgnn.data import DATASETS, load_dataset
-
-    if dataset == "synthetic-proteins":
-        check_range("num_nodes", num_nodes, 80, None, integer=True)
-        check_range("num_edges", num_edges, 2, None, integer=True)
-        if num_edges % 2:
-            raise ValueError(f"parameter num_edges={num_edges} must be even (edges are stored in both directions)")
-        for name in ("max_hops", "pathway_length"):
-            if name in synthetic:
-                check_range(name, synthetic[name], 1 if name == "max_hops" else 2, None, integer=True)
-        return load_dataset(dataset, root=data_root or None, num_nodes=num_nodes, num_edges=num_edges, seed=seed,
-                            **synthetic)
-    if dataset not in DATASETS and not dataset.startswith("planetoid:"):
-        raise ValueError(f"parameter dataset={dataset!r} is not allowed; choose one of {list(DATASETS)}")
-    return load_dataset(dataset, root=data_root or None)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m revgnn.book", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="", help="parameter set: params/<set>/ (default: notebook defaults)")
@@ -497,7 +414,3 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", err)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
