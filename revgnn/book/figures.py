@@ -72,7 +72,7 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
 
     Args:
         live: records with ``model``, ``hidden_channels``, ``peak_bytes`` and ``roc_auc`` (fraction or %).
-        committed: records of :func:`revgnn.sources.accuracy_records` with ``peak_bytes``, ``test`` and
+        committed: records of :func:`revgnn.book.records.accuracy_records` with ``peak_bytes``, ``test`` and
             ``test_std``; an empty list draws a note instead.
         paper: the paper's points (None: :data:`PAPER_112_LAYERS`).
         live_label, committed_label: how the legend names the two runs of ours.
@@ -264,7 +264,7 @@ def plot_metric_vs_depth(live: Sequence[dict], committed: Sequence[dict] = (), m
     hollow; mean ± std over its seeds), one line per value of ``series_key`` (e.g. width D).
 
     ``live`` records hold one seed each (``seed`` and ``metric_key``); points of the same (series, depth) are
-    averaged. ``committed`` records are :func:`revgnn.sources.accuracy_records` rows (``test``, ``test_std``).
+    averaged. ``committed`` records are :func:`revgnn.book.records.accuracy_records` rows (``test``, ``test_std``).
     ``reference`` adds a dotted grey line of (depth, value) points, e.g. the best ROC-AUC a predictor that knows
     the hidden truth within as many hops can reach (:func:`revgnn.synthetic.oracle_rocauc`); it is not a model.
     ``series_format`` names a series from its ``series_key`` value (``"D={}"``; ``"{}"`` for a ready-made label).
@@ -350,7 +350,7 @@ def model_label(record: dict) -> str:
 def accuracy_table(records: Sequence[dict], mean_key: str = "test", std_key: str | None = "test_std") -> str:
     """Our 112-layer-style rows: model, L, D, params, peak memory (MiB), test ROC-AUC % ± std, seeds.
 
-    ``records`` are committed rows (:func:`revgnn.sources.accuracy_records`, ``test`` ± ``test_std``) or live
+    ``records`` are committed rows (:func:`revgnn.book.records.accuracy_records`, ``test`` ± ``test_std``) or live
     records (``roc_auc``, one seed each: ``std_key`` None shows '–')."""
     rows = [{"name": model_label(r), "L": r.get("num_layers"), "D": r.get("hidden_channels"), "params": r.get("params"),
              "memory": r["peak_bytes"] / 2**20 if r.get("peak_bytes") else None, "test": _pct(r.get(mean_key)),

@@ -114,11 +114,11 @@ def depth_reading(committed: Sequence[dict], live: Sequence[dict] = (), metric_k
 
 
 def reproduce_reading(single: float | None, multiview: float | None, views: int, parts: int,
-                      train_parts: int) -> str:
+                      eval_parts: int) -> str:
     """The reproduce page's sentence about its own table: the single-view and the multi-view test ROC-AUC (%)."""
     if single is None:
         return ""
-    text = f"In this run the single {train_parts}-part view scores {single:.1f} % test ROC-AUC"
+    text = f"In this run the single {eval_parts}-part view scores {single:.1f} % test ROC-AUC"
     if multiview is None:
         return text + " (no multi-view test: `test_views` is 0)."
     change = "recovers" if multiview > single else "does not recover"
