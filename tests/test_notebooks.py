@@ -68,12 +68,14 @@ def test_rerun_note_gives_the_commands_and_links_only_committed_records():
 
     note = rerun_note("fig2_memory_res_vs_rev", '-p depths "[1, 2]"',
                       ["results/memory_depth_small.json", "results/no_such_file.json"])
-    assert note.startswith(":::{admonition} Rerun this figure") and note.endswith(":::"), "a boxed note"
+    assert note.startswith("> **Rerun this figure.**"), "a boxed note"
+    assert all(line.startswith(">") for line in note.splitlines()), "one block quote: plain Markdown"
+    assert ":::" not in note and "{download}" not in note, "no MyST syntax, which JupyterLab shows as raw text"
     for command in ('papermill notebooks/fig2_memory_res_vs_rev.ipynb /tmp/fig2_memory_res_vs_rev.ipynb -p depths',
                     "-f params/smoke/fig2_memory_res_vs_rev.yaml", "make book PARAMS=smoke",
                     "papermill --help-notebook notebooks/fig2_memory_res_vs_rev.ipynb"):
         assert command in note, f"the rerun note gives {command!r}"
-    links = re.findall(r"\{download\}`[^<]*<([^>]+)>`", note)
+    links = re.findall(r"\]\(([^)]+)\)", note)
     assert links == ["../../results/memory_depth_small.json"], "only committed files are linked (a strict build)"
     assert (ROOT / "book" / "_executed" / links[0]).resolve().is_file(), "the link resolves from book/_executed/"
     assert "`results/no_such_file.json` (not committed in this revision)" in note

@@ -40,7 +40,10 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+from .claims import check_claims, claims_table
 from .params import BookError, check_parameter_names
+from .prose import depth_reading
+from .records import accuracy_records
 from .sources import accuracy_results_table
 
 log = logging.getLogger("revgnn.book")
@@ -329,14 +332,24 @@ def ensure_mathjax(root: Path) -> Path:
 
 
 GENERATED_DIR = Path("_build") / "_generated"  # Markdown generated from results/, included by book pages
+DEPTH_FILES = ("accuracy_synthetic-depth.json", "accuracy_synthetic-depth-2000.json",
+               "accuracy_synthetic-depth-16hops.json")  # the committed depth sweeps, in the results page's order
 
 
 def write_generated(root: Path) -> Path:
-    """Write the book's generated Markdown (the results page's accuracy table, from ``results/accuracy_*.json``)
-    into ``_build/_generated/``, so the pages quote the committed files as they are; returns that folder."""
+    """Write the book's generated Markdown into ``_build/_generated/``, so the pages quote the committed files as
+    they are: ``accuracy.md`` (every ``results/accuracy_*.json``, included by the results page), ``claims.md`` (the
+    claims overview of ``results/accuracy_fig1.json``, :func:`revgnn.book.claims.claims_table`) and ``depth.md`` (the
+    committed depth sweeps' steps, :func:`revgnn.book.prose.depth_reading`); returns that folder."""
     folder = root / GENERATED_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "accuracy.md").write_text(accuracy_results_table(root / "results") + "\n")
+    results = root / "results"
+    (folder / "accuracy.md").write_text(accuracy_results_table(results) + "\n")
+    fig1 = accuracy_records(results / "accuracy_fig1.json")
+    (folder / "claims.md").write_text((claims_table(check_claims(fig1)) if fig1 else
+                                       "No committed record `results/accuracy_fig1.json` in this revision.") + "\n")
+    sweeps = [r for name in DEPTH_FILES for r in accuracy_records(results / name)]
+    (folder / "depth.md").write_text(depth_reading(sweeps) + "\n")
     return folder
 
 

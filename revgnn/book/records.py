@@ -12,16 +12,20 @@ The bottom layer of :mod:`revgnn.book` with :mod:`revgnn.book.params`: it import
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import shlex
-from collections.abc import Iterable, Sequence
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from revgnn.presets import PAPER_PARAMS
 
 __all__ = ["REPO_ROOT", "FRESH", "MODEL_NAMES", "PAPER_MARKS", "PAPER_112_LAYERS", "PAPER_MAIN", "resolve_path",
-           "load_records", "memory_records", "accuracy_records", "live_record", "markdown_table"]
+           "load_records", "memory_records", "quiet_native_logs", "accuracy_records", "live_record", "markdown_table"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # a relative results path means the same file from any folder
 
@@ -129,6 +133,30 @@ def _benchmark_row(row: dict, result: dict) -> dict:
             "dataset": (result.get("graph") or {}).get("name"), "provenance": result.get("provenance") or {}}
 
 
+@contextlib.contextmanager
+def quiet_native_logs() -> Iterator[None]:
+    """Keep the C++ log lines of ``torch.profiler`` (kineto's ``USDT: ... profiler_start`` / ``profiler_stop``,
+    written straight to file descriptor 2, around every measured step) out of a notebook's output.
+
+    File descriptor 2 points at a temporary file inside the block; what was written there is dropped, or written to
+    stderr after all when the block raises. Python's own warnings (``sys.stderr``) pass through unchanged.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def memory_records(points: Iterable[tuple[dict, object]], data, device="cpu", seed: int = 0,
                    limit_bytes: float | None = None, repeats: int = 1) -> list[dict]:
     """Measure one training step per ``(labels, ModelConfig)`` point with :func:`revgnn.memory.measure_config`.
@@ -163,8 +191,9 @@ def memory_records(points: Iterable[tuple[dict, object]], data, device="cpu", se
             records.append({**record, "oom": True, "peak_bytes": None})
             continue
         try:
-            step = measure_config(config, data.num_nodes, data.num_edges, device=str(device), seed=seed,
-                                  data=data, repeats=repeats).to_dict()
+            with quiet_native_logs():
+                step = measure_config(config, data.num_nodes, data.num_edges, device=str(device), seed=seed,
+                                      data=data, repeats=repeats).to_dict()
         except torch.cuda.OutOfMemoryError:
             step = {"peak_bytes": None, "oom": True}
             torch.cuda.empty_cache()

@@ -262,26 +262,26 @@ def accuracy_results_table(results_dir: str | Path = "results") -> str:
 
 
 def rerun_note(notebook: str, example: str, records: Sequence[str] = (), note: str = "", what: str = "figure") -> str:
-    """The boxed "Rerun this figure" note of a book page (MyST Markdown, rendered from the notebook's output).
+    """The "Rerun this figure" box of a book page, in plain Markdown (a block quote), so that it reads the same in
+    the built book and in JupyterLab (MyST directives show as raw text there).
 
     Args:
         notebook: the notebook's stem, e.g. ``fig2_memory_res_vs_rev``.
         example: papermill ``-p`` options of a non-default run, shown as the first command.
-        records: repository-relative JSON files behind the page; those that exist get a download link (Jupyter
-            Book copies them into the build), a missing one is named as not committed.
+        records: repository-relative JSON files behind the page; those that exist get a link (a download link in the
+            built book, whose pages lie in ``book/_executed/``), a missing one is named as not committed.
         note: one more sentence (e.g. the benchmark command that wrote the records).
         what: "figure", "table" or "run".
     """
     links = []
     for record in records:
         if resolve_path(record).is_file():
-            links.append(f"{{download}}`{record} <../../{record}>`")
+            links.append(f"[`{record}`](../../{record})")
         else:
             links.append(f"`{record}` (not committed in this revision)")
     lines = [
-        f":::{{admonition}} Rerun this {what}", ":class: tip", "",
-        "From the repository root (relative paths such as `results_file` are read from the repository root, so any "
-        "working directory gives the same data):", "", "```bash",
+        f"**Rerun this {what}.** From the repository root (relative paths such as `results_file` are read from the "
+        "repository root, so any working directory gives the same data):", "", "```bash",
         f"papermill notebooks/{notebook}.ipynb /tmp/{notebook}.ipynb {example}",
         f"papermill notebooks/{notebook}.ipynb /tmp/{notebook}.ipynb -f params/smoke/{notebook}.yaml",
         f"python -m revgnn.book --only {notebook} --params smoke   # this page only, then the book",
@@ -291,4 +291,4 @@ def rerun_note(notebook: str, example: str, records: Sequence[str] = (), note: s
         '`-y "depths: [1, 2, 4]"`). A misspelled name stops the run with an error.' + (f" {note}" if note else "")]
     if links:
         lines += ["", "The records behind it: " + ", ".join(links) + "."]
-    return "\n".join(lines + [":::"])
+    return "\n".join(("> " + line).rstrip() for line in lines)
