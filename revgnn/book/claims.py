@@ -139,9 +139,9 @@ def _finding(claim: Claim, parts: dict, holds: bool | None) -> str:
             std = "one seed, no std" if c["std"] is None else f"larger seed std {c['std']:.1f}"
             words.append(f"{c['a']:.1f} vs {c['b']:.1f} % ROC-AUC, {c['gap']:+.1f} points, {std}")
         elif quantity == "memory":
-            words.append(f"{c['a'] / 2**20:.1f} vs {c['b'] / 2**20:.1f} MiB peak ({c['a'] / c['b']:.2f} x)")
+            words.append(f"{c['a'] / 2**20:.1f} vs {c['b'] / 2**20:.1f} MiB peak, {c['a'] / c['b']:.2f} x")
         else:
-            words.append(f"{c['a']:,} vs {c['b']:,} parameters ({c['a'] / c['b']:.2f} x)")
+            words.append(f"{c['a']:,} vs {c['b']:,} parameters, {c['a'] / c['b']:.2f} x")
     return "; ".join(words)
 
 
