@@ -14,7 +14,22 @@ runs one training step (forward, BCE loss, backward, optimizer step) of a model 
 - ``state_bytes``: parameters + gradients + optimizer state (each storage once), what any trainer holds whatever
   the activations; ``peak_bytes - state_bytes`` is activation memory plus the graph.
 - ``saved_bytes``: bytes autograd saved for backward (:class:`SavedTensorMeter`), the table's activation memory.
+- ``activation_peak_bytes``: the peak of forward and backward above everything alive before the step (parameters,
+  their gradients, optimizer state, the graph), parameter gradients on their way to ``.grad`` left out: the
+  activations and the transients of the layers, the quantity the complexity table is about.
+- ``gradient_transient_bytes``: the most parameter-gradient bytes in flight at once during backward, i.e. returned
+  by autograd but not yet added into ``.grad``. The reversible engine returns every layer's parameter gradients
+  together at the end of its backward, so this is one copy of the stack's parameters, O(L D^2).
+- ``optimizer_transient_bytes``: the peak of ``optimizer.step()`` above what was alive when it began.
 - ``step_seconds``: median wall time of ``repeats`` un-instrumented steps.
+
+``peak_bytes`` is the total, as the paper plots it; ``peak_bytes - state_bytes`` (``peak_above_state_bytes``)
+contains the graph, the activations and the gradient transient, so it grows as O(L D^2) for RevGNN where
+``activation_peak_bytes`` stays flat. On CPU the split comes from the same allocator events as the peak: the step
+is cut at a ``record_function`` mark before ``optimizer.step()``, and a hook on each parameter marks the storage of
+the gradient it receives, whose allocation and free are then counted as gradient, not activation. On CUDA the two
+phases are read with ``torch.cuda.max_memory_allocated`` (reset between them), so ``activation_peak_bytes``
+includes the gradient transient there (``split_method`` says which).
 
 The optimizer is Adam with its per-parameter loop (``foreach=False``): the multi-tensor variant allocates
 temporaries the size of all parameters at once, which would add O(L D^2) to every model's peak and hide the
@@ -29,7 +44,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -40,12 +56,20 @@ from .presets import count_parameters
 from .records import device_name
 
 __all__ = ["SavedTensorMeter", "StepMemory", "synthetic_graph", "measure_step", "measure_config",
-           "measure_in_subprocess", "tensor_bytes", "PEAK_METHODS"]
+           "measure_in_subprocess", "tensor_bytes", "PEAK_METHODS", "SPLIT_METHODS"]
 
 PEAK_METHODS = {
     "cuda": "torch.cuda.max_memory_allocated",
     "cpu": "torch.profiler allocator events (running sum of allocations and frees) + live bytes before the step",
 }
+SPLIT_METHODS = {
+    "cuda": "torch.cuda.max_memory_allocated per phase (reset before optimizer.step); activation_peak_bytes "
+            "includes the parameter gradients in flight",
+    "cpu": "torch.profiler allocator events cut at optimizer.step; the storages of parameter gradients in flight "
+           "(marked by a hook on each parameter) left out of activation_peak_bytes",
+}
+_OPT_STEP = "revgnn::optimizer_step"
+_GRAD_MARK = "revgnn::grad@"
 
 
 class SavedTensorMeter:
@@ -103,6 +127,12 @@ class StepMemory:
         saved_bytes: bytes autograd saved for backward, parameters excluded (0 for inference).
         step_seconds: median wall time over ``step_seconds_all``.
         rss_step_bytes: growth of the process's peak resident set size over one step (fresh subprocess only).
+        solver_iterations: DEQ-GNN's forward iterations (None for layered models).
+        activation_peak_bytes: peak of forward + backward above everything alive before the step, parameter
+            gradients in flight left out (training only; see the module docstring).
+        gradient_transient_bytes: most parameter-gradient bytes in flight at once during backward (CPU only).
+        optimizer_transient_bytes: peak of ``optimizer.step()`` above what was alive when it began.
+        split_method: how the three were measured (one of :data:`SPLIT_METHODS`).
         graph: ``num_nodes``, ``num_edges``; model: its configuration as a dict, ``num_parameters``.
     """
 
@@ -123,6 +153,10 @@ class StepMemory:
     rss_step_bytes: int | None = None
     rss_method: str | None = None
     solver_iterations: int | None = None
+    activation_peak_bytes: int | None = None
+    gradient_transient_bytes: int | None = None
+    optimizer_transient_bytes: int | None = None
+    split_method: str | None = None
 
     @property
     def peak_above_state_bytes(self) -> int:
@@ -188,6 +222,118 @@ def _cpu_peak_increment(prof) -> int:
     return peak
 
 
+def _mark_gradient(grad: Tensor) -> None:
+    with torch.profiler.record_function(f"{_GRAD_MARK}{grad.untyped_storage().data_ptr()}"):
+        pass
+
+
+def _event_tree(prof):
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        ev = stack.pop()
+        yield ev
+        stack.extend(ev.children)
+
+
+def _cpu_split(prof) -> dict[str, int]:
+    """The step's allocator events split at the ``optimizer.step()`` mark, gradients in flight set apart.
+
+    Returns ``increment`` (the running maximum of all events, as :func:`_cpu_peak_increment`), ``activation``
+    (that of forward + backward without the gradient storages marked by :func:`_mark_gradient`), ``gradient``
+    (the most gradient bytes alive at once before the step) and ``optimizer`` (the running maximum during the
+    step above the level at its start).
+    """
+    from torch._C._profiler import _EventType
+
+    allocs, marks, step_start = [], [], None
+    for ev in _event_tree(prof):
+        kind, fields = ev.typed
+        if kind == _EventType.Allocation:
+            if fields.device.type == "cpu":
+                allocs.append((ev.start_time_ns, fields.ptr, fields.alloc_size))
+        elif ev.name == _OPT_STEP:
+            step_start = ev.start_time_ns if step_start is None else min(step_start, ev.start_time_ns)
+        elif ev.name.startswith(_GRAD_MARK):
+            marks.append((ev.start_time_ns, int(ev.name[len(_GRAD_MARK):])))
+    allocs.sort(key=lambda a: a[0])
+    marks.sort()
+    # pass 1: which allocation (and its free) holds a gradient handed to a parameter
+    grad_events, open_at, pending, m = set(), {}, set(), 0
+    for i, (t, ptr, size) in enumerate(allocs):
+        while m < len(marks) and marks[m][0] <= t:
+            if marks[m][1] in open_at:
+                grad_events.add(open_at[marks[m][1]])
+                pending.add(marks[m][1])
+            m += 1
+        if size > 0:
+            open_at[ptr] = i
+        else:
+            open_at.pop(ptr, None)
+            if ptr in pending:
+                pending.discard(ptr)
+                grad_events.add(i)
+    # pass 2: the running sums
+    run = act = grad = 0
+    out = dict(increment=0, activation=0, gradient=0, optimizer=0)
+    level = None
+    for i, (t, _, size) in enumerate(allocs):
+        run += size
+        out["increment"] = max(out["increment"], run)
+        if step_start is not None and t >= step_start:
+            level = run - size if level is None else level
+            out["optimizer"] = max(out["optimizer"], run - level)
+            continue
+        if i in grad_events:
+            grad += size
+            out["gradient"] = max(out["gradient"], grad)
+        else:
+            act += size
+            out["activation"] = max(out["activation"], act)
+    return out
+
+
+@contextmanager
+def _quiet_profiler():
+    """Keep libkineto's log lines (``USDT: ... profiler_start``, ``STAGE: ...``) off the process's stderr.
+
+    ``KINETO_LOG_LEVEL=6`` (above its highest level) silences them when set before the first profile in a
+    process; a profile started earlier has read the level already, so stderr's file descriptor is also pointed
+    at ``/dev/null`` while the profiler starts and stops (where libkineto logs).
+    """
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class _QuietProfile:
+    """``torch.profiler.profile`` whose start and stop write nothing to stderr."""
+
+    def __init__(self, **kwargs):
+        from torch.profiler import profile
+
+        self.prof = profile(**kwargs)
+
+    def __enter__(self):
+        with _quiet_profiler():
+            self.prof.__enter__()
+        return self.prof
+
+    def __exit__(self, *exc):
+        with _quiet_profiler():
+            return self.prof.__exit__(*exc)
+
+
 class _Step:
     """One training or inference step of ``model`` on ``data``; the forward is optionally metered."""
 
@@ -207,24 +353,34 @@ class _Step:
         if self.opt is not None:
             self.opt.zero_grad(set_to_none=False)
 
-    def __call__(self, meter: bool = False) -> None:
+    def __call__(self, meter: bool = False, phase: Callable[[str], object] | None = None,
+                 mark_gradients: bool = False) -> None:
+        """``phase(name)`` (a context manager) wraps ``optimizer.step()``; ``mark_gradients`` emits a profiler mark
+        with the storage of each parameter gradient as autograd hands it over."""
         if not self.train:
             self.model.eval()
             with torch.no_grad():
                 self._forward()
             return
         self.model.train()
-        if meter:
-            self.meter = SavedTensorMeter(self.model.parameters())
-            with self.meter:
+        hooks = [p.register_hook(_mark_gradient) for p in self.model.parameters()
+                 if p.requires_grad] if mark_gradients else []
+        try:
+            if meter:
+                self.meter = SavedTensorMeter(self.model.parameters())
+                with self.meter:
+                    out = self._forward()
+            else:
                 out = self._forward()
-        else:
-            out = self._forward()
-        loss = F.binary_cross_entropy_with_logits(out, self.target)
-        del out
-        loss.backward()
-        del loss
-        self.opt.step()
+            loss = F.binary_cross_entropy_with_logits(out, self.target)
+            del out
+            loss.backward()
+            del loss
+        finally:
+            for h in hooks:
+                h.remove()
+        with phase(_OPT_STEP) if phase is not None else nullcontext():
+            self.opt.step()
 
     def _state_tensors(self) -> list:
         params = list(self.model.parameters())
@@ -276,20 +432,34 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
         times.append(time.perf_counter() - t0)
 
     step.prepare()
+    split = {}
     if device.type == "cuda":
         _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device)
-        step(meter=True)
+
+        @contextmanager
+        def phase(name):
+            _sync(device)
+            split["activation"] = torch.cuda.max_memory_allocated(device) - baseline
+            split["fwd_bwd_peak"] = torch.cuda.max_memory_allocated(device)
+            level = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            yield
+            _sync(device)
+            split["optimizer"] = torch.cuda.max_memory_allocated(device) - level
+
+        step(meter=True, phase=phase if train else None)
         _sync(device)
-        peak_bytes = torch.cuda.max_memory_allocated(device)
+        peak_bytes = max(torch.cuda.max_memory_allocated(device), split.get("fwd_bwd_peak", 0))
     else:
-        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler import ProfilerActivity, record_function
 
         baseline = tensor_bytes(step.live_tensors())
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            step(meter=True)
-        peak_bytes = baseline + _cpu_peak_increment(prof)
+        with _QuietProfile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step(meter=True, phase=record_function, mark_gradients=train)
+        split = _cpu_split(prof)
+        peak_bytes = baseline + split["increment"]
     stats = getattr(model, "last_solver_stats", None)
     return StepMemory(
         device=device.type, device_name=device_name(device), method=PEAK_METHODS[device.type],
@@ -298,7 +468,11 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
         step_seconds=statistics.median(times), step_seconds_all=times,
         num_parameters=count_parameters(model),
         num_nodes=int(data.num_nodes), num_edges=int(data.edge_index.size(1)),
-        solver_iterations=getattr(stats, "iterations", None))
+        solver_iterations=getattr(stats, "iterations", None),
+        activation_peak_bytes=split.get("activation") if train else None,
+        gradient_transient_bytes=split.get("gradient") if train else None,
+        optimizer_transient_bytes=split.get("optimizer") if train else None,
+        split_method=SPLIT_METHODS[device.type] if train else None)
 
 
 def measure_config(config, num_nodes: int, num_edges: int, device: str = "cpu", train: bool = True,

@@ -58,6 +58,50 @@ def test_revgnn_peak_is_flat_in_depth_while_resgnn_grows(tiny_graph):
     assert rev[1] < res[1] / 5, "at 24 layers RevGNN needs far less memory than ResGNN"
 
 
+def test_activation_peak_is_flat_in_depth_where_peak_above_state_is_not():
+    """Issue 17, item 8: RevGNN's activation peak (forward + backward, above parameters and gradients) is O(ND), flat
+    in L; the total above state also holds the reversible engine's gradient transient, one copy of the stack's
+    parameters (O(L D^2)), so it grows, and the record must say which is which."""
+    graph = synthetic_graph(200, 2_000, seed=0)
+    recs = {L: measure_config(ModelConfig(model="rev", num_layers=L, hidden_channels=32, num_groups=2, dropout=0.1),
+                              0, 0, data=graph, repeats=1, warmup=1) for L in (4, 32)}
+    lo, hi = recs[4], recs[32]
+    assert hi.activation_peak_bytes <= 1.02 * lo.activation_peak_bytes, \
+        f"RevGNN's activation peak is flat in L: {lo.activation_peak_bytes} -> {hi.activation_peak_bytes}"
+    assert hi.peak_above_state_bytes > 1.2 * lo.peak_above_state_bytes, \
+        "peak above state holds an O(L D^2) gradient transient, which is why the activation peak is reported apart"
+    extra_params = 4 * (hi.num_parameters - lo.num_parameters)
+    growth = hi.gradient_transient_bytes - lo.gradient_transient_bytes
+    assert 0.9 * extra_params <= growth <= 1.1 * extra_params, \
+        f"the gradient transient grows by one float32 copy of the added layers' parameters ({growth} vs {extra_params})"
+    for rec in (lo, hi):
+        assert rec.activation_peak_bytes > 0 and rec.optimizer_transient_bytes > 0 and rec.split_method
+        increment = rec.peak_bytes - rec.baseline_bytes
+        assert max(rec.activation_peak_bytes, rec.optimizer_transient_bytes) <= increment <= \
+            rec.activation_peak_bytes + rec.gradient_transient_bytes + rec.optimizer_transient_bytes, \
+            "the parts are peaks of pieces of the same allocator trace as the total"
+        assert rec.optimizer_transient_bytes < 4 * rec.num_parameters, \
+            "Adam's per-parameter loop needs less than one copy of the parameters"
+
+
+def test_resgnn_activation_peak_grows_with_depth(tiny_graph):
+    acts = [_measure("res", L, tiny_graph).activation_peak_bytes for L in (2, 24)]
+    assert acts[1] > 3 * acts[0], f"ResGNN's activation peak is O(LND): {acts}"
+
+
+def test_inference_has_no_split(tiny_graph):
+    rec = measure_config(ModelConfig(model="rev", num_layers=2, hidden_channels=8), 0, 0, data=tiny_graph,
+                         train=False, repeats=1)
+    assert rec.activation_peak_bytes is None and rec.optimizer_transient_bytes is None
+
+
+def test_measurement_is_quiet_on_stdout_and_stderr(tiny_graph, capfd):
+    """Notebooks that measure show no profiler log lines (libkineto's USDT/STAGE lines went to stderr)."""
+    _measure("rev", 2, tiny_graph)
+    out, err = capfd.readouterr()
+    assert out == "" and err == "", (out, err)
+
+
 def test_deq_peak_is_flat_in_solver_iterations(tiny_graph):
     peaks = []
     for it in (2, 12):
@@ -75,9 +119,11 @@ def test_cli_json_last_line(capsys):
     assert rc == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     rec = json.loads(last)
-    for key in ("peak_bytes", "state_bytes", "saved_bytes", "step_seconds", "device", "method"):
+    for key in ("peak_bytes", "state_bytes", "saved_bytes", "step_seconds", "device", "method",
+                "activation_peak_bytes", "gradient_transient_bytes", "optimizer_transient_bytes"):
         assert key in rec, key
     assert rec["peak_bytes"] > rec["state_bytes"] > 0 and math.isfinite(rec["step_seconds"])
+    assert 0 < rec["activation_peak_bytes"] < rec["peak_bytes"] - rec["state_bytes"]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -66,6 +66,12 @@ def run(args) -> int:
               f"  peak tensor memory   {rec.peak_bytes / mib:10.2f} MiB  ({rec.method})\n"
               f"  model state          {rec.state_bytes / mib:10.2f} MiB  (parameters + gradients + Adam)\n"
               f"  peak above state     {rec.peak_above_state_bytes / mib:10.2f} MiB\n"
+              + (f"    activation peak    {rec.activation_peak_bytes / mib:10.2f} MiB  (forward + backward, above "
+                 f"state and graph)\n"
+                 f"    gradient transient {(rec.gradient_transient_bytes or 0) / mib:10.2f} MiB  (parameter "
+                 f"gradients on their way to .grad)\n"
+                 f"    optimizer step     {rec.optimizer_transient_bytes / mib:10.2f} MiB\n"
+                 if rec.activation_peak_bytes is not None else "") +
               f"  saved for backward   {rec.saved_bytes / mib:10.2f} MiB\n"
               f"  step time            {rec.step_seconds:10.4f} s  (median of {len(rec.step_seconds_all)})\n"
               f"  parameters           {rec.num_parameters:10,d}")
