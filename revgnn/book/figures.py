@@ -110,6 +110,10 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
             face = style["color"] if kind == "committed" else "white"
             ax.errorbar(x, y, yerr=std, fmt=style["marker"], color=style["color"], markerfacecolor=face,
                         markersize=8, capsize=3, linestyle="none", label=f"{MODEL_NAMES[r['model']]} ({label})")
+            misses = r.get("solver_misses") or {}
+            if misses.get("forward") or misses.get("backward"):
+                ax.scatter(x, y, marker="o", s=260, facecolors="none", edgecolors="black", zorder=4,
+                           label="solver did not converge")
             if len({q.get("hidden_channels") for q in rows}) > 1:  # one width: the title says it
                 ax.annotate(f"D={r.get('hidden_channels')}", (x, y), textcoords="offset points", xytext=(6, 3),
                             fontsize=8)
@@ -313,8 +317,8 @@ def memory_table(records: Sequence[dict], x_key: str = "depth", x_header: str = 
 
     DEQ-GNN's x is its solver's iteration cap, never a layer count: it gets its own column ("solver iterations")
     and the layered models' column is ``x_header``. Columns of the memory split (``activation_peak_bytes``,
-    ``optimizer_transient_bytes``) and of the solver (``iterations``, ``residual``, ``converged``) appear when the
-    records carry them.
+    ``gradient_transient_bytes``, ``optimizer_transient_bytes``, from :mod:`revgnn.memory`) and of the solver
+    (``converged``, ``residual``) appear when the records carry them.
     """
     def mib(value):
         return None if value is None else value / 2**20
@@ -326,6 +330,7 @@ def memory_table(records: Sequence[dict], x_key: str = "depth", x_header: str = 
              "peak": mib(r.get("peak_bytes")), "state": mib(r.get("state_bytes")),
              "above": mib(r["peak_bytes"] - r["state_bytes"]) if r.get("peak_bytes") else None,
              "act": mib(r.get("activation_peak_bytes")), "opt": mib(r.get("optimizer_transient_bytes")),
+             "grad": mib(r.get("gradient_transient_bytes")),
              "saved": mib(r.get("saved_bytes")), "oom": bool(r.get("oom")),
              "conv": r.get("converged"),
              "res": None if r.get("residual") is None else f"{r['residual']:.1e}"} for r in ordered]
@@ -335,7 +340,8 @@ def memory_table(records: Sequence[dict], x_key: str = "depth", x_header: str = 
     columns += [("peak", "total peak (MiB)"), ("state", "params + grads + Adam (MiB)"),
                 ("above", "peak above state (MiB)")]
     if any(r["act"] is not None for r in rows):
-        columns += [("act", "activation peak (MiB)"), ("opt", "optimizer step transient (MiB)")]
+        columns += [("act", "activation peak (MiB)"), ("grad", "gradients in flight (MiB)"),
+                    ("opt", "optimizer step transient (MiB)")]
     columns += [("saved", "saved for backward (MiB)"), ("oom", "over the limit")]
     if any(r["conv"] is not None for r in rows):
         columns += [("conv", "solver converged"), ("res", "final residual")]

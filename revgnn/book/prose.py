@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from .records import MODEL_NAMES, _pct, markdown_table
+from .records import MODEL_NAMES, _pct
 
 __all__ = ["memory_reading", "depth_reading", "sweep_steps", "reproduce_reading", "deq_solver_note", "FLAT"]
 
@@ -128,25 +128,25 @@ def reproduce_reading(single: float | None, multiview: float | None, views: int,
 
 
 def deq_solver_note(records: Sequence[dict]) -> str:
-    """DEQ-GNN's solver on the page: iterations, final residual and converged, forward and backward, from the
-    records that carry them (``solver`` of :mod:`revgnn.deq`'s statistics); '' when none does."""
-    rows = [r for r in records if r.get("model") == "deq" and r.get("solver")]
-    if not rows:
-        return ""
-    table = []
+    """DEQ-GNN's solver, said plainly: how many forward and backward solves of its training missed their tolerance
+    (``solver_misses``, counted by :func:`revgnn.book.records.solver_misses`), and the last solver statistics a
+    record carries (``solver``: ``{"forward"|"backward": {iterations, residual, converged, tol}}``); '' for
+    records without DEQ-GNN."""
+    rows = [r for r in records if r.get("model") == "deq"]
+    lines = []
     for r in rows:
+        misses = r.get("solver_misses")
+        if misses is not None:
+            missed = misses.get("forward", 0) + misses.get("backward", 0)
+            lines.append(f"- {MODEL_NAMES['deq']}-{r.get('hidden_channels')}: "
+                         + (f"**{misses.get('forward', 0)} forward and {misses.get('backward', 0)} backward solves "
+                            f"did not converge** to their tolerance during training (the last: {misses['last']})"
+                            if missed else "every forward and backward solve converged to its tolerance") + ".")
         for direction in ("forward", "backward"):
-            s = (r["solver"] or {}).get(direction) or {}
-            if not s:
-                continue
-            table.append({"who": r.get("label") or f"{MODEL_NAMES['deq']}, cap {r.get('max_iter') or r.get('depth')}",
-                          "direction": direction, "iterations": s.get("iterations"),
-                          "residual": None if s.get("residual") is None else f"{s['residual']:.1e}",
-                          "tol": s.get("tol"), "converged": s.get("converged")})
-    missed = [t for t in table if t["converged"] is False]
-    head = ("**DEQ-GNN's solver.** " + (f"{len(missed)} of {len(table)} solves **did not converge** to their "
-            "tolerance within the iteration cap (marked on the figure)." if missed else
-            "Every solve converged to its tolerance."))
-    return head + "\n\n" + markdown_table(table, [("who", "run"), ("direction", "solve"),
-                                                  ("iterations", "iterations"), ("residual", "final residual"),
-                                                  ("tol", "tolerance"), ("converged", "converged")])
+            stats = (r.get("solver") or {}).get(direction)
+            if stats:
+                state = "converged" if stats.get("converged") else "**did not converge**"
+                lines.append(f"- {MODEL_NAMES['deq']}-{r.get('hidden_channels')}, last {direction} solve: "
+                             f"{stats.get('iterations')} iterations, final residual {stats.get('residual', 0):.1e} "
+                             f"(tolerance {stats.get('tol')}): {state}.")
+    return ("**DEQ-GNN's solver.**\n\n" + "\n".join(lines)) if lines else ""

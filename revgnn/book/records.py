@@ -15,17 +15,15 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shlex
-import sys
-import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from revgnn.presets import PAPER_PARAMS
 
 __all__ = ["REPO_ROOT", "FRESH", "MODEL_NAMES", "PAPER_MARKS", "PAPER_112_LAYERS", "PAPER_MAIN", "resolve_path",
-           "load_records", "memory_records", "quiet_native_logs", "accuracy_records", "live_record", "markdown_table"]
+           "load_records", "memory_records", "solver_misses", "accuracy_records", "live_record", "markdown_table"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # a relative results path means the same file from any folder
 
@@ -134,27 +132,32 @@ def _benchmark_row(row: dict, result: dict) -> dict:
 
 
 @contextlib.contextmanager
-def quiet_native_logs() -> Iterator[None]:
-    """Keep the C++ log lines of ``torch.profiler`` (kineto's ``USDT: ... profiler_start`` / ``profiler_stop``,
-    written straight to file descriptor 2, around every measured step) out of a notebook's output.
+def solver_misses() -> Iterator[dict]:
+    """Count DEQ-GNN's solves that missed their tolerance (:class:`revgnn.deq.ConvergenceWarning`) instead of letting
+    each print a warning line: a page then says how many forward and backward solves did not converge (one line,
+    :func:`revgnn.book.prose.deq_solver_note`) where a notebook would show a wall of warnings.
 
-    File descriptor 2 points at a temporary file inside the block; what was written there is dropped, or written to
-    stderr after all when the block raises. Python's own warnings (``sys.stderr``) pass through unchanged.
+    Yields:
+        ``{"forward": n, "backward": n, "last": the last warning's text}``, filled when the block ends. Other warnings
+        pass through.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
+    from revgnn.deq import ConvergenceWarning
+
+    counts: dict = {"forward": 0, "backward": 0}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
         try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
-            raise
+            yield counts
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            others = []
+            for w in caught:
+                if issubclass(w.category, ConvergenceWarning):
+                    counts["backward" if "backward" in str(w.message) else "forward"] += 1
+                    counts["last"] = str(w.message)
+                else:
+                    others.append(w)
+    for w in others:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def memory_records(points: Iterable[tuple[dict, object]], data, device="cpu", seed: int = 0,
@@ -191,9 +194,13 @@ def memory_records(points: Iterable[tuple[dict, object]], data, device="cpu", se
             records.append({**record, "oom": True, "peak_bytes": None})
             continue
         try:
-            with quiet_native_logs():
+            with solver_misses() as misses:
                 step = measure_config(config, data.num_nodes, data.num_edges, device=str(device), seed=seed,
                                       data=data, repeats=repeats).to_dict()
+            if config.model == "deq":  # at tol 0 (Fig. 4) every solve runs its cap: "converged" means nothing there
+                step["solver_misses"] = misses
+                if config.tol > 0:
+                    step["converged"] = not (misses["forward"] or misses["backward"])
         except torch.cuda.OutOfMemoryError:
             step = {"peak_bytes": None, "oom": True}
             torch.cuda.empty_cache()
