@@ -321,3 +321,25 @@ def test_config_keeps_download_buttons_and_the_wide_table_css():
     assert config["sphinx"]["config"]["html_theme_options"]["use_download_button"] is True
     css = (ROOT / "_static" / "revgnn.css").read_text()
     assert "overflow-x: auto" in css, "wide tables scroll instead of being cut off"
+
+
+def test_deq_solves_that_miss_their_tolerance_are_counted_and_said():
+    import warnings
+
+    from revgnn.book import deq_solver_note, solver_misses
+    from revgnn.deq import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with solver_misses() as misses:
+            for what in ("forward", "backward (adjoint)", "forward"):
+                warnings.warn(f"DEQ {what} solve did not converge: relative residual 1e-01 > tol 1e-04",
+                              ConvergenceWarning)
+            warnings.warn("something else", UserWarning)
+    assert misses["forward"] == 2 and misses["backward"] == 1, "forward and backward misses are counted apart"
+    assert [str(w.message) for w in shown] == ["something else"], "only other warnings reach the notebook's output"
+    note = deq_solver_note([{"model": "deq", "hidden_channels": 32, "solver_misses": misses}])
+    assert "**2 forward and 1 backward solves did not converge**" in note, note
+    clean = deq_solver_note([{"model": "deq", "hidden_channels": 32, "solver_misses": {"forward": 0, "backward": 0}}])
+    assert "converged to its tolerance" in clean and "did not" not in clean
+    assert deq_solver_note([{"model": "rev"}]) == "", "no DEQ-GNN, no note"
