@@ -82,7 +82,7 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
     panels.append(("live", live, live_label, "roc_auc"))
     fig, axes = plt.subplots(1 + len(panels), 1, figsize=(8, 3.7 * (1 + len(panels))), constrained_layout=True)
     top = axes[0]
-    for p in paper:
+    for p in sorted(paper, key=lambda p: (_model_order(p["model"]), p["hidden_channels"])):
         if p.get("oom"):
             continue
         style = MODEL_STYLES[p["model"]]
@@ -98,7 +98,8 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
     if not committed:
         top.set_title(top.get_title() + f"\n(no {committed_label} records: the live run only)")
     for ax, (kind, rows, label, key) in zip(axes[1:], panels):
-        rows = [r for r in rows if r.get(key) is not None and r.get("peak_bytes")]
+        rows = sorted((r for r in rows if r.get(key) is not None and r.get("peak_bytes")),
+                      key=lambda r: (_model_order(r["model"]), r.get("hidden_channels") or 0))
         if not rows:
             ax.text(0.5, 0.5, f"no {label} records", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()

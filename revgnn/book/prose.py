@@ -6,6 +6,7 @@ parameters or a ``make book PARAMS=smoke`` book says what its own figure shows. 
 """
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Sequence
 
@@ -127,20 +128,37 @@ def reproduce_reading(single: float | None, multiview: float | None, views: int,
             f"views {change} some of them here.")
 
 
+_MISS = re.compile(r"DEQ (?P<what>.+?) solve did not converge: relative residual (?P<residual>\S+) > tol (?P<tol>\S+) "
+                   r"after (?P<iterations>\d+) iterations")
+
+
+def _last_miss(misses: dict) -> str:
+    match = _MISS.search(misses.get("last") or "")
+    if not match:
+        return ""
+    return (f" (the last: the {match['what']} solve stopped at relative residual {float(match['residual']):.1e} after "
+            f"{match['iterations']} iterations, tolerance {float(match['tol']):.0e})")
+
+
 def deq_solver_note(records: Sequence[dict]) -> str:
-    """DEQ-GNN's solver, said plainly: how many forward and backward solves of its training missed their tolerance
-    (``solver_misses``, counted by :func:`revgnn.book.records.solver_misses`), and the last solver statistics a
-    record carries (``solver``: ``{"forward"|"backward": {iterations, residual, converged, tol}}``); '' for
-    records without DEQ-GNN."""
+    """DEQ-GNN's solver, said plainly: how many forward and backward solves missed their tolerance
+    (``solver_misses``, counted by :func:`revgnn.book.records.solver_misses`) and the last solver statistics a record
+    carries (``solver``: ``{"forward"|"backward": {iterations, residual, converged, tol}}``); '' for records without
+    DEQ-GNN. Memory records at tolerance 0 (Fig. 4: every solve runs its whole iteration cap) get one line."""
     rows = [r for r in records if r.get("model") == "deq"]
     lines = []
+    capped = [r for r in rows if (r.get("config") or {}).get("tol") == 0.0 and r.get("solver_misses") is not None]
+    if capped:
+        caps = ", ".join(str(r.get("depth")) for r in capped)
+        lines.append(f"- At tolerance 0, this figure's setting, every solve runs its whole cap ({caps} iterations) and "
+                     "none stops early: by design, not a failure; the memory does not depend on whether it converged.")
     for r in rows:
         misses = r.get("solver_misses")
-        if misses is not None:
+        if misses is not None and r not in capped:
             missed = misses.get("forward", 0) + misses.get("backward", 0)
             lines.append(f"- {MODEL_NAMES['deq']}-{r.get('hidden_channels')}: "
                          + (f"**{misses.get('forward', 0)} forward and {misses.get('backward', 0)} backward solves "
-                            f"did not converge** to their tolerance during training (the last: {misses['last']})"
+                            f"did not converge** to their tolerance during training{_last_miss(misses)}"
                             if missed else "every forward and backward solve converged to its tolerance") + ".")
         for direction in ("forward", "backward"):
             stats = (r.get("solver") or {}).get(direction)
