@@ -247,6 +247,11 @@ def execute_notebooks(root: Path, names: list[str], params_dir: Path | None, cle
         for stale in out_dir.glob("*.ipynb"):
             stale.unlink()
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the kernels (see the module docstring)
+    # PyG imports tqdm.auto, which warns in every kernel without ipywidgets ("IProgress not found"): one stderr block
+    # on each page's first cell, kept out of the executed notebooks that readers download
+    quiet = "ignore:IProgress not found:Warning"
+    if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
     timeout = NOTEBOOK_TIMEOUT_S if params_dir is None else None  # a paper-scale cell trains for days
     plans = []
     for name in names:
