@@ -175,7 +175,7 @@ def test_a_non_default_depth_list_changes_what_is_plotted(tmp_path):
     assert rows["ours"]["N (nodes)"] == "200" and rows["ours"]["E (edges)"] == "2,000"
     assert "differ in" in markdown, "the page says why it measured fresh"
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 1, "the figure is drawn once"
+    assert len(images) == 2, "the figure and the partition-scale panels are drawn once each"
 
 
 @pytest.mark.slow
