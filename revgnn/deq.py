@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from .reversible import check_versions, record_versions, refuse_double_backward
 
-__all__ = ["SolverStats", "ConvergenceWarning", "fixed_point", "anderson", "broyden", "picard", "DEQLayer"]
+__all__ = ["SolverStats", "ConvergenceWarning", "fixed_point", "anderson", "broyden", "picard", "DEQLayer",
+           "solver_fields", "SOLVER_FIELDS"]
 
 SOLVERS = ("anderson", "broyden", "picard")
 
@@ -42,8 +43,8 @@ class SolverStats:
     Attributes:
         solver: solver name.
         iterations: calls of f made.
-        residuals: relative residual ||f(z) - z|| / ||f(z)|| after each call.
-        converged: final residual <= tol.
+        residuals: relative residual ||f(z) - z|| / ||f(z)|| after each call (the trace).
+        converged: the returned point's residual (:attr:`residual`) <= tol.
         tol: the tolerance asked for.
     """
 
@@ -55,7 +56,42 @@ class SolverStats:
 
     @property
     def residual(self) -> float:
-        return self.residuals[-1] if self.residuals else float("nan")
+        """The relative residual of the returned point (the solvers return the best iterate seen)."""
+        return min(self.residuals) if self.residuals else float("nan")
+
+    def to_dict(self) -> dict:
+        """``solver``, ``iterations``, ``residual``, ``converged``, ``tol`` and the ``residuals`` trace."""
+        return {"solver": self.solver, "iterations": self.iterations, "residual": self.residual,
+                "converged": self.converged, "tol": self.tol, "residuals": list(self.residuals)}
+
+
+SOLVER_FIELDS = ("deq_solver", "deq_tol", "deq_forward_iters", "deq_forward_residual", "deq_forward_converged",
+                 "deq_backward_iters", "deq_backward_residual", "deq_backward_converged", "deq_forward_solves",
+                 "deq_forward_unconverged", "deq_backward_solves", "deq_backward_unconverged")
+
+
+def solver_fields(module: nn.Module, reset: bool = False) -> dict:
+    """Flat record fields of the first :class:`DEQLayer` in ``module`` ({} when it has none).
+
+    ``deq_forward_iters``, ``deq_forward_residual``, ``deq_forward_converged`` and the same for ``backward`` (the
+    adjoint solve) describe the last solve of each kind (None before the first); ``deq_forward_solves`` /
+    ``deq_forward_unconverged`` (and backward) count the training solves since the layer was built or last read
+    with ``reset=True``, and how many of them stopped at the cap above ``deq_tol``.
+    """
+    layer = next((m for m in module.modules() if isinstance(m, DEQLayer)), None)
+    if layer is None:
+        return {}
+    out: dict = {"deq_solver": layer.solver, "deq_tol": layer.tol}
+    for kind, stats in (("forward", layer.last_stats), ("backward", layer.last_backward_stats)):
+        out[f"deq_{kind}_iters"] = stats.iterations if stats else None
+        out[f"deq_{kind}_residual"] = stats.residual if stats else None
+        out[f"deq_{kind}_converged"] = stats.converged if stats else None
+    for kind in ("forward", "backward"):
+        out[f"deq_{kind}_solves"] = layer.solve_counts[kind]
+        out[f"deq_{kind}_unconverged"] = layer.solve_counts[f"{kind}_unconverged"]
+    if reset:
+        layer.solve_counts = dict.fromkeys(layer.solve_counts, 0)
+    return out
 
 
 def _rel(fz: Tensor, z: Tensor) -> float:
@@ -64,18 +100,20 @@ def _rel(fz: Tensor, z: Tensor) -> float:
 
 def picard(f: Callable[[Tensor], Tensor], z0: Tensor, max_iter: int = 50,
            tol: float = 1e-4) -> tuple[Tensor, SolverStats]:
-    """Plain fixed-point iteration z_{k+1} = f(z_k)."""
+    """Plain fixed-point iteration z_{k+1} = f(z_k); returns the iterate with the lowest residual seen."""
     stats = SolverStats("picard", tol=tol)
-    z = z0
+    z, best = z0, (float("inf"), z0)
     for _ in range(max_iter):
         fz = f(z)
         stats.iterations += 1
         stats.residuals.append(_rel(fz, z))
+        if stats.residuals[-1] < best[0]:
+            best = (stats.residuals[-1], fz)
         z = fz
         if stats.residuals[-1] <= tol:
-            stats.converged = True
             break
-    return z, stats
+    stats.converged = best[0] <= tol
+    return best[1], stats
 
 
 def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, max_iter: int = 50, tol: float = 1e-4, m: int = 5,
@@ -206,6 +244,7 @@ class _ImplicitFunction(torch.autograd.Function):
             z, stats = fixed_point(lambda z: layer.cell(z, x, *args), torch.zeros_like(x), layer.solver,
                                    layer.max_iter, layer.tol)
         layer.last_stats = stats
+        layer.count(stats, "forward")
         _warn_unconverged(stats, "forward")
         tensors = [a if isinstance(a, Tensor) else None for a in args]
         ctx.save_for_backward(z, x, *[t for t in tensors if t is not None])
@@ -239,6 +278,7 @@ class _ImplicitFunction(torch.autograd.Function):
             u, stats = fixed_point(adjoint, torch.zeros_like(grad_z), layer.solver, layer.backward_max_iter,
                                    layer.tol)
             layer.last_backward_stats = stats
+            layer.count(stats, "backward")
             _warn_unconverged(stats, "backward (adjoint)")
             wrt = ([xd] if needs[2] else []) + [a for a, r in zip(argsd, args_req) if r] + params
             grads = list(torch.autograd.grad(fz, wrt, u, allow_unused=True)) if wrt else []
@@ -263,7 +303,8 @@ class DEQLayer(nn.Module):
         - x: (N, D); output: (N, D)
 
     After each forward, ``last_stats`` holds the :class:`SolverStats`; after each backward,
-    ``last_backward_stats``.
+    ``last_backward_stats``; :meth:`solver_stats` gives both as dicts, :func:`solver_fields` as flat record fields.
+    ``solve_counts`` counts the training (autograd) solves and those that stopped above tolerance.
     """
 
     def __init__(self, cell: nn.Module, solver: str = "anderson", max_iter: int = 30, tol: float = 1e-4,
@@ -279,6 +320,16 @@ class DEQLayer(nn.Module):
         self.unrolled_iters = unrolled_iters
         self.last_stats: SolverStats | None = None
         self.last_backward_stats: SolverStats | None = None
+        self.solve_counts = {"forward": 0, "forward_unconverged": 0, "backward": 0, "backward_unconverged": 0}
+
+    def count(self, stats: SolverStats, kind: str) -> None:
+        self.solve_counts[kind] += 1
+        self.solve_counts[f"{kind}_unconverged"] += not stats.converged
+
+    def solver_stats(self) -> dict:
+        """``{"forward": ..., "backward": ...}``: the last solves' :meth:`SolverStats.to_dict` (None before one)."""
+        return {"forward": self.last_stats.to_dict() if self.last_stats else None,
+                "backward": self.last_backward_stats.to_dict() if self.last_backward_stats else None}
 
     def forward(self, x: Tensor, *args) -> Tensor:
         if self.unrolled_iters:

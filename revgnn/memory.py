@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .deq import solver_fields
 from .presets import count_parameters
 from .records import device_name
 
@@ -68,6 +69,8 @@ SPLIT_METHODS = {
     "cpu": "torch.profiler allocator events cut at optimizer.step; the storages of parameter gradients in flight "
            "(marked by a hook on each parameter) left out of activation_peak_bytes",
 }
+_STEP_SOLVER_FIELDS = ("deq_solver", "deq_tol", "deq_forward_iters", "deq_forward_residual", "deq_forward_converged",
+                       "deq_backward_iters", "deq_backward_residual", "deq_backward_converged")
 _OPT_STEP = "revgnn::optimizer_step"
 _GRAD_MARK = "revgnn::grad@"
 
@@ -133,6 +136,9 @@ class StepMemory:
         gradient_transient_bytes: most parameter-gradient bytes in flight at once during backward (CPU only).
         optimizer_transient_bytes: peak of ``optimizer.step()`` above what was alive when it began.
         split_method: how the three were measured (one of :data:`SPLIT_METHODS`).
+        deq_solver, deq_tol, deq_forward_iters, deq_forward_residual, deq_forward_converged, deq_backward_iters,
+            deq_backward_residual, deq_backward_converged: a DEQ-GNN's forward and adjoint solves in the measured
+            step (:func:`revgnn.deq.solver_fields`; None for layered models, backward None for inference).
         graph: ``num_nodes``, ``num_edges``; model: its configuration as a dict, ``num_parameters``.
     """
 
@@ -157,6 +163,14 @@ class StepMemory:
     gradient_transient_bytes: int | None = None
     optimizer_transient_bytes: int | None = None
     split_method: str | None = None
+    deq_solver: str | None = None
+    deq_tol: float | None = None
+    deq_forward_iters: int | None = None
+    deq_forward_residual: float | None = None
+    deq_forward_converged: bool | None = None
+    deq_backward_iters: int | None = None
+    deq_backward_residual: float | None = None
+    deq_backward_converged: bool | None = None
 
     @property
     def peak_above_state_bytes(self) -> int:
@@ -461,6 +475,9 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
         split = _cpu_split(prof)
         peak_bytes = baseline + split["increment"]
     stats = getattr(model, "last_solver_stats", None)
+    solves = {k: v for k, v in solver_fields(model).items() if k in _STEP_SOLVER_FIELDS}
+    if solves and not train:  # an inference step solves forward only
+        solves.update(deq_backward_iters=None, deq_backward_residual=None, deq_backward_converged=None)
     return StepMemory(
         device=device.type, device_name=device_name(device), method=PEAK_METHODS[device.type],
         mode="train" if train else "inference", peak_bytes=int(peak_bytes), baseline_bytes=int(baseline),
@@ -472,7 +489,7 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
         activation_peak_bytes=split.get("activation") if train else None,
         gradient_transient_bytes=split.get("gradient") if train else None,
         optimizer_transient_bytes=split.get("optimizer") if train else None,
-        split_method=SPLIT_METHODS[device.type] if train else None)
+        split_method=SPLIT_METHODS[device.type] if train else None, **solves)
 
 
 def measure_config(config, num_nodes: int, num_edges: int, device: str = "cpu", train: bool = True,

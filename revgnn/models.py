@@ -307,7 +307,18 @@ class DEQGNN(_FusedSwitch, nn.Module):
 
     @property
     def last_solver_stats(self):
+        """The last forward solve's :class:`~revgnn.deq.SolverStats`."""
         return self.deq.last_stats
+
+    @property
+    def last_backward_solver_stats(self):
+        """The last backward (adjoint) solve's :class:`~revgnn.deq.SolverStats`."""
+        return self.deq.last_backward_stats
+
+    @property
+    def last_stats(self) -> dict:
+        """``{"forward": {...}, "backward": {...}}``: iterations, residual, converged, tol and trace of each solve."""
+        return self.deq.solver_stats()
 
     def forward(self, x: Tensor | None, edge_index: Tensor, edge_attr: Tensor | None = None,
                 species: Tensor | None = None, n_id: Tensor | None = None) -> Tensor:

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from revgnn import distributed
 from revgnn.data import GraphDataset, evaluate, load_dataset
+from revgnn.deq import solver_fields
 from revgnn.partition import partition_subgraphs
 from revgnn.presets import ModelConfig, build_model, count_parameters
 from revgnn.records import atomic_torch_save, environment, peak_memory_bytes, read_json, write_json
@@ -326,7 +327,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
                desc=f"{tcfg.dataset} seed {seed}", disable=not tcfg.progress, leave=False)
     for epoch in bar:
         loss = _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device)
-        entry: dict[str, Any] = {"epoch": epoch, "loss": loss}
+        entry: dict[str, Any] = {"epoch": epoch, "loss": loss, **solver_fields(model, reset=True)}  # DEQ-GNN
         if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
             logits = predict(model, ds, eval_parts, tcfg.eval_views, _generator(seed, epoch, 1), eval_x, device,
                              shard=True)

@@ -125,3 +125,83 @@ def test_parameter_changed_in_place_before_backward_raises():
         f.w.mul_(0.9)                                     # as optimizer.step() before loss.backward() would
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.backward()
+
+
+# --- solver statistics (issue 17, item 2): iterations, residual and converged for the forward and adjoint solves ---
+
+def _check_stats_dict(d, tol):
+    assert isinstance(d["iterations"], int) and d["iterations"] >= 1
+    assert isinstance(d["residual"], float) and d["residual"] >= 0
+    assert isinstance(d["converged"], bool) and d["tol"] == tol
+    assert d["converged"] == (d["residual"] <= tol), "converged means the returned point's residual is within tol"
+    assert len(d["residuals"]) == d["iterations"] and min(d["residuals"]) == d["residual"]
+
+
+@pytest.mark.parametrize("solver", ["anderson", "broyden", "picard"])
+@pytest.mark.parametrize("norm, max_iter, expect", [(0.6, 200, True), (0.6, 3, False), (3.0, 30, False)])
+def test_converged_agrees_with_residual_and_tolerance(solver, norm, max_iter, expect):
+    """A contraction with enough iterations converges; too few iterations, or an expansive cell (||W|| = 3, no
+    reachable fixed point within 30 iterations), do not, and the stats say so."""
+    f = Contraction(norm=norm)
+    tol = 1e-8
+    layer = DEQLayer(f, solver, max_iter=max_iter, tol=tol)
+    x = torch.randn(10, 6, dtype=torch.float64, requires_grad=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (layer(x) * torch.linspace(-1, 1, 6, dtype=torch.float64)).sum().backward()
+    stats = layer.solver_stats()
+    for kind in ("forward", "backward"):
+        _check_stats_dict(stats[kind], tol)
+    assert stats["forward"]["converged"] is expect, stats["forward"]
+    messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    unconverged = [k for k in ("forward", "backward") if not stats[k]["converged"]]
+    assert len(messages) == len(unconverged), "one ConvergenceWarning per solve that misses its tolerance"
+    for kind, msg in zip(unconverged, messages):
+        s = stats[kind]
+        assert f"after {s['iterations']} iterations" in msg and f"{s['residual']:.2e}" in msg, \
+            f"the warning states the iterations and the residual: {msg}"
+
+
+def test_solver_fields_flat_record_and_counts():
+    from revgnn.deq import SOLVER_FIELDS, solver_fields
+
+    torch.manual_seed(0)
+    N, E = 40, 160
+    ei = torch.randint(0, N, (2, E))
+    ea, x, sp = torch.rand(E, 8), torch.rand(N, 8), torch.randint(0, 8, (N,))
+    model = DEQGNN(8, 16, 3, dropout=0.1, edge_dim=8, num_species=8, max_iter=40, tol=1e-3)
+    assert solver_fields(nn.Linear(2, 2)) == {}, "a layered model has no solver fields"
+    before = solver_fields(model)
+    assert before["deq_forward_iters"] is None and before["deq_forward_solves"] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(2):
+            model(x, ei, ea, sp).sum().backward()
+    fields = solver_fields(model, reset=True)
+    assert set(fields) == set(SOLVER_FIELDS)
+    for kind in ("forward", "backward"):
+        assert isinstance(fields[f"deq_{kind}_iters"], int) and fields[f"deq_{kind}_iters"] >= 1
+        assert isinstance(fields[f"deq_{kind}_residual"], float)
+        assert fields[f"deq_{kind}_converged"] == (fields[f"deq_{kind}_residual"] <= fields["deq_tol"])
+        assert fields[f"deq_{kind}_solves"] == 2 and 0 <= fields[f"deq_{kind}_unconverged"] <= 2
+    assert solver_fields(model)["deq_forward_solves"] == 0, "reset=True starts the count again"
+    assert model.last_stats["forward"]["iterations"] == fields["deq_forward_iters"]
+    assert model.last_stats["backward"]["residual"] == fields["deq_backward_residual"]
+    assert model.last_backward_solver_stats is model.deq.last_backward_stats
+
+
+def test_memory_record_carries_the_solves():
+    from revgnn import ModelConfig
+    from revgnn.memory import measure_config, synthetic_graph
+
+    graph = synthetic_graph(120, 1_200, seed=0)
+    cfg = ModelConfig(model="deq", num_layers=1, hidden_channels=8, max_iter=60, tol=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        rec = measure_config(cfg, 0, 0, data=graph, repeats=1).to_dict()
+        inf = measure_config(cfg, 0, 0, data=graph, repeats=1, train=False)
+    for kind in ("forward", "backward"):
+        assert isinstance(rec[f"deq_{kind}_iters"], int) and isinstance(rec[f"deq_{kind}_converged"], bool)
+        assert rec[f"deq_{kind}_converged"] == (rec[f"deq_{kind}_residual"] <= rec["deq_tol"] == 1e-3)
+    assert rec["deq_forward_iters"] == rec["solver_iterations"]
+    assert inf.deq_forward_iters >= 1 and inf.deq_backward_iters is None, "inference solves forward only"
