@@ -334,8 +334,8 @@ def test_deq_solves_that_miss_their_tolerance_are_counted_and_said():
         with solver_misses() as misses:
             for what in ("forward", "backward (adjoint)", "forward"):
                 warnings.warn(f"DEQ {what} solve did not converge: relative residual 1e-01 > tol 1e-04",
-                              ConvergenceWarning)
-            warnings.warn("something else", UserWarning)
+                              ConvergenceWarning, stacklevel=1)
+            warnings.warn("something else", UserWarning, stacklevel=1)
     assert misses["forward"] == 2 and misses["backward"] == 1, "forward and backward misses are counted apart"
     assert [str(w.message) for w in shown] == ["something else"], "only other warnings reach the notebook's output"
     note = deq_solver_note([{"model": "deq", "hidden_channels": 32, "solver_misses": misses}])

@@ -112,7 +112,8 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
             ax.errorbar(x, y, yerr=std, fmt=style["marker"], color=style["color"], markerfacecolor=face,
                         markersize=8, capsize=3, linestyle="none", label=f"{MODEL_NAMES[r['model']]} ({label})")
             misses = r.get("solver_misses") or {}
-            if misses.get("forward") or misses.get("backward"):
+            if misses.get("forward") or misses.get("backward") or any(
+                    v.get("unconverged") or v.get("converged") is False for v in (r.get("solver") or {}).values()):
                 ax.scatter(x, y, marker="o", s=260, facecolors="none", edgecolors="black", zorder=4,
                            label="solver did not converge")
             if len({q.get("hidden_channels") for q in rows}) > 1:  # one width: the title says it
@@ -319,7 +320,7 @@ def memory_table(records: Sequence[dict], x_key: str = "depth", x_header: str = 
     DEQ-GNN's x is its solver's iteration cap, never a layer count: it gets its own column ("solver iterations")
     and the layered models' column is ``x_header``. Columns of the memory split (``activation_peak_bytes``,
     ``gradient_transient_bytes``, ``optimizer_transient_bytes``, from :mod:`revgnn.memory`) and of the solver
-    (``converged``, ``residual``) appear when the records carry them.
+    (``solver``: DEQ-GNN's forward and backward solves) appear when the records carry them.
     """
     def mib(value):
         return None if value is None else value / 2**20
@@ -333,8 +334,7 @@ def memory_table(records: Sequence[dict], x_key: str = "depth", x_header: str = 
              "act": mib(r.get("activation_peak_bytes")), "opt": mib(r.get("optimizer_transient_bytes")),
              "grad": mib(r.get("gradient_transient_bytes")),
              "saved": mib(r.get("saved_bytes")), "oom": bool(r.get("oom")),
-             "conv": r.get("converged"),
-             "res": None if r.get("residual") is None else f"{r['residual']:.1e}"} for r in ordered]
+             "fwd": _solve(r, "forward"), "bwd": _solve(r, "backward")} for r in ordered]
     columns = [("model", "model"), ("D", "D"), ("x", x_header)]
     if any(r["it"] is not None for r in rows):
         columns.append(("it", "solver iterations"))
@@ -344,9 +344,18 @@ def memory_table(records: Sequence[dict], x_key: str = "depth", x_header: str = 
         columns += [("act", "activation peak (MiB)"), ("grad", "gradients in flight (MiB)"),
                     ("opt", "optimizer step transient (MiB)")]
     columns += [("saved", "saved for backward (MiB)"), ("oom", "over the limit")]
-    if any(r["conv"] is not None for r in rows):
-        columns += [("conv", "solver converged"), ("res", "final residual")]
+    if any(r["fwd"] is not None for r in rows):
+        columns += [("fwd", "forward solve: iterations, residual"), ("bwd", "backward solve: iterations, residual")]
     return markdown_table(rows, columns)
+
+
+def _solve(record: dict, kind: str) -> str | None:
+    """``30 it., 6.0e-04 (not converged)``: one DEQ-GNN solve of a record's ``solver`` statistics."""
+    stats = (record.get("solver") or {}).get(kind)
+    if not stats:
+        return None
+    mark = "" if stats.get("tol") == 0.0 else (" (converged)" if stats.get("converged") else " (not converged)")
+    return f"{stats['iterations']} it., {stats['residual']:.1e}{mark}"
 
 
 def model_label(record: dict) -> str:

@@ -141,30 +141,52 @@ def _last_miss(misses: dict) -> str:
 
 
 def deq_solver_note(records: Sequence[dict]) -> str:
-    """DEQ-GNN's solver, said plainly: how many forward and backward solves missed their tolerance
-    (``solver_misses``, counted by :func:`revgnn.book.records.solver_misses`) and the last solver statistics a record
-    carries (``solver``: ``{"forward"|"backward": {iterations, residual, converged, tol}}``); '' for records without
-    DEQ-GNN. Memory records at tolerance 0 (Fig. 4: every solve runs its whole iteration cap) get one line."""
+    """DEQ-GNN's solver, said plainly, forward and backward: the last solve's iterations, final residual and whether
+    it converged, and how many of the training solves stopped above the tolerance (``solver``, from
+    :func:`revgnn.book.records.solver_summary`); without those statistics, the count of missed solves
+    (``solver_misses``). '' for records without DEQ-GNN. Memory records at tolerance 0 (Fig. 4, where every solve runs
+    its whole iteration cap) are said in one line."""
     rows = [r for r in records if r.get("model") == "deq"]
     lines = []
-    capped = [r for r in rows if (r.get("config") or {}).get("tol") == 0.0 and r.get("solver_misses") is not None]
+    capped = [r for r in rows if (r.get("config") or {}).get("tol") == 0.0]
     if capped:
-        caps = ", ".join(str(r.get("depth")) for r in capped)
-        lines.append(f"- At tolerance 0, this figure's setting, every solve runs its whole cap ({caps} iterations) and "
-                     "none stops early: by design, not a failure; the memory does not depend on whether it converged.")
+        residuals = "; ".join(
+            f"cap {r.get('depth')}: forward {_sci(_get(r, 'forward', 'residual'))}, backward "
+            f"{_sci(_get(r, 'backward', 'residual'))}" for r in capped if r.get("solver"))
+        lines.append("- At tolerance 0, this figure's setting, every solve runs its whole iteration cap and none stops "
+                     "early: by design, not a failure; the memory does not depend on it."
+                     + (f" Final relative residuals: {residuals}." if residuals else ""))
     for r in rows:
+        if r in capped:
+            continue
+        name = f"{MODEL_NAMES['deq']}-{r.get('hidden_channels')}"
+        solver = r.get("solver") or {}
+        for kind in ("forward", "backward"):
+            stats = solver.get(kind)
+            if not stats:
+                continue
+            state = "converged" if stats.get("converged") else "**did not converge**"
+            count = ""
+            if stats.get("solves"):
+                count = (f"; **{stats['unconverged']} of {stats['solves']}** training solves stopped above the "
+                         "tolerance" if stats.get("unconverged") else
+                         f"; all {stats['solves']} training solves converged")
+            lines.append(f"- {name}, {kind} solve: the last took {stats.get('iterations')} iterations to a relative "
+                         f"residual of {_sci(stats.get('residual'))} (tolerance {_sci(stats.get('tol'))}): {state}"
+                         f"{count}.")
         misses = r.get("solver_misses")
-        if misses is not None and r not in capped:
+        if not solver and misses is not None:
             missed = misses.get("forward", 0) + misses.get("backward", 0)
-            lines.append(f"- {MODEL_NAMES['deq']}-{r.get('hidden_channels')}: "
-                         + (f"**{misses.get('forward', 0)} forward and {misses.get('backward', 0)} backward solves "
-                            f"did not converge** to their tolerance during training{_last_miss(misses)}"
-                            if missed else "every forward and backward solve converged to its tolerance") + ".")
-        for direction in ("forward", "backward"):
-            stats = (r.get("solver") or {}).get(direction)
-            if stats:
-                state = "converged" if stats.get("converged") else "**did not converge**"
-                lines.append(f"- {MODEL_NAMES['deq']}-{r.get('hidden_channels')}, last {direction} solve: "
-                             f"{stats.get('iterations')} iterations, final residual {stats.get('residual', 0):.1e} "
-                             f"(tolerance {stats.get('tol')}): {state}.")
+            lines.append(f"- {name}: " + (f"**{misses.get('forward', 0)} forward and {misses.get('backward', 0)} "
+                                          f"backward solves did not converge** to their tolerance{_last_miss(misses)}"
+                                          if missed else "every forward and backward solve converged to its tolerance")
+                         + ".")
     return ("**DEQ-GNN's solver.**\n\n" + "\n".join(lines)) if lines else ""
+
+
+def _get(record: dict, kind: str, key: str):
+    return ((record.get("solver") or {}).get(kind) or {}).get(key)
+
+
+def _sci(value) -> str:
+    return "–" if value is None else f"{value:.1e}"

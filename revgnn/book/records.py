@@ -23,7 +23,8 @@ from pathlib import Path
 from revgnn.presets import PAPER_PARAMS
 
 __all__ = ["REPO_ROOT", "FRESH", "MODEL_NAMES", "PAPER_MARKS", "PAPER_112_LAYERS", "PAPER_MAIN", "resolve_path",
-           "load_records", "memory_records", "solver_misses", "accuracy_records", "live_record", "markdown_table"]
+           "load_records", "memory_records", "solver_misses", "solver_summary", "accuracy_records", "live_record",
+           "markdown_table"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # a relative results path means the same file from any folder
 
@@ -131,6 +132,27 @@ def _benchmark_row(row: dict, result: dict) -> dict:
             "dataset": (result.get("graph") or {}).get("name"), "provenance": result.get("provenance") or {}}
 
 
+def solver_summary(entries: Sequence[dict]) -> dict | None:
+    """DEQ-GNN's solves from :func:`revgnn.deq.solver_fields` records (a training history, or one measured step):
+    ``{"forward"|"backward": {"iterations", "residual", "converged", "tol", "solves", "unconverged"}}``, the last
+    solve's statistics and, over all entries, how many solves ran and how many stopped above the tolerance; None when
+    no entry carries them (a layered model)."""
+    entries = [e for e in entries if e.get("deq_forward_iters") is not None]
+    if not entries:
+        return None
+    out = {}
+    for kind in ("forward", "backward"):
+        last = next((e for e in reversed(entries) if e.get(f"deq_{kind}_iters") is not None), None)
+        if last is None:
+            continue
+        counted = [e for e in entries if e.get(f"deq_{kind}_solves") is not None]
+        out[kind] = {"iterations": last[f"deq_{kind}_iters"], "residual": last[f"deq_{kind}_residual"],
+                     "converged": last[f"deq_{kind}_converged"], "tol": last.get("deq_tol"),
+                     "solves": sum(e[f"deq_{kind}_solves"] for e in counted) if counted else None,
+                     "unconverged": sum(e[f"deq_{kind}_unconverged"] for e in counted) if counted else None}
+    return out
+
+
 @contextlib.contextmanager
 def solver_misses() -> Iterator[dict]:
     """Count DEQ-GNN's solves that missed their tolerance (:class:`revgnn.deq.ConvergenceWarning`) instead of letting
@@ -199,8 +221,9 @@ def memory_records(points: Iterable[tuple[dict, object]], data, device="cpu", se
                                       data=data, repeats=repeats).to_dict()
             if config.model == "deq":  # at tol 0 (Fig. 4) every solve runs its cap: "converged" means nothing there
                 step["solver_misses"] = misses
-                if config.tol > 0:
-                    step["converged"] = not (misses["forward"] or misses["backward"])
+                step["solver"] = solver_summary([step])
+                if config.tol > 0 and step["solver"]:
+                    step["converged"] = all(v["converged"] for v in step["solver"].values())
         except torch.cuda.OutOfMemoryError:
             step = {"peak_bytes": None, "oom": True}
             torch.cuda.empty_cache()
@@ -282,4 +305,5 @@ def live_record(run: dict, config, data, epochs: int, **labels) -> dict:
             "dataset": data.name, "num_nodes": data.num_nodes, "num_edges": data.data.num_edges, "epochs": epochs,
             "max_hops": int(hop.max()) if hop is not None else None,
             "seed": run["seed"], "roc_auc": run["best"]["test"], "valid": run["best"]["valid"],
-            "params": run["params"], "device_name": run["device"], "git_revision": run["git_revision"], **labels}
+            "params": run["params"], "device_name": run["device"], "git_revision": run["git_revision"],
+            **({"solver": solver_summary(run.get("history") or [])} if config.model == "deq" else {}), **labels}
