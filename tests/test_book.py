@@ -202,7 +202,7 @@ def _pages() -> dict[str, str]:
     return texts
 
 
-_MARK = re.compile(r"\[([a-zA-Z][\w ,.\-]*)\](?![(:\[])")  # [paper], [code, OGB]; not a link
+_MARK = re.compile(r"\[([a-zA-Z][\w ,.\-]*)\](?![(\[])")  # [paper], [code, OGB]; not a link
 
 
 def test_every_mark_is_in_the_index_key():
