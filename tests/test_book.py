@@ -90,7 +90,7 @@ def test_claims_cover_every_family_and_the_paper_numbers_carry_their_marks():
 
     assert {c.model for c in CLAIMS} | {c.baseline for c in CLAIMS} == {"res", "rev", "wt-res", "wt-rev", "deq"}
     table = claims_table(check_claims(accuracy_records(FIG1)))
-    assert table.count("{doc}`_executed/fig1_auc_vs_memory`") == len(CLAIMS), "each claim links to its figure"
+    assert table.count("{doc}`Fig. 1 <_executed/fig1_auc_vs_memory>`") == len(CLAIMS), "each claim links to its figure"
     assert "85.48 vs 85.94 % [unconfirmed]" in table, "the paper's RevGNN-64 vs ResGNN-64 with its mark"
 
 
@@ -343,3 +343,14 @@ def test_deq_solves_that_miss_their_tolerance_are_counted_and_said():
     clean = deq_solver_note([{"model": "deq", "hidden_channels": 32, "solver_misses": {"forward": 0, "backward": 0}}])
     assert "converged to its tolerance" in clean and "did not" not in clean
     assert deq_solver_note([{"model": "rev"}]) == "", "no DEQ-GNN, no note"
+
+
+def test_plotted_from_keeps_solver_iterations_apart_from_layers():
+    from revgnn.book import plotted_from
+
+    records = [{"model": "res", "depth": d, "hidden_channels": 16} for d in (1, 10)]
+    records += [{"model": "deq", "depth": i, "hidden_channels": 16} for i in (5, 50)]
+    header, _, row = plotted_from({"ours": records}, x_key="depth").splitlines()[2:5]
+    cells = dict(zip([h.strip() for h in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
+    assert cells["depths L"] == "1, 10" and cells["DEQ-GNN solver iterations"] == "5, 50", \
+        "layers and DEQ-GNN's solver iterations are separate columns"

@@ -134,7 +134,8 @@ def plotted_from(series: dict[str, Sequence[dict]], x_key: str = "num_layers") -
             record's ``git_revision``); a record without one was computed by this run.
         x_key: the record key of the depth axis (``num_layers``, or ``depth`` in memory records).
 
-    Columns: series, source, revision, depths L, D, N, E, epochs, seeds, device.
+    Columns: series, source, revision, depths L (of the layered models), DEQ-GNN's solver iterations (its cap,
+    when a series has DEQ-GNN: it has no layers), D, N, E, epochs, seeds, device.
     """
     rows = []
     for label, records in series.items():
@@ -146,7 +147,9 @@ def plotted_from(series: dict[str, Sequence[dict]], x_key: str = "num_layers") -
                      for r in records}
         rows.append({
             "series": label, "source": describe_values(sources), "revision": describe_values(revisions - {""}),
-            "L": describe_values(r.get(x_key) for r in records),
+            "L": describe_values(r.get(x_key) for r in records if r.get("model") != "deq"),
+            "iterations": describe_values(r.get(x_key) if x_key == "depth" else r.get("max_iter")
+                                          for r in records if r.get("model") == "deq"),
             "D": describe_values(r.get("hidden_channels") for r in records),
             "N": describe_values(r.get("num_nodes") for r in records),
             "E": describe_values(r.get("num_edges") for r in records),
@@ -159,6 +162,8 @@ def plotted_from(series: dict[str, Sequence[dict]], x_key: str = "num_layers") -
                ("device", "device")]
     if any(r.get("max_hops") is not None for records in series.values() for r in records):
         columns.insert(7, ("hops", "task radii up to"))  # synthetic-proteins' max_hops
+    if any(r.get("model") == "deq" for records in series.values() for r in records):
+        columns.insert(4, ("iterations", "DEQ-GNN solver iterations"))  # DEQ-GNN has no layers: its own column
     return "**Plotted from**\n\n" + markdown_table(rows, columns)
 
 
