@@ -295,9 +295,13 @@ def test_colours_and_axes_do_not_depend_on_run_order():
     import matplotlib
 
     matplotlib.use("Agg")
-    from revgnn.book import memory_panels, series_colour
+    from revgnn.book import memory_panels, series_colour, series_colours
 
     assert series_colour("D=32, 2,000 nodes, radii 1-8") == series_colour("D=32, 2,000 nodes, radii 1-8")
+    sweeps = ["D=32, 4,000 nodes, radii 1-8", "D=32, 2,000 nodes, radii 1-8", "D=32, 4,000 nodes, radii 1-16"]
+    colours = series_colours(sweeps)
+    assert len(set(colours.values())) == 3, "the depth sweeps' series have three different colours"
+    assert colours == series_colours(reversed(sweeps)), "whatever order the series come in"
     records = [_memory(m, d, p * d, 0.01 * d) for m, p in (("res", 2.0), ("rev", 0.01)) for d in (1, 4, 16, 64)]
     shuffled = records[:]
     random.Random(0).shuffle(shuffled)

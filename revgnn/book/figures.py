@@ -21,7 +21,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from .records import MODEL_NAMES, PAPER_112_LAYERS, _pct, markdown_table
 
 __all__ = ["MODEL_STYLES", "provenance_line", "plot_auc_vs_memory", "memory_panels", "plot_metric_vs_depth",
-           "memory_table", "model_label", "accuracy_table", "series_colour"]
+           "memory_table", "model_label", "accuracy_table", "series_colour", "series_colours"]
 
 MODEL_STYLES = {  # one colour and marker per model family, in every figure
     "res": {"color": "#d62728", "marker": "s"},
@@ -154,12 +154,30 @@ def _setting(records: Sequence[dict]) -> str:
 
 # series of the depth sweeps (a width and a graph): colours picked by the label's hash, not by the order of the
 # series, so a rerun or another parameter set keeps every series' colour; none is a model family's colour
-_SERIES_PALETTE = ("#17becf", "#bcbd22", "#e377c2", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39")
+_SERIES_PALETTE = ("#17becf", "#bcbd22", "#e377c2", "#7f7f7f", "#393b79", "#637939", "#e7ba52", "#6b6ecf")
 
 
 def series_colour(label: str) -> str:
     """The fixed colour of a depth-sweep series (e.g. ``D=32, 2,000 nodes, radii 1-8``), the same in every run."""
-    return _SERIES_PALETTE[int(hashlib.sha1(label.encode()).hexdigest(), 16) % len(_SERIES_PALETTE)]
+    return _SERIES_PALETTE[_slot(label)]
+
+
+def series_colours(labels) -> dict[str, str]:
+    """Colours of the series of one figure: each its :func:`series_colour`, except that two series whose labels
+    hash alike get the next free colours, in the order of their labels (never the order of the run)."""
+    used: set[int] = set()
+    colours = {}
+    for label in sorted(set(labels)):
+        slot = _slot(label)
+        while slot in used and len(used) < len(_SERIES_PALETTE):
+            slot = (slot + 1) % len(_SERIES_PALETTE)
+        used.add(slot)
+        colours[label] = _SERIES_PALETTE[slot]
+    return colours
+
+
+def _slot(label: str) -> int:
+    return int(hashlib.sha1(label.encode()).hexdigest(), 16) % len(_SERIES_PALETTE)
 
 
 _PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 1, 2, 4, 0.5 instead of 2^0 or 1.0
@@ -280,7 +298,8 @@ def plot_metric_vs_depth(live: Sequence[dict], committed: Sequence[dict] = (), m
         xs, ys = zip(*sorted(reference))
         ax.plot(xs, [_pct(y) for y in ys], ls=":", marker="x", color="0.45", label=reference_label)
     widths = sorted({r[series_key] for r in [*live, *committed]}, key=str)
-    colour = {w: series_colour(series_format.format(w)) for w in widths}
+    names = series_colours(series_format.format(w) for w in widths)
+    colour = {w: names[series_format.format(w)] for w in widths}
     for value in widths:
         rows = sorted((r for r in committed if r[series_key] == value), key=lambda r: r[x_key])
         if rows:
