@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from revgnn.book import build, params
+from revgnn.book import build, offline, params
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -240,10 +240,10 @@ def test_bad_parameters_stop_the_notebook_early_with_a_clear_error(tmp_path, nam
 def test_offline_check_finds_remote_assets(tmp_path):
     (tmp_path / "ok.html").write_text('<script src="_static/mathjax/tex-chtml.js"></script>'
                                       '<a href="https://arxiv.org/abs/2106.07476">paper</a>')
-    assert build.remote_assets(tmp_path) == [], "local scripts and plain links are fine offline"
+    assert offline.remote_assets(tmp_path) == [], "local scripts and plain links are fine offline"
     (tmp_path / "bad.html").write_text('<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js">'
                                        '</script><link rel="stylesheet" href="//fonts.example.org/a.css">')
-    found = build.remote_assets(tmp_path)
+    found = offline.remote_assets(tmp_path)
     assert len(found) == 2 and all(f.startswith("bad.html") for f in found), "CDN scripts and styles are flagged"
 
 

@@ -8,6 +8,7 @@ Modules, imported one way (a module imports only those before it):
 - :mod:`~revgnn.book.figures`: plots and tables;
 - :mod:`~revgnn.book.prose`: the "Reading the figure" text, computed from the plotted records;
 - :mod:`~revgnn.book.sources`: committed records or a fresh run, "plotted from" tables, rerun notes;
+- :mod:`~revgnn.book.offline`: MathJax from the build, and no page loading anything from another host;
 - :mod:`~revgnn.book.build`: execute the notebooks and render the book (``python -m revgnn.book``).
 
 Notebooks import the public names from here (``from revgnn.book import memory_panels``); each is loaded from its

@@ -21,16 +21,10 @@ thread pool thrashes as soon as anything else runs. The top layer of :mod:`revgn
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import logging
 import os
-import re
-import shutil
 import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -41,6 +35,7 @@ import yaml
 from tqdm import tqdm
 
 from .claims import check_claims, claims_table
+from .offline import check_offline, ensure_mathjax
 from .params import BookError, check_parameter_names
 from .prose import depth_reading
 from .records import accuracy_records
@@ -48,34 +43,8 @@ from .sources import accuracy_results_table
 
 log = logging.getLogger("revgnn.book")
 
-
-MATHJAX_VERSION = "3.2.2"
-
-
-# npm's dist.integrity of mathjax@3.2.2: the tarball is checked against it before it is unpacked.
-MATHJAX_INTEGRITY = (
-    "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw=="
-)
-
-
-ASSETS_DIR = Path("_build") / "_assets"  # html_static_path in _config.yml; copied to _build/html/_static/
-
-
 EXECUTED_DIR = Path("book") / "_executed"  # the notebook chapters of _toc.yml
-
-
 NOTEBOOK_TIMEOUT_S = 600  # per cell at the defaults (seconds each); no limit with a parameter set
-
-
-# src/href of a tag that the browser fetches by itself (script, stylesheet, image, font, iframe); plain <a> links
-# to the paper or OGB are fine offline, they just are not followed.
-_REMOTE_ASSET = re.compile(
-    r"<(script|link|img|iframe|source|embed)\b[^>]*?\b(src|href)\s*=\s*[\"']((?:https?:)?//[^\"']+)[\"']",
-    re.IGNORECASE,
-)
-
-
-_CSS_REMOTE = re.compile(r"@import\s+url\(\s*[\"']?(?:https?:)?//|url\(\s*[\"']?(?:https?:)?//", re.IGNORECASE)
 
 
 @dataclass
@@ -287,55 +256,6 @@ def execute_notebooks(root: Path, names: list[str], params_dir: Path | None, cle
     return runs
 
 
-def _npm_integrity(path: Path) -> str:
-    return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
-
-
-def ensure_mathjax(root: Path) -> Path:
-    """MathJax 3 in ``_build/_assets/mathjax/`` (its ``es5`` folder), from the npm package; returns that folder.
-
-    Sources, in order: the cached copy; ``$REVGNN_MATHJAX_TGZ`` (a mathjax-3.2.2.tgz already downloaded);
-    ``npm pack mathjax@3.2.2``. The tarball must match npm's published sha512 integrity.
-    """
-    target = root / ASSETS_DIR / "mathjax"
-    stamp = target / ".version"
-    if stamp.is_file() and stamp.read_text().strip() == MATHJAX_VERSION and (target / "tex-chtml.js").is_file():
-        return target
-    with tempfile.TemporaryDirectory() as tmp:
-        tgz = os.environ.get("REVGNN_MATHJAX_TGZ")
-        if tgz:
-            tarball = Path(tgz)
-        else:
-            npm = shutil.which("npm")
-            if npm is None:
-                raise BookError(
-                    "MathJax is served from the build (offline book), and it comes from the npm package "
-                    f"mathjax@{MATHJAX_VERSION}: install Node.js/npm (Debian: apt-get install npm), or download "
-                    "the tarball elsewhere and set REVGNN_MATHJAX_TGZ=/path/to/mathjax-3.2.2.tgz"
-                )
-            log.info("fetching mathjax@%s with npm", MATHJAX_VERSION)
-            done = subprocess.run(
-                [npm, "pack", f"mathjax@{MATHJAX_VERSION}", "--pack-destination", tmp, "--silent"],
-                capture_output=True, text=True, cwd=tmp,
-            )
-            if done.returncode != 0:
-                raise BookError(f"`npm pack mathjax@{MATHJAX_VERSION}` failed:\n{done.stderr}")
-            tarball = Path(tmp) / f"mathjax-{MATHJAX_VERSION}.tgz"
-        if _npm_integrity(tarball) != MATHJAX_INTEGRITY:
-            raise BookError(f"{tarball} does not match npm's integrity for mathjax@{MATHJAX_VERSION}")
-        unpack = Path(tmp) / "unpacked"
-        with tarfile.open(tarball) as tar:
-            members = [m for m in tar.getmembers() if m.name.startswith("package/es5/")]
-            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.10.12 / 3.11.4
-            tar.extractall(unpack, members=members, **safe)
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(unpack / "package" / "es5"), str(target))
-        stamp.write_text(MATHJAX_VERSION + "\n")
-    return target
-
-
 GENERATED_DIR = Path("_build") / "_generated"  # Markdown generated from results/, included by book pages
 DEPTH_FILES = ("accuracy_synthetic-depth.json", "accuracy_synthetic-depth-2000.json",
                "accuracy_synthetic-depth-16hops.json")  # the committed depth sweeps, in the results page's order
@@ -368,27 +288,6 @@ def jupyter_book_build(root: Path) -> Path:
     if done.returncode != 0:
         raise BookError(f"jupyter-book build failed (exit {done.returncode}); the warnings above say where")
     return root / "_build" / "html"
-
-
-def remote_assets(html_dir: Path) -> list[str]:
-    """Every script, stylesheet, image or font that a built page (or css file) would fetch from another host."""
-    found = []
-    for page in sorted(html_dir.rglob("*.html")):
-        for match in _REMOTE_ASSET.finditer(page.read_text(errors="replace")):
-            found.append(f"{page.relative_to(html_dir)}: <{match.group(1)} {match.group(2)}={match.group(3)}>")
-    for sheet in sorted(html_dir.rglob("*.css")):
-        if _CSS_REMOTE.search(sheet.read_text(errors="replace")):
-            found.append(f"{sheet.relative_to(html_dir)}: url() of another host")
-    return found
-
-
-def check_offline(html_dir: Path) -> None:
-    """Fail when a page loads anything from another host, or when MathJax is not the local copy."""
-    remote = remote_assets(html_dir)
-    if remote:
-        raise BookError("the book would load assets from the network:\n  " + "\n  ".join(remote[:20]))
-    if not (html_dir / "_static" / "mathjax" / "tex-chtml.js").is_file():
-        raise BookError("_static/mathjax/tex-chtml.js is missing from the build: equations would not render")
 
 
 def build(params: str | None = None, notebooks: list[str] | None = None, execute: bool = True,
