@@ -358,3 +358,10 @@ def test_plotted_from_keeps_solver_iterations_apart_from_layers():
     cells = dict(zip([h.strip() for h in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
     assert cells["depths L"] == "1, 10" and cells["DEQ-GNN solver iterations"] == "5, 50", \
         "layers and DEQ-GNN's solver iterations are separate columns"
+
+
+def test_no_page_numbers_its_own_figures():
+    """Sphinx numbers MyST figures per page ("Fig. 1"), which collides with the paper's figure names."""
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(path, 4).cells:
+            assert "figure" not in cell.metadata.get("mystnb", {}), f"{path.name}: a numbered MyST figure"
