@@ -4,6 +4,8 @@ WT-ResGNN, WT-RevGNN and DEQ-GNN as L (DEQ-GNN: solver iterations) grows, on a s
     OMP_NUM_THREADS=1 python benchmarks/memory_depth.py --graph small       # N=500, E=5,000, D=16, L up to 1001
     OMP_NUM_THREADS=1 python benchmarks/memory_depth.py --graph partition   # 13,253 nodes, 791,224 edges (1/10 of
                                                                             # ogbn-proteins' nodes, 1/100 of its edges)
+    OMP_NUM_THREADS=1 python benchmarks/memory_depth.py --graph mid --fused --models rev res --no-inference
+        # N=2,000, E=40,000, D=32: `revgnn memory`'s shape in issue 17; L = 4 ... 128
 Writes results/memory_depth_<graph>[_<device>].json (schema in results/README.md). Message passing is PyG's GENConv
 (the implementation the paper measured) unless ``--fused`` asks for revgnn.fused; the book's Figs. 2-4 take the same
 choice as their ``fused`` parameter.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -29,6 +32,7 @@ from revgnn.records import read_json, write_json  # noqa: E402
 GRAPHS = {  # name: (nodes, edges, channels)
     "small": (500, 5_000, 16),
     "partition": (13_253, 791_224, 32),   # one of 10 random parts of ogbn-proteins: N/10 nodes, ~E/100 edges
+    "mid": (2_000, 40_000, 32),           # `revgnn memory --channels 32 --nodes 2000 --edges 40000` (issue 17)
 }
 # label: (ModelConfig overrides, meaning of the x axis)
 MODELS = {
@@ -42,11 +46,14 @@ MODELS = {
 DEPTHS = {
     "small": {"default": [1, 10, 100, 250, 500, 1001], "deq": [1, 5, 10, 25, 50, 100]},
     "partition": {"default": [1, 2, 4, 8], "wt-res": [2, 8], "wt-rev": [2, 8], "deq": [2, 8]},
+    "mid": {"default": [4, 16, 32, 128], "res": [4, 16, 32], "res-ckpt": [4, 16, 32], "wt-res": [4, 16, 32],
+            "deq": [4, 16, 32]},
 }
 QUICK = {
     "small": {"default": [1, 10, 100, 1001], "res": [1, 10, 100, 250], "res-ckpt": [1, 10, 100, 250],
               "wt-res": [1, 10, 100, 250], "deq": [1, 10, 50]},
     "partition": {"default": [1, 2, 4], "wt-res": [2, 4], "wt-rev": [2, 4], "deq": [2, 4]},
+    "mid": {"default": [4, 128], "res": [4, 32], "res-ckpt": [4, 32], "wt-res": [4, 32], "deq": [4, 16]},
 }
 INFERENCE_MODELS = ("res", "rev")
 GiB = 2**30
@@ -75,6 +82,10 @@ def summarise(rows: list[dict], limits: dict[str, int]) -> dict:
         s = {"x": xs, "peak_fit": fit, "peak_above_state_fit": fit_act,
              "peak_above_state_max_over_min": max(r["peak_above_state_bytes"] for r in rs)
              / min(r["peak_above_state_bytes"] for r in rs)}
+        if all(r.get("activation_peak_bytes") for r in rs):  # records from before the split lack it
+            s["activation_peak_fit"] = linear_fit(xs, [r["activation_peak_bytes"] for r in rs])
+            s["activation_peak_max_over_min"] = (max(r["activation_peak_bytes"] for r in rs)
+                                                 / min(r["activation_peak_bytes"] for r in rs))
         if fit["slope"] and fit["slope"] > 0:
             s["oom_depth"] = {name: int((lim - fit["intercept"]) / fit["slope"]) for name, lim in limits.items()}
         out[label] = s
@@ -93,6 +104,12 @@ def targets(rows: list[dict]) -> dict:
         t["rev_flat"] = {"target": f"RevGNN peak above model state at the deepest L within 5 % of L={ref}",
                          "L_ref": ref, "L_top": top, "ref_bytes": a, "top_bytes": b,
                          "relative_change": (b - a) / a, "met": abs(b - a) / a <= 0.05}
+        a, b = rev[ref].get("activation_peak_bytes"), rev[top].get("activation_peak_bytes")
+        if a and b:
+            t["rev_activation_flat"] = {
+                "target": f"RevGNN activation peak (forward + backward, above parameters and gradients) at the "
+                          f"deepest L at most 1.02 x that at L={ref} (issue 17)",
+                "L_ref": ref, "L_top": top, "ref_bytes": a, "top_bytes": b, "ratio": b / a, "met": b / a <= 1.02}
     res = [r for r in rows if r["label"] == "res" and r["mode"] == "train"]
     if len(res) >= 3:
         fit = linear_fit([r["x"] for r in res], [r["peak_bytes"] for r in res])
@@ -138,6 +155,7 @@ def main(argv=None) -> int:
     data = synthetic_graph(nodes, edges, seed=0)
     rows = []
     t_start = time.time()
+    load_start = os.getloadavg()
     for label in args.models:
         overrides, axis = MODELS[label]
         depths = args.depths or depth_table.get(label, depth_table["default"])
@@ -154,7 +172,8 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(f"{label:8s} {mode:9s} x={x:5d} peak={rec.peak_bytes / 2**20:9.1f} MiB "
                       f"state={rec.state_bytes / 2**20:8.1f} MiB above={rec.peak_above_state_bytes / 2**20:9.1f} "
-                      f"MiB saved={rec.saved_bytes / 2**20:9.1f} MiB t={rec.step_seconds:7.2f}s "
+                      f"MiB act={(rec.activation_peak_bytes or 0) / 2**20:9.1f} MiB "
+                      f"saved={rec.saved_bytes / 2**20:9.1f} MiB t={rec.step_seconds:7.2f}s "
                       f"[{time.time() - t_start:6.0f}s]", flush=True)
     prov = provenance(args.device)
     limits = {"this_machine": prov["memory_total_bytes"] or 0, "16GiB": 16 * GiB, "32GiB_V100": 32 * GiB,
@@ -169,6 +188,7 @@ def main(argv=None) -> int:
         "memory_limits_bytes": limits,
         "rows": rows,
         "seconds": time.time() - t_start,
+        "load_average": {"start": load_start, "end": os.getloadavg()},  # 1/5/15-minute; memory is not timing
     }
     return write_result(f"memory_depth_{args.graph}", args.device, args.out, _analyse(result))
 

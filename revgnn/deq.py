@@ -13,7 +13,16 @@ with the number of iterations (the layer is O(ND), like RevGNN).
 Solvers: ``"anderson"`` (Anderson acceleration, window m, Tikhonov-regularised least squares; the default),
 ``"broyden"`` (limited-memory good Broyden) and ``"picard"`` (plain iteration z <- f(z)). Every solve returns a
 :class:`SolverStats` record; a solve that stops at ``max_iter`` above tolerance emits a
-:class:`ConvergenceWarning` and says so in its stats.
+:class:`ConvergenceWarning` and says so in its stats. :func:`solver_fields` flattens the last forward and adjoint
+solves (and counts of the training solves that missed) into record fields; ``revgnn.memory`` and
+``revgnn.train`` put them in every step record and training-history entry of a DEQ-GNN.
+
+The defaults (Anderson, m = 5, tol 1e-4, cap 30) do not always converge, and the records say when they do not
+(``results/deq_convergence.json``, ``benchmarks/deq_convergence.py``). At the initial weights the cell need not be a
+contraction: on the Fig. 1 live graph (N = 2,000, D = 32) the first training step's solves need 33 and 31
+iterations for seed 0, 23 and 18 for seed 1, and for seed 2 stay near 4e-3 after 100. From the second step on,
+every solve of the three seeds converged within 13 iterations. Fig. 4's points run with tol = 0 (every cap in full),
+so they never count as converged; the record gives the residual each cap reaches.
 """
 from __future__ import annotations
 

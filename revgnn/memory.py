@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .allocations import OPT_STEP_MARK, QuietProfile, cpu_peak_increment, cpu_split, mark_gradient
 from .deq import solver_fields
 from .presets import count_parameters
 from .records import device_name
@@ -71,8 +72,6 @@ SPLIT_METHODS = {
 }
 _STEP_SOLVER_FIELDS = ("deq_solver", "deq_tol", "deq_forward_iters", "deq_forward_residual", "deq_forward_converged",
                        "deq_backward_iters", "deq_backward_residual", "deq_backward_converged")
-_OPT_STEP = "revgnn::optimizer_step"
-_GRAD_MARK = "revgnn::grad@"
 
 
 class SavedTensorMeter:
@@ -219,133 +218,12 @@ def synthetic_graph(num_nodes: int, num_edges: int, seed: int = 0):
     return Data(**{k: data[k] for k in keep}, num_nodes=num_nodes)
 
 
+_cpu_peak_increment = cpu_peak_increment  # the name benchmarks/fused.py and drift.py import
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _cpu_peak_increment(prof) -> int:
-    """Running maximum of the allocator's allocation (+) and free (-) events, in time order."""
-    events = [e for e in prof.profiler.kineto_results.events()
-              if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
-    events.sort(key=lambda e: e.start_ns())
-    run = peak = 0
-    for e in events:
-        run += e.nbytes()
-        peak = max(peak, run)
-    return peak
-
-
-def _mark_gradient(grad: Tensor) -> None:
-    with torch.profiler.record_function(f"{_GRAD_MARK}{grad.untyped_storage().data_ptr()}"):
-        pass
-
-
-def _event_tree(prof):
-    stack = list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        ev = stack.pop()
-        yield ev
-        stack.extend(ev.children)
-
-
-def _cpu_split(prof) -> dict[str, int]:
-    """The step's allocator events split at the ``optimizer.step()`` mark, gradients in flight set apart.
-
-    Returns ``increment`` (the running maximum of all events, as :func:`_cpu_peak_increment`), ``activation``
-    (that of forward + backward without the gradient storages marked by :func:`_mark_gradient`), ``gradient``
-    (the most gradient bytes alive at once before the step) and ``optimizer`` (the running maximum during the
-    step above the level at its start).
-    """
-    from torch._C._profiler import _EventType
-
-    allocs, marks, step_start = [], [], None
-    for ev in _event_tree(prof):
-        kind, fields = ev.typed
-        if kind == _EventType.Allocation:
-            if fields.device.type == "cpu":
-                allocs.append((ev.start_time_ns, fields.ptr, fields.alloc_size))
-        elif ev.name == _OPT_STEP:
-            step_start = ev.start_time_ns if step_start is None else min(step_start, ev.start_time_ns)
-        elif ev.name.startswith(_GRAD_MARK):
-            marks.append((ev.start_time_ns, int(ev.name[len(_GRAD_MARK):])))
-    allocs.sort(key=lambda a: a[0])
-    marks.sort()
-    # pass 1: which allocation (and its free) holds a gradient handed to a parameter
-    grad_events, open_at, pending, m = set(), {}, set(), 0
-    for i, (t, ptr, size) in enumerate(allocs):
-        while m < len(marks) and marks[m][0] <= t:
-            if marks[m][1] in open_at:
-                grad_events.add(open_at[marks[m][1]])
-                pending.add(marks[m][1])
-            m += 1
-        if size > 0:
-            open_at[ptr] = i
-        else:
-            open_at.pop(ptr, None)
-            if ptr in pending:
-                pending.discard(ptr)
-                grad_events.add(i)
-    # pass 2: the running sums
-    run = act = grad = 0
-    out = dict(increment=0, activation=0, gradient=0, optimizer=0)
-    level = None
-    for i, (t, _, size) in enumerate(allocs):
-        run += size
-        out["increment"] = max(out["increment"], run)
-        if step_start is not None and t >= step_start:
-            level = run - size if level is None else level
-            out["optimizer"] = max(out["optimizer"], run - level)
-            continue
-        if i in grad_events:
-            grad += size
-            out["gradient"] = max(out["gradient"], grad)
-        else:
-            act += size
-            out["activation"] = max(out["activation"], act)
-    return out
-
-
-@contextmanager
-def _quiet_profiler():
-    """Keep libkineto's log lines (``USDT: ... profiler_start``, ``STAGE: ...``) off the process's stderr.
-
-    ``KINETO_LOG_LEVEL=6`` (above its highest level) silences them when set before the first profile in a
-    process; a profile started earlier has read the level already, so stderr's file descriptor is also pointed
-    at ``/dev/null`` while the profiler starts and stops (where libkineto logs).
-    """
-    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-class _QuietProfile:
-    """``torch.profiler.profile`` whose start and stop write nothing to stderr."""
-
-    def __init__(self, **kwargs):
-        from torch.profiler import profile
-
-        self.prof = profile(**kwargs)
-
-    def __enter__(self):
-        with _quiet_profiler():
-            self.prof.__enter__()
-        return self.prof
-
-    def __exit__(self, *exc):
-        with _quiet_profiler():
-            return self.prof.__exit__(*exc)
 
 
 class _Step:
@@ -377,7 +255,7 @@ class _Step:
                 self._forward()
             return
         self.model.train()
-        hooks = [p.register_hook(_mark_gradient) for p in self.model.parameters()
+        hooks = [p.register_hook(mark_gradient) for p in self.model.parameters()
                  if p.requires_grad] if mark_gradients else []
         try:
             if meter:
@@ -393,7 +271,7 @@ class _Step:
         finally:
             for h in hooks:
                 h.remove()
-        with phase(_OPT_STEP) if phase is not None else nullcontext():
+        with phase(OPT_STEP_MARK) if phase is not None else nullcontext():
             self.opt.step()
 
     def _state_tensors(self) -> list:
@@ -470,9 +348,9 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
         from torch.profiler import ProfilerActivity, record_function
 
         baseline = tensor_bytes(step.live_tensors())
-        with _QuietProfile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with QuietProfile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             step(meter=True, phase=record_function, mark_gradients=train)
-        split = _cpu_split(prof)
+        split = cpu_split(prof)
         peak_bytes = baseline + split["increment"]
     stats = getattr(model, "last_solver_stats", None)
     solves = {k: v for k, v in solver_fields(model).items() if k in _STEP_SOLVER_FIELDS}

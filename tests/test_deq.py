@@ -1,4 +1,5 @@
 """DEQ claims: the solver finds fixed points, the implicit gradient is exact, memory ignores the iteration count."""
+import json
 import warnings
 
 import pytest
@@ -205,3 +206,24 @@ def test_memory_record_carries_the_solves():
         assert rec[f"deq_{kind}_converged"] == (rec[f"deq_{kind}_residual"] <= rec["deq_tol"] == 1e-3)
     assert rec["deq_forward_iters"] == rec["solver_iterations"]
     assert inf.deq_forward_iters >= 1 and inf.deq_backward_iters is None, "inference solves forward only"
+
+
+def test_training_history_carries_each_epochs_solves():
+    from revgnn import ModelConfig
+    from revgnn.deq import SOLVER_FIELDS
+    from revgnn.train import TrainConfig, fit
+
+    tcfg = TrainConfig(dataset="synthetic-proteins", dataset_kwargs={"num_nodes": 200, "num_edges": 2000},
+                       epochs=2, lr=0.01, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        run = fit(ModelConfig("deq", 1, hidden_channels=8, dropout=0.1, max_iter=20, tol=1e-3), tcfg)["runs"][0]
+    for entry in run["history"]:
+        assert set(SOLVER_FIELDS) <= set(entry), "every epoch names its solves"
+        for kind in ("forward", "backward"):
+            assert entry[f"deq_{kind}_solves"] >= 1, "the epoch's training solves are counted"
+            assert entry[f"deq_{kind}_converged"] == (entry[f"deq_{kind}_residual"] <= entry["deq_tol"])
+            assert entry[f"deq_{kind}_unconverged"] <= entry[f"deq_{kind}_solves"]
+    json.dumps(run["history"])
+    rev = fit(ModelConfig("rev", 2, hidden_channels=8), tcfg)["runs"][0]
+    assert not any(k.startswith("deq_") for k in rev["history"][0]), "layered models carry no solver fields"
