@@ -365,3 +365,16 @@ def test_no_page_numbers_its_own_figures():
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         for cell in nbformat.read(path, 4).cells:
             assert "figure" not in cell.metadata.get("mystnb", {}), f"{path.name}: a numbered MyST figure"
+
+
+def test_fig4_reads_the_committed_solves_at_each_cap():
+    from revgnn.book import deq_caps_reading
+
+    record = json.loads((ROOT / "results" / "deq_convergence.json").read_text())
+    text = deq_caps_reading(record, "results/deq_convergence.json")
+    caps = record["fig4"]["caps"]
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [int(r.split("|")[1]) for r in rows] == caps, "one row per iteration cap of Fig. 4"
+    first = record["fig4"]["runs"][0]["forward"]["residual_after"][str(caps[-1])]
+    assert f"{first:.1e}" in rows[-1], "the residuals are the record's"
+    assert deq_caps_reading({}) == "", "no fig4 section, nothing said"

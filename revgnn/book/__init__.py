@@ -25,7 +25,7 @@ _EXPORTS = {
     "claims": ("Claim", "CLAIMS", "compare", "check_claims", "claim_records", "claims_markdown", "claims_table"),
     "figures": ("MODEL_STYLES", "provenance_line", "plot_auc_vs_memory", "memory_panels", "plot_metric_vs_depth",
                 "memory_table", "model_label", "accuracy_table", "series_colour", "series_colours"),
-    "prose": ("memory_reading", "depth_reading", "reproduce_reading", "deq_solver_note"),
+    "prose": ("memory_reading", "depth_reading", "reproduce_reading", "deq_solver_note", "deq_caps_reading"),
     "sources": ("memory_file_setting", "committed_or_fresh", "plotted_from", "describe_values", "memory_comparison",
                 "accuracy_results_table", "rerun_note"),
     "build": ("main", "page_stamp", "execute_notebooks"),

@@ -10,9 +10,10 @@ import re
 import statistics
 from collections.abc import Sequence
 
-from .records import MODEL_NAMES, _pct
+from .records import MODEL_NAMES, _pct, markdown_table
 
-__all__ = ["memory_reading", "depth_reading", "sweep_steps", "reproduce_reading", "deq_solver_note", "FLAT"]
+__all__ = ["memory_reading", "depth_reading", "sweep_steps", "reproduce_reading", "deq_solver_note", "deq_caps_reading",
+           "FLAT"]
 
 FLAT = 1.10  # a peak is called flat when its largest value is at most 10 % above its smallest
 
@@ -190,3 +191,32 @@ def _get(record: dict, kind: str, key: str):
 
 def _sci(value) -> str:
     return "–" if value is None else f"{value:.1e}"
+
+
+def deq_caps_reading(record: dict, source: str = "") -> str:
+    """DEQ-GNN's solves at the iteration caps of Fig. 4, from a committed ``benchmarks/deq_convergence.py`` record
+    (its ``fig4`` section): the relative residual after each cap, forward and backward, per seed, and how many
+    iterations each needed to come within 1e-4. '' when the record has no ``fig4`` section."""
+    fig4 = record.get("fig4")
+    if not fig4:
+        return ""
+    runs = fig4["runs"]
+    rows = []
+    for cap in fig4["caps"]:
+        row = {"cap": cap}
+        for run in runs:
+            for kind in ("forward", "backward"):
+                value = (run.get(kind) or {}).get("residual_after", {}).get(str(cap))
+                row[f"{kind}{run['seed']}"] = None if value is None else f"{value:.1e}"
+        rows.append(row)
+    columns = [("cap", "iteration cap")] + [(f"{kind}{run['seed']}", f"{kind}, seed {run['seed']}")
+                                            for kind in ("forward", "backward") for run in runs]
+    needed = {kind: [(run.get(kind) or {}).get("first_within_1e-4") for run in runs]
+              for kind in ("forward", "backward")}
+    words = "; ".join(f"{kind}: " + ", ".join("never" if n is None else str(n) for n in values)
+                      for kind, values in needed.items())
+    graph = fig4.get("graph") or {}
+    return (f"**The solves behind the DEQ-GNN points** (committed{f' `{source}`' if source else ''}: "
+            f"{graph.get('num_nodes', '?'):,} nodes, D = {fig4.get('hidden_channels')}, tolerance 0, seeds "
+            f"{', '.join(str(run['seed']) for run in runs)}). Relative residual after each cap; iterations needed to "
+            f"come within 1e-4, per seed: {words}.\n\n" + markdown_table(rows, columns))
