@@ -171,7 +171,8 @@ def deq_solver_note(records: Sequence[dict]) -> str:
             if stats.get("solves"):
                 count = (f"; **{stats['unconverged']} of {stats['solves']}** training solves stopped above the "
                          "tolerance" if stats.get("unconverged") else
-                         f"; all {stats['solves']} training solves converged")
+                         (f"; all {stats['solves']} training solves converged" if stats["solves"] > 1 else
+                          "; its one training solve converged"))
             lines.append(f"- {name}, {kind} solve: the last took {stats.get('iterations')} iterations to a relative "
                          f"residual of {_sci(stats.get('residual'))} (tolerance {_sci(stats.get('tol'))}): {state}"
                          f"{count}.")

@@ -306,4 +306,5 @@ def live_record(run: dict, config, data, epochs: int, **labels) -> dict:
             "max_hops": int(hop.max()) if hop is not None else None,
             "seed": run["seed"], "roc_auc": run["best"]["test"], "valid": run["best"]["valid"],
             "params": run["params"], "device_name": run["device"], "git_revision": run["git_revision"],
-            **({"solver": solver_summary(run.get("history") or [])} if config.model == "deq" else {}), **labels}
+            **({"solver": solver_summary(run.get("history") or []), "max_iter": config.max_iter}
+               if config.model == "deq" else {}), **labels}
