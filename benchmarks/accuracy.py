@@ -35,6 +35,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import RESULTS, provenance, write_result  # noqa: E402
 
+from revgnn.book.claims import claim_records  # noqa: E402
 from revgnn.cli import build_parser  # noqa: E402
 from revgnn.commands.train import model_config, train_config  # noqa: E402
 from revgnn.data import load_dataset  # noqa: E402
@@ -195,35 +196,8 @@ def _targets(task: str, rows: list[dict]) -> dict:
 
 
 def _claims(rows: list[dict]) -> list[dict]:
-    """The paper's qualitative Fig. 1 claims, checked on the measured rows (not assumed)."""
-    by = {r["model"]: r for r in rows}
-
-    def nums(*kinds: str) -> dict:
-        return {k: {"test": by[k]["test"], "test_std": by[k]["test_std"], "params": by[k]["params"],
-                    "peak_bytes": by[k]["peak_bytes"]} for k in kinds}
-
-    claims = []
-    for rev, res in (("rev", "res"), ("wt-rev", "wt-res")):
-        a, b = by[rev], by[res]
-        std = max(a["test_std"], b["test_std"])
-        ratio = a["peak_bytes"] / b["peak_bytes"]
-        claims.append({"claim": f"{a['name']} at least matches {b['name']} (mean test >= {b['name']}'s minus the "
-                                f"larger seed std) at a fraction of its peak training memory",
-                       "holds": a["test"] >= b["test"] - std and ratio < 1,
-                       "numbers": {**nums(rev, res), "test_gap": a["test"] - b["test"], "larger_std": std,
-                                   "peak_ratio": ratio}})
-    for tied, full in (("wt-rev", "rev"), ("wt-res", "res"), ("deq", "res")):
-        a, b = by[tied], by[full]
-        std = max(a["test_std"], b["test_std"])
-        fewer, cost = a["params"] < b["params"], b["test"] - a["test"]
-        finding = ("fewer parameters at no measurable accuracy cost (gap within one seed std)" if fewer and cost <= std
-                   else "fewer parameters and a measurably lower test" if fewer else "not fewer parameters")
-        claims.append({"claim": f"{a['name']} trades accuracy for parameters against {b['name']}: fewer parameters "
-                                f"and a mean test lower by more than the larger seed std",
-                       "holds": fewer and cost > std, "finding": finding,
-                       "numbers": {**nums(tied, full), "test_gap": a["test"] - b["test"], "larger_std": std,
-                                   "params_ratio": a["params"] / b["params"]}})
-    return claims
+    """The paper's Fig. 1 claims, checked on the measured rows by the book's one checker (revgnn.book.claims)."""
+    return claim_records(rows)
 
 
 if __name__ == "__main__":

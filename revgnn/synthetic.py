@@ -57,6 +57,8 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
+from revgnn.metrics import rocauc
+
 NUM_SPECIES = 8
 NUM_TASKS = 112
 EDGE_DIM = 8
@@ -218,8 +220,6 @@ def oracle_rocauc(data: Data, nodes: torch.Tensor, hops: int) -> float:
         nodes: Indices of the nodes to score (e.g. ``split["test"]``).
         hops: How many functional hops the predictor sees (>= 0).
     """
-    from revgnn.data import rocauc
-
     if hops < 0:
         raise ValueError(f"hops must be >= 0, got {hops}")
     max_hops = int(data.hop.max())

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from revgnn import book
+from revgnn.book import build, offline, params
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -29,11 +29,11 @@ def parameters_cell(path: Path):
 
 def parameter_names(path: Path) -> dict:
     _, cells = parameters_cell(path)
-    return book._assignments(cells[0].source)
+    return params._assignments(cells[0].source)
 
 
 def test_every_book_chapter_has_a_notebook_and_back():
-    assert sorted(book.toc_notebooks(ROOT)) == NAMES, "_toc.yml lists exactly the notebooks in notebooks/"
+    assert sorted(build.toc_notebooks(ROOT)) == NAMES, "_toc.yml lists exactly the notebooks in notebooks/"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
@@ -64,16 +64,18 @@ def test_page_hides_its_plumbing_and_says_how_to_rerun(path):
 
 
 def test_rerun_note_gives_the_commands_and_links_only_committed_records():
-    from revgnn.sources import rerun_note
+    from revgnn.book import rerun_note
 
     note = rerun_note("fig2_memory_res_vs_rev", '-p depths "[1, 2]"',
                       ["results/memory_depth_small.json", "results/no_such_file.json"])
-    assert note.startswith(":::{admonition} Rerun this figure") and note.endswith(":::"), "a boxed note"
+    assert note.startswith("> **Rerun this figure.**"), "a boxed note"
+    assert all(line.startswith(">") for line in note.splitlines()), "one block quote: plain Markdown"
+    assert ":::" not in note and "{download}" not in note, "no MyST syntax, which JupyterLab shows as raw text"
     for command in ('papermill notebooks/fig2_memory_res_vs_rev.ipynb /tmp/fig2_memory_res_vs_rev.ipynb -p depths',
                     "-f params/smoke/fig2_memory_res_vs_rev.yaml", "make book PARAMS=smoke",
                     "papermill --help-notebook notebooks/fig2_memory_res_vs_rev.ipynb"):
         assert command in note, f"the rerun note gives {command!r}"
-    links = re.findall(r"\{download\}`[^<]*<([^>]+)>`", note)
+    links = re.findall(r"\]\(([^)]+)\)", note)
     assert links == ["../../results/memory_depth_small.json"], "only committed files are linked (a strict build)"
     assert (ROOT / "book" / "_executed" / links[0]).resolve().is_file(), "the link resolves from book/_executed/"
     assert "`results/no_such_file.json` (not committed in this revision)" in note
@@ -93,7 +95,7 @@ def test_parameters_are_annotated_scalars_or_lists_that_papermill_can_list(path)
         assert "#" in line, f"every parameter says what it is: {line!r}"
         comment = line.split("#", 1)[1]
         assert not set(comment) & set("\"'="), f"papermill drops a line whose comment has quotes or '=': {line!r}"
-    inspected = book.notebook_parameters(path)
+    inspected = params.notebook_parameters(path)
     assert sorted(inspected) == sorted(parameter_names(path)), "papermill --help-notebook lists every parameter"
     unknown = [name for name, p in inspected.items() if p["inferred_type_name"] in ("None", "")]
     assert not unknown, f"papermill infers a type for every parameter: {unknown}"
@@ -111,7 +113,7 @@ def test_parameter_files_name_real_parameters(path):
     for key, value in values.items():
         assert type(value) is type(defaults[key]) or {type(value), type(defaults[key])} == {int, float}, \
             f"{path}: {key} has the type of the notebook's default"
-    book.check_parameter_names(ROOT / "notebooks" / f"{notebook}.ipynb", values)  # what make book checks first
+    params.check_parameter_names(ROOT / "notebooks" / f"{notebook}.ipynb", values)  # what make book checks first
 
 
 def test_paper_parameter_set_is_complete():
@@ -173,7 +175,7 @@ def test_a_non_default_depth_list_changes_what_is_plotted(tmp_path):
     assert rows["ours"]["N (nodes)"] == "200" and rows["ours"]["E (edges)"] == "2,000"
     assert "differ in" in markdown, "the page says why it measured fresh"
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 1, "the figure is drawn once"
+    assert len(images) == 2, "the figure and the partition-scale panels are drawn once each"
 
 
 @pytest.mark.slow
@@ -196,24 +198,24 @@ def test_misspelled_parameter_stops_a_papermill_run(tmp_path):
 
 def test_book_rejects_a_misspelled_parameter_before_running(tmp_path):
     (tmp_path / "fig2_memory_res_vs_rev.yaml").write_text("max_dept: 128\n")
-    with pytest.raises(book.BookError, match="has no parameter 'max_dept'"):
-        book.execute_notebooks(ROOT, ["fig2_memory_res_vs_rev"], tmp_path, clear=False, jobs=1)
+    with pytest.raises(params.BookError, match="has no parameter 'max_dept'"):
+        build.execute_notebooks(ROOT, ["fig2_memory_res_vs_rev"], tmp_path, clear=False, jobs=1)
     (tmp_path / "fig2_memory_res_vs_rev.yaml").write_text("dephts: [1, 2]\n")
-    with pytest.raises(book.BookError, match="did you mean 'depths'"):
-        book.execute_notebooks(ROOT, ["fig2_memory_res_vs_rev"], tmp_path, clear=False, jobs=1)
+    with pytest.raises(params.BookError, match="did you mean 'depths'"):
+        build.execute_notebooks(ROOT, ["fig2_memory_res_vs_rev"], tmp_path, clear=False, jobs=1)
 
 
 def test_check_parameters_reads_papermill_injection():
     """check_parameters finds the injected cell in IPython's history, rejects unknown names, reads lists."""
     defaults = 'depths: list = [1, 2]  # L\nepochs: int = 3  # epochs\nlr: float = 0.1  # rate\n'
     namespace = {"In": ["", "import x", defaults, '# Parameters\ndepths = "[4, 8]"\nlr = 1\n']}
-    book.check_parameters(namespace)
+    params.check_parameters(namespace)
     assert namespace["depths"] == [4, 8] and namespace["lr"] == 1.0, "a list given as text is read as YAML"
     with pytest.raises(ValueError, match="must be of type int"):
-        book.check_parameters({"In": ["", defaults, '# Parameters\nepochs = "many"\n']})
+        params.check_parameters({"In": ["", defaults, '# Parameters\nepochs = "many"\n']})
     with pytest.raises(ValueError, match="did you mean 'epochs'"):
-        book.check_parameters({"In": ["", defaults, "# Parameters\nepoch = 4\n"]})
-    book.check_parameters({"In": ["", defaults]})  # no injection (nbmake, Jupyter): nothing to check
+        params.check_parameters({"In": ["", defaults, "# Parameters\nepoch = 4\n"]})
+    params.check_parameters({"In": ["", defaults]})  # no injection (nbmake, Jupyter): nothing to check
 
 
 @pytest.mark.slow
@@ -238,30 +240,28 @@ def test_bad_parameters_stop_the_notebook_early_with_a_clear_error(tmp_path, nam
 def test_offline_check_finds_remote_assets(tmp_path):
     (tmp_path / "ok.html").write_text('<script src="_static/mathjax/tex-chtml.js"></script>'
                                       '<a href="https://arxiv.org/abs/2106.07476">paper</a>')
-    assert book.remote_assets(tmp_path) == [], "local scripts and plain links are fine offline"
+    assert offline.remote_assets(tmp_path) == [], "local scripts and plain links are fine offline"
     (tmp_path / "bad.html").write_text('<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js">'
                                        '</script><link rel="stylesheet" href="//fonts.example.org/a.css">')
-    found = book.remote_assets(tmp_path)
+    found = offline.remote_assets(tmp_path)
     assert len(found) == 2 and all(f.startswith("bad.html") for f in found), "CDN scripts and styles are flagged"
 
 
 def test_parameter_sets_resolve(tmp_path):
-    assert book.resolve_params_set(ROOT, "") is None, "no set means the notebooks' defaults"
-    assert book.resolve_params_set(ROOT, "paper") == (ROOT / "params" / "paper").resolve()
-    with pytest.raises(book.BookError, match="unknown parameter set"):
-        book.resolve_params_set(ROOT, "no-such-set")
+    assert build.resolve_params_set(ROOT, "") is None, "no set means the notebooks' defaults"
+    assert build.resolve_params_set(ROOT, "paper") == (ROOT / "params" / "paper").resolve()
+    with pytest.raises(params.BookError, match="unknown parameter set"):
+        build.resolve_params_set(ROOT, "no-such-set")
     (tmp_path / "lists.yaml").write_text("depths: [1, 2]\n")
-    assert book.load_parameters(tmp_path, "lists")[0] == {"depths": [1, 2]}, "lists are parameters too"
+    assert build.load_parameters(tmp_path, "lists")[0] == {"depths": [1, 2]}, "lists are parameters too"
     (tmp_path / "nested.yaml").write_text("a: {b: 1}\n")
-    with pytest.raises(book.BookError, match="flat mapping"):
-        book.load_parameters(tmp_path, "nested")
+    with pytest.raises(params.BookError, match="flat mapping"):
+        build.load_parameters(tmp_path, "nested")
 
 
 def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeypatch, tmp_path):
     """Parallel workers can race for a kernel port; that start is retried, a notebook error is not."""
     papermill = pytest.importorskip("papermill")
-    from revgnn import book
-
     calls = []
 
     def dies_once(*args, **kwargs):
@@ -273,10 +273,11 @@ def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeyp
         return nb
 
     monkeypatch.setattr(papermill, "execute_notebook", dies_once)
-    monkeypatch.setattr(book.time, "sleep", lambda s: None)
-    book._execute_one("notebooks/x.ipynb", str(tmp_path / "x.ipynb"), {}, None)
+    monkeypatch.setattr(build.time, "sleep", lambda s: None)
+    build._execute_one("notebooks/x.ipynb", str(tmp_path / "x.ipynb"), {}, None)
     assert len(calls) == 2, "the dead start was retried once"
-    injected = nbformat.read(tmp_path / "x.ipynb", as_version=4).cells[0]
+    injected = next(c for c in nbformat.read(tmp_path / "x.ipynb", as_version=4).cells
+                    if "injected-parameters" in c.metadata.get("tags", []))
     assert "hide-input" in injected.metadata["tags"], "the injected parameters fold like the parameters cell"
 
     def cell_fails(*args, **kwargs):
@@ -286,5 +287,5 @@ def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeyp
     calls.clear()
     monkeypatch.setattr(papermill, "execute_notebook", cell_fails)
     with pytest.raises(papermill.PapermillExecutionError):
-        book._execute_one("notebooks/x.ipynb", str(tmp_path / "y.ipynb"), {}, None)
+        build._execute_one("notebooks/x.ipynb", str(tmp_path / "y.ipynb"), {}, None)
     assert len(calls) == 1, "a failing cell is not rerun"

@@ -22,7 +22,7 @@ def test_every_result_names_its_revision_command_and_device(path):
 
 def test_results_page_quotes_the_committed_accuracy_numbers():
     """The results page includes the table generated from every results/accuracy_*.json, in % with '–' for one seed."""
-    from revgnn.sources import accuracy_results_table
+    from revgnn.book import accuracy_results_table
 
     page = (ROOT / "book" / "results.md").read_text()
     assert "```{include} ../_build/_generated/accuracy.md" in page, "the page includes the generated table"
@@ -44,7 +44,7 @@ def test_results_page_quotes_the_committed_accuracy_numbers():
 
 
 def test_plotted_from_table_is_generated_from_the_records():
-    from revgnn.sources import FRESH, accuracy_records, plotted_from
+    from revgnn.book import FRESH, accuracy_records, plotted_from
 
     committed = accuracy_records("results/accuracy_synthetic-depth.json")
     content = json.loads((ROOT / "results" / "accuracy_synthetic-depth.json").read_text())
@@ -58,7 +58,7 @@ def test_plotted_from_table_is_generated_from_the_records():
 
     depths = ", ".join(str(r["num_layers"]) for r in content["rows"])
     seeds = ", ".join(str(s["seed"]) for s in content["rows"][0]["seeds"])
-    command = content["rows"][0]["command"]  # the setting, read independently of revgnn.sources
+    command = content["rows"][0]["command"]  # the setting, read independently of revgnn.book
 
     def flag(name, default):
         found = re.search(rf"--{name} (\d+)", command)
@@ -77,7 +77,7 @@ def test_plotted_from_table_is_generated_from_the_records():
 
 
 def test_committed_memory_records_stand_in_only_for_their_own_parameters():
-    from revgnn.sources import committed_or_fresh, memory_file_setting
+    from revgnn.book import committed_or_fresh, memory_file_setting
 
     setting = memory_file_setting("results/memory_depth_small.json", ["res", "rev"])
     asked = {k: setting[k] for k in ("hidden_channels", "num_nodes", "num_edges", "seed", "dataset", "device",
@@ -98,8 +98,7 @@ def test_committed_memory_records_stand_in_only_for_their_own_parameters():
 
 
 def test_relative_results_paths_resolve_from_any_working_directory(tmp_path, monkeypatch):
-    from revgnn.figures import load_records
-    from revgnn.sources import accuracy_records
+    from revgnn.book import accuracy_records, load_records
 
     here = accuracy_records("results/accuracy_cora.json")
     monkeypatch.chdir(tmp_path)

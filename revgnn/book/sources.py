@@ -1,45 +1,35 @@
 """Where a figure's points come from: committed records or a fresh run, and the "plotted from" table that says so.
 
-The book's figure notebooks either measure their points (a *fresh* run at the notebook's parameters) or read the
-records a benchmark committed to ``results/``. A committed record stands in for a fresh run only when every
-parameter that shapes it equals the record's (depths, width, graph size, seed, dataset, device); otherwise the
-notebook measures fresh, or, when asked for committed records explicitly, stops with an error that names the
-differences and how to ask for a fresh run (:func:`committed_or_fresh`).
-
-Accuracy figures show two things side by side: committed multi-seed records (mean ± std, with provenance) and the
-notebook's own live run. :func:`accuracy_records` turns a committed ``results/accuracy_*.json`` into records with
-the setting each was trained in, read from the row's ``revgnn train`` command.
+Part of the book of "Training Graph Neural Networks with 1000 Layers" (Li et al., ICML 2021). The figure notebooks
+either measure their points (a *fresh* run at the notebook's parameters) or read the records a benchmark committed
+to ``results/``. A committed record stands in for a fresh run only when every parameter that shapes it equals the
+record's (depths, width, graph size, seed, dataset, device); otherwise the notebook measures fresh, or, when asked
+for committed records explicitly, stops with an error that names the differences and how to ask for a fresh run
+(:func:`committed_or_fresh`).
 
 Every figure page ends with :func:`plotted_from`: one table row per series with its source (committed file and
-revision, or fresh), depths, width D, nodes N, edges E, epochs, seeds and device, generated from the records.
+revision, or fresh), depths, width D, nodes N, edges E, epochs, seeds and device, generated from the records, and
+with :func:`rerun_note`, how to rerun it.
 """
 from __future__ import annotations
 
-import json
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "FRESH", "resolve_path", "memory_file_setting", "committed_or_fresh", "accuracy_records",
-           "plotted_from", "describe_values", "memory_comparison", "live_record",
+from .params import check_choice, check_range, check_results_file, check_save_to, notebook_dataset, notebook_device
+from .records import (
+    FRESH,
+    MODEL_NAMES,
+    _display,
+    accuracy_records,
+    load_records,
+    markdown_table,
+    memory_records,
+    resolve_path,
+)
+
+__all__ = ["memory_file_setting", "committed_or_fresh", "plotted_from", "describe_values", "memory_comparison",
            "accuracy_results_table", "rerun_note"]
-
-REPO_ROOT = Path(__file__).resolve().parents[1]  # a relative results path means the same file from any folder
-FRESH = "fresh (this run)"
-
-
-def resolve_path(path: str | Path) -> Path:
-    """``path`` as given when absolute, else relative to the repository root (never to the working directory)."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
-
-
-def _display(path: Path) -> str:
-    try:
-        return path.resolve().relative_to(REPO_ROOT).as_posix()
-    except ValueError:
-        return str(path)
-
 
 def memory_file_setting(path: str | Path, models: Sequence[str]) -> dict | None:
     """The parameters that shaped a committed ``benchmarks/memory_depth.py`` result, or None when it is missing.
@@ -51,7 +41,10 @@ def memory_file_setting(path: str | Path, models: Sequence[str]) -> dict | None:
     path = resolve_path(path)
     if not path.is_file():
         return None
-    content = json.loads(path.read_text())
+    content = check_results_file("results_file", path)
+    if not isinstance(content, dict):
+        raise ValueError(f"parameter results_file={str(path)!r} is not a memory benchmark record (no 'rows'); give "
+                         "one of results/memory_depth_*.json")
     graph = content.get("graph") or {}
     prov = content.get("provenance") or {}
     rows = [r for r in content.get("rows", []) if r.get("mode", "train") == "train"]
@@ -105,43 +98,6 @@ def committed_or_fresh(source: str, results_file: str, asked: dict, models: Sequ
     return False, "measured fresh: the committed records differ in " + "; ".join(differ)
 
 
-def accuracy_records(path: str | Path) -> list[dict]:
-    """Rows of a committed ``results/accuracy_*.json`` as records, with the setting read from each row's command.
-
-    Each record has the row's fields (``name``, ``test``, ``test_std``, ``valid``, ``params``, ``seeds``, ...) plus
-    ``model``, ``num_layers``, ``hidden_channels``, ``epochs``, ``dataset``, ``num_nodes``, ``num_edges`` (the
-    values the command trains with, defaults included), ``source``, ``git_revision`` and ``device_name``.
-    ``[]`` when the file does not exist.
-    """
-    from revgnn.cli import build_parser
-    from revgnn.commands.train import model_config, train_config
-    from revgnn.synthetic import SyntheticProteinsConfig
-
-    path = resolve_path(path)
-    if not path.is_file():
-        return []
-    content = json.loads(path.read_text())
-    prov = content.get("provenance") or {}
-    records = []
-    for row in content.get("rows", []):
-        args = build_parser().parse_args(shlex.split(row["command"])[1:])
-        mcfg, tcfg = model_config(args), train_config(args)
-        size = {}
-        if tcfg.dataset.startswith("synthetic-proteins"):
-            synthetic = SyntheticProteinsConfig(**{k: v for k, v in tcfg.dataset_kwargs.items()
-                                                   if k in ("num_nodes", "num_edges", "max_hops")})
-            size = {"num_nodes": synthetic.num_nodes, "num_edges": synthetic.num_edges,
-                    "max_hops": synthetic.max_hops}
-        records.append({
-            "model": row.get("model", mcfg.model), "num_layers": row.get("num_layers", mcfg.num_layers),
-            "hidden_channels": row.get("hidden_channels", mcfg.hidden_channels), "epochs": tcfg.epochs,
-            "dataset": tcfg.dataset, **size, **row, "peak_bytes": row.get("peak_bytes", row.get("peak_memory_bytes")),
-            "source": _display(path),
-            "git_revision": prov.get("git_revision"), "device_name": prov.get("device_name") or prov.get("device"),
-            "device": prov.get("device")})
-    return records
-
-
 def describe_values(values) -> str:
     """``[1, 2, 4]`` as ``1, 2, 4``; one value as itself; nothing as '–'."""
     values = sorted({v for v in values if v is not None}, key=lambda v: (str(type(v)), v))
@@ -178,10 +134,9 @@ def plotted_from(series: dict[str, Sequence[dict]], x_key: str = "num_layers") -
             record's ``git_revision``); a record without one was computed by this run.
         x_key: the record key of the depth axis (``num_layers``, or ``depth`` in memory records).
 
-    Columns: series, source, revision, depths L, D, N, E, epochs, seeds, device.
+    Columns: series, source, revision, depths L (of the layered models), DEQ-GNN's solver iterations (its cap,
+    when a series has DEQ-GNN: it has no layers), D, N, E, epochs, seeds, device.
     """
-    from .figures import markdown_table
-
     rows = []
     for label, records in series.items():
         if not records:
@@ -192,7 +147,9 @@ def plotted_from(series: dict[str, Sequence[dict]], x_key: str = "num_layers") -
                      for r in records}
         rows.append({
             "series": label, "source": describe_values(sources), "revision": describe_values(revisions - {""}),
-            "L": describe_values(r.get(x_key) for r in records),
+            "L": describe_values(r.get(x_key) for r in records if r.get("model") != "deq"),
+            "iterations": describe_values(r.get(x_key) if x_key == "depth" else r.get("max_iter")
+                                          for r in records if r.get("model") == "deq"),
             "D": describe_values(r.get("hidden_channels") for r in records),
             "N": describe_values(r.get("num_nodes") for r in records),
             "E": describe_values(r.get("num_edges") for r in records),
@@ -205,6 +162,8 @@ def plotted_from(series: dict[str, Sequence[dict]], x_key: str = "num_layers") -
                ("device", "device")]
     if any(r.get("max_hops") is not None for records in series.values() for r in records):
         columns.insert(7, ("hops", "task radii up to"))  # synthetic-proteins' max_hops
+    if any(r.get("model") == "deq" for records in series.values() for r in records):
+        columns.insert(4, ("iterations", "DEQ-GNN solver iterations"))  # DEQ-GNN has no layers: its own column
     return "**Plotted from**\n\n" + markdown_table(rows, columns)
 
 
@@ -230,7 +189,6 @@ def memory_comparison(models: Sequence[str], depths: Sequence[int], hidden_chann
     """
     import torch
 
-    from revgnn.book import check_choice, check_range, notebook_dataset, notebook_device
 
     check_choice("source", source, ("auto", "fresh", "committed"))
     check_range("memory_limit_mb", memory_limit_mb, 0, None)
@@ -238,6 +196,7 @@ def memory_comparison(models: Sequence[str], depths: Sequence[int], hidden_chann
     for name, values in (("depths", depths), ("iterations", iterations)):
         for value in values:
             check_range(name, value, 1, 4096, integer=True)
+    check_save_to("save_to", save_to, resolve_path(save_to) if save_to else None)
     device = notebook_device(device)
     limit = memory_limit_mb * 2**20 or (torch.cuda.get_device_properties(device).total_memory
                                         if device.type == "cuda" else None)
@@ -248,8 +207,6 @@ def memory_comparison(models: Sequence[str], depths: Sequence[int], hidden_chann
              "seed": seed, "dataset": dataset, "device": device.type, "fused": fused}
     use_committed, note = committed_or_fresh(source, results_file, asked, models)
     if use_committed:
-        from .figures import load_records
-
         records = [r for r in load_records(results_file) if r["model"] in models]
         for r in records:  # a committed step counts as out of memory when it would not fit under this limit
             r["oom"] = bool(r.get("oom")) or (limit is not None and (r["peak_bytes"] or 0) > limit)
@@ -257,8 +214,6 @@ def memory_comparison(models: Sequence[str], depths: Sequence[int], hidden_chann
     from revgnn import ModelConfig
     from revgnn.records import write_json
     from revgnn.train import TrainConfig, adapt_model_config
-
-    from .figures import memory_records
 
     data = notebook_dataset(dataset, num_nodes, num_edges, seed, data_root)
     base = adapt_model_config(ModelConfig("rev", 1, hidden_channels, fused=fused), data, TrainConfig(dataset=dataset))
@@ -274,18 +229,6 @@ def memory_comparison(models: Sequence[str], depths: Sequence[int], hidden_chann
     return records, note, limit
 
 
-def live_record(run: dict, config, data, epochs: int, **labels) -> dict:
-    """A record of one seeded run of :func:`revgnn.train.fit` (``summary["runs"][i]``), with the setting the
-    "plotted from" table reads: model, L, D, graph size, epochs, seed, device, revision; ``roc_auc`` is the test
-    metric at the best validation epoch (a fraction)."""
-    hop = getattr(data.data, "hop", None)  # synthetic-proteins: each task's radius
-    return {"model": config.model, "num_layers": config.num_layers, "hidden_channels": config.hidden_channels,
-            "dataset": data.name, "num_nodes": data.num_nodes, "num_edges": data.data.num_edges, "epochs": epochs,
-            "max_hops": int(hop.max()) if hop is not None else None,
-            "seed": run["seed"], "roc_auc": run["best"]["test"], "valid": run["best"]["valid"],
-            "params": run["params"], "device_name": run["device"], "git_revision": run["git_revision"], **labels}
-
-
 ACCURACY_FILES = ("accuracy_synthetic-depth.json", "accuracy_fig1.json", "accuracy_ppi.json", "accuracy_cora.json")
 
 
@@ -297,8 +240,7 @@ def accuracy_results_table(results_dir: str | Path = "results") -> str:
     one, and the file with its revision. Written by the book build into ``_build/_generated/accuracy.md``, which
     ``book/results.md`` includes, so the page always quotes the committed files as they are.
     """
-    from .figures import MODEL_NAMES, markdown_table
-    from .synthetic import MAX_HOPS
+    from revgnn.synthetic import MAX_HOPS
 
     folder = resolve_path(results_dir)
     names = [n for n in ACCURACY_FILES if (folder / n).is_file()]
@@ -325,26 +267,26 @@ def accuracy_results_table(results_dir: str | Path = "results") -> str:
 
 
 def rerun_note(notebook: str, example: str, records: Sequence[str] = (), note: str = "", what: str = "figure") -> str:
-    """The boxed "Rerun this figure" note of a book page (MyST Markdown, rendered from the notebook's output).
+    """The "Rerun this figure" box of a book page, in plain Markdown (a block quote), so that it reads the same in
+    the built book and in JupyterLab (MyST directives show as raw text there).
 
     Args:
         notebook: the notebook's stem, e.g. ``fig2_memory_res_vs_rev``.
         example: papermill ``-p`` options of a non-default run, shown as the first command.
-        records: repository-relative JSON files behind the page; those that exist get a download link (Jupyter
-            Book copies them into the build), a missing one is named as not committed.
+        records: repository-relative JSON files behind the page; those that exist get a link (a download link in the
+            built book, whose pages lie in ``book/_executed/``), a missing one is named as not committed.
         note: one more sentence (e.g. the benchmark command that wrote the records).
         what: "figure", "table" or "run".
     """
     links = []
     for record in records:
         if resolve_path(record).is_file():
-            links.append(f"{{download}}`{record} <../../{record}>`")
+            links.append(f"[`{record}`](../../{record})")
         else:
             links.append(f"`{record}` (not committed in this revision)")
     lines = [
-        f":::{{admonition}} Rerun this {what}", ":class: tip", "",
-        "From the repository root (relative paths such as `results_file` are read from the repository root, so any "
-        "working directory gives the same data):", "", "```bash",
+        f"**Rerun this {what}.** From the repository root (relative paths such as `results_file` are read from the "
+        "repository root, so any working directory gives the same data):", "", "```bash",
         f"papermill notebooks/{notebook}.ipynb /tmp/{notebook}.ipynb {example}",
         f"papermill notebooks/{notebook}.ipynb /tmp/{notebook}.ipynb -f params/smoke/{notebook}.yaml",
         f"python -m revgnn.book --only {notebook} --params smoke   # this page only, then the book",
@@ -354,4 +296,4 @@ def rerun_note(notebook: str, example: str, records: Sequence[str] = (), note: s
         '`-y "depths: [1, 2, 4]"`). A misspelled name stops the run with an error.' + (f" {note}" if note else "")]
     if links:
         lines += ["", "The records behind it: " + ", ".join(links) + "."]
-    return "\n".join(lines + [":::"])
+    return "\n".join(("> " + line).rstrip() for line in lines)

@@ -1,39 +1,28 @@
 """Figures and tables of "Training Graph Neural Networks with 1000 Layers" (Li et al., ICML 2021), ours and the paper's.
 
-The book's notebooks stay thin: they compute (or load) result records and call the helpers here. Two sources are
-never mixed up: the paper's published numbers (:data:`PAPER_112_LAYERS`, :data:`PAPER_MAIN`, each with its
-confidence mark from the project's PAPER.md) are drawn as hollow markers labelled "paper"; our measurements are
-filled markers labelled "ours", and every table row or caption says which records, device and revision they
-come from (:func:`provenance_line`).
-
-A *record* is a flat dict; the keys read here are ``model`` (one of ``res``, ``rev``, ``wt-res``, ``wt-rev``,
-``deq``), ``num_layers``, ``hidden_channels``, and the measured values a plot asks for by name (``roc_auc``,
-``peak_bytes``, ...). ``provenance`` (a dict: git revision, versions, device, seed) is shown in captions.
+The book's notebooks stay thin: they compute (or load) records (:mod:`revgnn.book.records`) and call the plots and
+tables here. The paper's points are hollow markers labelled "paper"; ours are filled; every caption says which
+records, device and revision they come from (:func:`provenance_line`). One colour and marker per model family in
+every figure (:data:`MODEL_STYLES`), one colour per width or graph in the depth sweeps (:func:`series_colour`, a
+fixed mapping), and axes set by the plotted values, never by the order a run produced them in.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+import hashlib
+import statistics
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from .presets import PAPER_PARAMS
+from .records import MODEL_NAMES, PAPER_112_LAYERS, _pct, markdown_table
 
-__all__ = [
-    "MODEL_NAMES", "MODEL_STYLES", "PAPER_112_LAYERS", "PAPER_MAIN", "PAPER_MARKS",
-    "load_records", "memory_records", "provenance_line", "markdown_table",
-    "plot_auc_vs_memory", "memory_panels", "plot_metric_vs_depth", "memory_table", "model_label", "accuracy_table",
-    "check_112_claims",
-]
+__all__ = ["MODEL_STYLES", "provenance_line", "plot_auc_vs_memory", "memory_panels", "plot_metric_vs_depth",
+           "memory_table", "model_label", "accuracy_table", "series_colour", "series_colours"]
 
-MODEL_NAMES = {"res": "ResGNN", "res-ckpt": "ResGNN + checkpointing", "rev": "RevGNN", "wt-res": "WT-ResGNN",
-               "wt-rev": "WT-RevGNN", "deq": "DEQ-GNN"}
 MODEL_STYLES = {  # one colour and marker per model family, in every figure
     "res": {"color": "#d62728", "marker": "s"},
     "res-ckpt": {"color": "#8c564b", "marker": "v"},
@@ -42,131 +31,6 @@ MODEL_STYLES = {  # one colour and marker per model family, in every figure
     "wt-rev": {"color": "#2ca02c", "marker": "^"},
     "deq": {"color": "#9467bd", "marker": "P"},
 }
-PAPER_MARKS = {
-    "paper": "the paper's own text",
-    "code": "the official code or its README",
-    "OGB": "the OGB leaderboard entry the authors submitted",
-    "derived": "arithmetic that reproduces an [OGB] number exactly",
-    "unconfirmed": "second-hand transcription of the paper's tables, not checked against the PDF",
-}
-
-# The paper's 112-layer comparison on ogbn-proteins (Fig. 1 and its table): ROC-AUC % and training GPU memory
-# (GB, one V100 32 GB) are [unconfirmed]; parameter counts carry their own marks (PAPER.md, sections 2 and 4).
-def _paper_112(name: str, model: str, channels: int, roc_auc: float | None, memory_gb: float | None,
-               oom: bool = False) -> dict:
-    """One point of the paper's 112-layer comparison; the parameter count and its mark come from
-    :data:`revgnn.presets.PAPER_PARAMS` (the same record the preset tests assert)."""
-    params, params_mark = PAPER_PARAMS[name.lower()]
-    row = {"name": name, "model": model, "num_layers": 112, "hidden_channels": channels, "roc_auc": roc_auc,
-           "memory_gb": memory_gb, "params": params, "params_mark": params_mark, "mark": "unconfirmed"}
-    return row | ({"oom": True} if oom else {})
-
-
-PAPER_112_LAYERS: list[dict] = [_paper_112(*row) for row in (
-    ("ResGNN-64", "res", 64, 85.94, 27.1),
-    ("ResGNN-224", "res", 224, None, None, True),
-    ("WT-ResGNN-64", "wt-res", 64, 83.30, 27.4),
-    ("DEQ-GNN-64", "deq", 64, 83.17, 2.22),
-    ("DEQ-GNN-224", "deq", 224, 85.84, 7.60),
-    ("RevGNN-64", "rev", 64, 85.48, 2.09),
-    ("RevGNN-80", "rev", 80, 85.97, 2.56),
-    ("RevGNN-224", "rev", 224, 87.02, 7.30),
-    ("WT-RevGNN-64", "wt-rev", 64, 82.89, 1.60),
-    ("WT-RevGNN-80", "wt-rev", 80, 83.46, 2.08),
-    ("WT-RevGNN-224", "wt-rev", 224, 85.28, 5.55),
-)]
-
-# RevGNN-Deep and RevGNN-Wide on ogbn-proteins (PAPER.md, sections 2-4).
-PAPER_MAIN: dict[str, dict] = {
-    "revgnn-deep": {"name": "RevGNN-Deep", "num_layers": 1001, "hidden_channels": 80, "dropout": 0.1,
-                    "params": PAPER_PARAMS["revgnn-deep"][0], "params_mark": PAPER_PARAMS["revgnn-deep"][1],
-                    "test": (87.74, 0.13, "paper"), "valid": (93.26, 0.06, "OGB"),
-                    "single_view_test": (87.06, 0.20, "code"), "memory_gb": (2.86, "unconfirmed"),
-                    "days": (13.5, "paper"), "seconds_per_epoch": (583, "derived from paper")},
-    "revgnn-wide": {"name": "RevGNN-Wide", "num_layers": 448, "hidden_channels": 224, "dropout": 0.2,
-                    "params": PAPER_PARAMS["revgnn-wide"][0], "params_mark": PAPER_PARAMS["revgnn-wide"][1],
-                    "test": (88.24, 0.15, "paper"), "valid": (94.50, 0.08, "OGB"),
-                    "single_view_test": (87.62, 0.18, "code"), "memory_gb": (7.91, "unconfirmed"),
-                    "days": (17.1, "paper"), "seconds_per_epoch": (739, "derived from paper")},
-}
-
-
-def load_records(path: str | Path, pattern: str = "*.json") -> list[dict]:
-    """Result records from a JSON file or from every matching file in a folder; ``[]`` when there is none.
-
-    A file holds a record, a list of records, ``{"records": [...]}``, or a benchmark result of
-    ``benchmarks/memory_depth.py`` (``{"rows": [...], "provenance": ..., "graph": ...}``), whose training rows
-    become records with ``model`` (the row's label), ``depth`` (its x), ``num_layers``, ``hidden_channels``,
-    ``dataset`` and the file's ``provenance``. Every record gets ``source``, the file it came from (relative to the
-    repository root), so that a plot can say where a point came from. A relative ``path`` is read from the
-    repository root, whatever the working directory.
-    """
-    from .sources import _display, resolve_path
-
-    path = resolve_path(path)
-    files = sorted(path.glob(pattern)) if path.is_dir() else ([path] if path.is_file() else [])
-    records = []
-    for file in files:
-        content = json.loads(file.read_text())
-        if isinstance(content, dict) and "rows" in content:
-            items = [_benchmark_row(row, content) for row in content["rows"] if row.get("mode", "train") == "train"]
-        else:
-            items = content if isinstance(content, list) else content.get("records", [content])
-        records += [{**item, "source": item.get("source", _display(file))} for item in items]
-    return records
-
-
-def _benchmark_row(row: dict, result: dict) -> dict:
-    config = row.get("model") or {}
-    return {**row, "model": row["label"], "depth": row["x"], "config": config,
-            "num_layers": config.get("num_layers"), "hidden_channels": config.get("hidden_channels"),
-            "dataset": (result.get("graph") or {}).get("name"), "provenance": result.get("provenance") or {}}
-
-
-def memory_records(points: Iterable[tuple[dict, object]], data, device="cpu", seed: int = 0,
-                   limit_bytes: float | None = None, repeats: int = 1) -> list[dict]:
-    """Measure one training step per ``(labels, ModelConfig)`` point with :func:`revgnn.memory.measure_config`.
-
-    Each record is the :class:`~revgnn.memory.StepMemory` as a dict, plus ``labels`` (e.g. model, depth, width),
-    ``oom`` and ``provenance`` (git revision, versions, device). A step is out of memory when the device raises
-    it (CUDA) or when its peak exceeds ``limit_bytes``; once a ``(model, hidden_channels)`` series is out of
-    memory, its later (deeper) points are recorded as OOM without being run.
-
-    Args:
-        points: ``(labels, config)`` pairs, in increasing depth within each series.
-        data: the graph (a PyG ``Data``, e.g. ``load_dataset(...).data``).
-        device: ``"cpu"`` or ``"cuda"``.
-        seed: seed of the weights.
-        limit_bytes: the memory limit (None: only the device's own).
-        repeats: timed steps per point (``step_seconds`` is their median).
-    """
-    import torch
-
-    from revgnn.memory import measure_config
-    from revgnn.records import environment
-
-    device = torch.device(device)
-    provenance = {**environment(device), "seed": seed}
-    out_of_memory: set[tuple] = set()
-    records = []
-    for labels, config in points:
-        series = (labels.get("model", config.model), labels.get("hidden_channels", config.hidden_channels))
-        record = {"model": config.model, "num_layers": config.num_layers,
-                  "hidden_channels": config.hidden_channels, **labels, "provenance": provenance}
-        if series in out_of_memory:
-            records.append({**record, "oom": True, "peak_bytes": None})
-            continue
-        try:
-            step = measure_config(config, data.num_nodes, data.num_edges, device=str(device), seed=seed,
-                                  data=data, repeats=repeats).to_dict()
-        except torch.cuda.OutOfMemoryError:
-            step = {"peak_bytes": None, "oom": True}
-            torch.cuda.empty_cache()
-        step["oom"] = step.get("oom", False) or (limit_bytes is not None and step["peak_bytes"] > limit_bytes)
-        if step["oom"]:
-            out_of_memory.add(series)
-        records.append({**step, "config": step.get("model"), **record, "oom": step["oom"]})
-    return records
 
 
 def provenance_line(records: Sequence[dict] | dict) -> str:
@@ -189,26 +53,6 @@ def provenance_line(records: Sequence[dict] | dict) -> str:
     return "ours: " + ("; ".join(parts) if parts else "no provenance recorded")
 
 
-def _fmt(value, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def markdown_table(rows: Iterable[dict], columns: Sequence[tuple[str, str]], digits: int = 2) -> str:
-    """A Markdown table of ``rows`` with ``columns`` given as (key, header) pairs; missing values show as '–'."""
-    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(k), digits) for k, _ in columns) + " |")
-    return "\n".join(lines)
-
-
 def _legend_once(ax: Axes, **kwargs) -> None:
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
@@ -216,11 +60,6 @@ def _legend_once(ax: Axes, **kwargs) -> None:
 
 
 LIVE_STYLE = {"linestyle": "--", "markerfacecolor": "white", "alpha": 0.9}  # the notebook's own run: dashed, hollow
-
-
-def _pct(value: float | None) -> float | None:
-    """A ROC-AUC or accuracy as a percentage, whether it was recorded as a fraction or as %."""
-    return None if value is None else value * (100 if value <= 1 else 1)
 
 
 def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), paper: Sequence[dict] | None = None,
@@ -233,7 +72,7 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
 
     Args:
         live: records with ``model``, ``hidden_channels``, ``peak_bytes`` and ``roc_auc`` (fraction or %).
-        committed: records of :func:`revgnn.sources.accuracy_records` with ``peak_bytes``, ``test`` and
+        committed: records of :func:`revgnn.book.records.accuracy_records` with ``peak_bytes``, ``test`` and
             ``test_std``; an empty list draws a note instead.
         paper: the paper's points (None: :data:`PAPER_112_LAYERS`).
         live_label, committed_label: how the legend names the two runs of ours.
@@ -243,7 +82,7 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
     panels.append(("live", live, live_label, "roc_auc"))
     fig, axes = plt.subplots(1 + len(panels), 1, figsize=(8, 3.7 * (1 + len(panels))), constrained_layout=True)
     top = axes[0]
-    for p in paper:
+    for p in sorted(paper, key=lambda p: (_model_order(p["model"]), p["hidden_channels"])):
         if p.get("oom"):
             continue
         style = MODEL_STYLES[p["model"]]
@@ -259,7 +98,8 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
     if not committed:
         top.set_title(top.get_title() + f"\n(no {committed_label} records: the live run only)")
     for ax, (kind, rows, label, key) in zip(axes[1:], panels):
-        rows = [r for r in rows if r.get(key) is not None and r.get("peak_bytes")]
+        rows = sorted((r for r in rows if r.get(key) is not None and r.get("peak_bytes")),
+                      key=lambda r: (_model_order(r["model"]), r.get("hidden_channels") or 0))
         if not rows:
             ax.text(0.5, 0.5, f"no {label} records", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
@@ -271,6 +111,11 @@ def plot_auc_vs_memory(live: Sequence[dict], committed: Sequence[dict] = (), pap
             face = style["color"] if kind == "committed" else "white"
             ax.errorbar(x, y, yerr=std, fmt=style["marker"], color=style["color"], markerfacecolor=face,
                         markersize=8, capsize=3, linestyle="none", label=f"{MODEL_NAMES[r['model']]} ({label})")
+            misses = r.get("solver_misses") or {}
+            if misses.get("forward") or misses.get("backward") or any(
+                    v.get("unconverged") or v.get("converged") is False for v in (r.get("solver") or {}).values()):
+                ax.scatter(x, y, marker="o", s=260, facecolors="none", edgecolors="black", zorder=4,
+                           label="solver did not converge")
             if len({q.get("hidden_channels") for q in rows}) > 1:  # one width: the title says it
                 ax.annotate(f"D={r.get('hidden_channels')}", (x, y), textcoords="offset points", xytext=(6, 3),
                             fontsize=8)
@@ -307,6 +152,34 @@ def _setting(records: Sequence[dict]) -> str:
     return f"{', '.join(names)}{size} on {', '.join(devices)}"
 
 
+# series of the depth sweeps (a width and a graph): colours picked by the label's hash, not by the order of the
+# series, so a rerun or another parameter set keeps every series' colour; none is a model family's colour
+_SERIES_PALETTE = ("#17becf", "#bcbd22", "#e377c2", "#7f7f7f", "#393b79", "#637939", "#e7ba52", "#6b6ecf")
+
+
+def series_colour(label: str) -> str:
+    """The fixed colour of a depth-sweep series (e.g. ``D=32, 2,000 nodes, radii 1-8``), the same in every run."""
+    return _SERIES_PALETTE[_slot(label)]
+
+
+def series_colours(labels) -> dict[str, str]:
+    """Colours of the series of one figure: each its :func:`series_colour`, except that two series whose labels
+    hash alike get the next free colours, in the order of their labels (never the order of the run)."""
+    used: set[int] = set()
+    colours = {}
+    for label in sorted(set(labels)):
+        slot = _slot(label)
+        while slot in used and len(used) < len(_SERIES_PALETTE):
+            slot = (slot + 1) % len(_SERIES_PALETTE)
+        used.add(slot)
+        colours[label] = _SERIES_PALETTE[slot]
+    return colours
+
+
+def _slot(label: str) -> int:
+    return int(hashlib.sha1(label.encode()).hexdigest(), 16) % len(_SERIES_PALETTE)
+
+
 _PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 1, 2, 4, 0.5 instead of 2^0 or 1.0
 
 
@@ -322,9 +195,13 @@ def _plain_log10_ticks(ax: Axes) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def _model_order(model: str) -> int:
+    return list(MODEL_STYLES).index(model) if model in MODEL_STYLES else len(MODEL_STYLES)
+
+
 def memory_panels(records: Sequence[dict], x_key: str = "depth", limit_bytes: float | None = None,
                   limit_label: str = "memory limit", xlabel: str = "number of layers L",
-                  title: str | None = None) -> Figure:
+                  title: str | None = None, rows: Sequence[tuple[Sequence[str], str]] | None = None) -> Figure:
     """The paper's Figs. 2-4 in two panels: total peak memory, and peak above the model state, against depth.
 
     Left: the peak of one training step, the quantity of the paper's GPU plots; it includes the parameters, their
@@ -332,11 +209,28 @@ def memory_panels(records: Sequence[dict], x_key: str = "depth", limit_bytes: fl
     minus that model state (``peak_bytes - state_bytes``): activations, transients and the graph, the quantity a
     reversible or implicit model keeps flat. Axes are logarithmic where the values span more than a factor of 20.
     Records with ``oom`` (the step did not fit under ``limit_bytes``) are drawn as crosses on the limit line of the
-    left panel, labelled "OOM", as in the paper's Fig. 2.
+    left panel, labelled "OOM", as in the paper's Fig. 2. A record whose solver did not converge (``converged``
+    False, DEQ-GNN) is drawn hollow and labelled "not converged".
+
+    Args:
+        rows: one row of two panels per ``(models, x-axis label)``, e.g. ResGNN against layers and DEQ-GNN against
+            solver iterations (Fig. 4: the two are different axes); None draws every model in one row.
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
+    rows = list(rows) if rows else [(sorted({r["model"] for r in records}, key=_model_order), xlabel)]
+    fig, axes = plt.subplots(len(rows), 2, figsize=(11, 4.4 * len(rows)), constrained_layout=True, squeeze=False)
+    for (models, row_xlabel), (left, right) in zip(rows, axes):
+        _memory_row(left, right, [r for r in records if r["model"] in models], x_key, limit_bytes, limit_label,
+                    row_xlabel)
+    axes[0][0].set_title("total peak (the paper's quantity)")
+    axes[0][1].set_title("peak above model state (the flat one)")
+    fig.suptitle(title or _setting(records), fontsize=10)
+    return fig
+
+
+def _memory_row(left: Axes, right: Axes, records: Sequence[dict], x_key: str, limit_bytes: float | None,
+                limit_label: str, xlabel: str) -> None:
     groups: dict[tuple, list[dict]] = {}
-    for r in records:
+    for r in sorted(records, key=lambda r: (_model_order(r["model"]), r.get("hidden_channels") or 0)):
         groups.setdefault((r["model"], r.get("hidden_channels")), []).append(r)
     values = {"left": [], "right": []}
     for (model, width), rows in groups.items():
@@ -351,6 +245,11 @@ def memory_panels(records: Sequence[dict], x_key: str = "depth", limit_bytes: fl
         values["right"] += above
         left.plot(xs, total, color=style["color"], marker=style["marker"], label=label)
         right.plot(xs, above, color=style["color"], marker=style["marker"], label=label)
+        for ax, ys in ((left, total), (right, above)):
+            for r, x, y in zip(fits, xs, ys):
+                if r.get("converged") is False:
+                    ax.scatter(x, y, marker="o", s=160, facecolors="none", edgecolors="black", zorder=4,
+                               label="solver did not converge")
         for r in rows:
             if r.get("oom") and limit_bytes is not None:
                 left.scatter(r[x_key], limit_bytes / 2**20, marker="x", s=80, color=style["color"], zorder=3)
@@ -372,13 +271,11 @@ def memory_panels(records: Sequence[dict], x_key: str = "depth", limit_bytes: fl
         if positive and max(positive) / min(positive) > 20:
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(_PLAIN)
+        elif positive:
+            ax.set_ylim(0, max(positive) * 1.1)  # from zero, so a flat line looks flat on a rerun too
         ax.set_ylabel(ylabel + (" (MiB, log scale)" if ax.get_yscale() == "log" else " (MiB)"))
         ax.grid(True, which="major", alpha=0.3)
         _legend_once(ax, fontsize=8)
-    left.set_title("total peak (the paper's quantity)")
-    right.set_title("peak above model state (the flat one)")
-    fig.suptitle(title or _setting(records), fontsize=10)
-    return fig
 
 
 def plot_metric_vs_depth(live: Sequence[dict], committed: Sequence[dict] = (), metric_key: str = "roc_auc",
@@ -391,20 +288,18 @@ def plot_metric_vs_depth(live: Sequence[dict], committed: Sequence[dict] = (), m
     hollow; mean ± std over its seeds), one line per value of ``series_key`` (e.g. width D).
 
     ``live`` records hold one seed each (``seed`` and ``metric_key``); points of the same (series, depth) are
-    averaged. ``committed`` records are :func:`revgnn.sources.accuracy_records` rows (``test``, ``test_std``).
+    averaged. ``committed`` records are :func:`revgnn.book.records.accuracy_records` rows (``test``, ``test_std``).
     ``reference`` adds a dotted grey line of (depth, value) points, e.g. the best ROC-AUC a predictor that knows
     the hidden truth within as many hops can reach (:func:`revgnn.synthetic.oracle_rocauc`); it is not a model.
     ``series_format`` names a series from its ``series_key`` value (``"D={}"``; ``"{}"`` for a ready-made label).
     """
-    import statistics
-
     fig, ax = plt.subplots(figsize=(7.5, 4.6), constrained_layout=True)
     if reference:
         xs, ys = zip(*sorted(reference))
         ax.plot(xs, [_pct(y) for y in ys], ls=":", marker="x", color="0.45", label=reference_label)
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    widths = sorted({r[series_key] for r in [*live, *committed]})
-    colour = {w: palette[i % len(palette)] for i, w in enumerate(widths)}
+    widths = sorted({r[series_key] for r in [*live, *committed]}, key=str)
+    names = series_colours(series_format.format(w) for w in widths)
+    colour = {w: names[series_format.format(w)] for w in widths}
     for value in widths:
         rows = sorted((r for r in committed if r[series_key] == value), key=lambda r: r[x_key])
         if rows:
@@ -425,6 +320,11 @@ def plot_metric_vs_depth(live: Sequence[dict], committed: Sequence[dict] = (), m
             ax.errorbar(xs, means, yerr=stds, color=colour[value], marker="s", capsize=3, **LIVE_STYLE,
                         label=f"{series_format.format(value)}, {live_label} ({seeds} seed{'s' if seeds > 1 else ''})")
     _plain_log2_ticks(ax)
+    depths = [r[x_key] for r in [*live, *committed]]
+    if depths:
+        ax.set_xlim(min(depths) / 1.3, max(depths) * 1.3)
+    _honest_ylim(ax, [_pct(r["test"]) for r in committed] + [_pct(r[metric_key]) for r in live]
+                 + [_pct(y) for _, y in reference or ()])
     ax.set_xlabel(f"{xlabel} (log scale)")
     ax.set_ylabel(ylabel)
     ax.set_title(title or _setting([*committed, *live]), fontsize=10)
@@ -434,18 +334,47 @@ def plot_metric_vs_depth(live: Sequence[dict], committed: Sequence[dict] = (), m
 
 
 def memory_table(records: Sequence[dict], x_key: str = "depth", x_header: str = "L") -> str:
-    """The numbers behind :func:`memory_panels`, one row per measured step (MiB; '–' where a step did not fit)."""
+    """The numbers behind :func:`memory_panels`, one row per measured step (MiB; '–' where a step did not fit).
+
+    DEQ-GNN's x is its solver's iteration cap, never a layer count: it gets its own column ("solver iterations")
+    and the layered models' column is ``x_header``. Columns of the memory split (``activation_peak_bytes``,
+    ``gradient_transient_bytes``, ``optimizer_transient_bytes``, from :mod:`revgnn.memory`) and of the solver
+    (``solver``: DEQ-GNN's forward and backward solves) appear when the records carry them.
+    """
     def mib(value):
         return None if value is None else value / 2**20
 
-    rows = [{"model": MODEL_NAMES[r["model"]], "D": r.get("hidden_channels"), "x": r.get(x_key),
+    ordered = sorted(records, key=lambda r: (_model_order(r["model"]), r.get("hidden_channels") or 0,
+                                             r.get(x_key) or 0))
+    rows = [{"model": MODEL_NAMES[r["model"]], "D": r.get("hidden_channels"),
+             "x": None if r["model"] == "deq" else r.get(x_key), "it": r.get(x_key) if r["model"] == "deq" else None,
              "peak": mib(r.get("peak_bytes")), "state": mib(r.get("state_bytes")),
              "above": mib(r["peak_bytes"] - r["state_bytes"]) if r.get("peak_bytes") else None,
-             "saved": mib(r.get("saved_bytes")), "oom": bool(r.get("oom"))}
-            for r in sorted(records, key=lambda r: (r["model"], r.get(x_key) or 0))]
-    return markdown_table(rows, [("model", "model"), ("D", "D"), ("x", x_header), ("peak", "total peak (MiB)"),
-                                 ("state", "params + grads + Adam (MiB)"), ("above", "peak above state (MiB)"),
-                                 ("saved", "saved for backward (MiB)"), ("oom", "over the limit")])
+             "act": mib(r.get("activation_peak_bytes")), "opt": mib(r.get("optimizer_transient_bytes")),
+             "grad": mib(r.get("gradient_transient_bytes")),
+             "saved": mib(r.get("saved_bytes")), "oom": bool(r.get("oom")),
+             "fwd": _solve(r, "forward"), "bwd": _solve(r, "backward")} for r in ordered]
+    columns = [("model", "model"), ("D", "D"), ("x", x_header)]
+    if any(r["it"] is not None for r in rows):
+        columns.append(("it", "solver iterations"))
+    columns += [("peak", "total peak (MiB)"), ("state", "params + grads + Adam (MiB)"),
+                ("above", "peak above state (MiB)")]
+    if any(r["act"] is not None for r in rows):
+        columns += [("act", "activation peak (MiB)"), ("grad", "gradients in flight (MiB)"),
+                    ("opt", "optimizer step transient (MiB)")]
+    columns += [("saved", "saved for backward (MiB)"), ("oom", "over the limit")]
+    if any(r["fwd"] is not None for r in rows):
+        columns += [("fwd", "forward solve: iterations, residual"), ("bwd", "backward solve: iterations, residual")]
+    return markdown_table(rows, columns)
+
+
+def _solve(record: dict, kind: str) -> str | None:
+    """``30 it., 6.0e-04 (not converged)``: one DEQ-GNN solve of a record's ``solver`` statistics."""
+    stats = (record.get("solver") or {}).get(kind)
+    if not stats:
+        return None
+    mark = "" if stats.get("tol") == 0.0 else (" (converged)" if stats.get("converged") else " (not converged)")
+    return f"{stats['iterations']} it., {stats['residual']:.1e}{mark}"
 
 
 def model_label(record: dict) -> str:
@@ -456,7 +385,7 @@ def model_label(record: dict) -> str:
 def accuracy_table(records: Sequence[dict], mean_key: str = "test", std_key: str | None = "test_std") -> str:
     """Our 112-layer-style rows: model, L, D, params, peak memory (MiB), test ROC-AUC % ± std, seeds.
 
-    ``records`` are committed rows (:func:`revgnn.sources.accuracy_records`, ``test`` ± ``test_std``) or live
+    ``records`` are committed rows (:func:`revgnn.book.records.accuracy_records`, ``test`` ± ``test_std``) or live
     records (``roc_auc``, one seed each: ``std_key`` None shows '–')."""
     rows = [{"name": model_label(r), "L": r.get("num_layers"), "D": r.get("hidden_channels"), "params": r.get("params"),
              "memory": r["peak_bytes"] / 2**20 if r.get("peak_bytes") else None, "test": _pct(r.get(mean_key)),
@@ -465,41 +394,3 @@ def accuracy_table(records: Sequence[dict], mean_key: str = "test", std_key: str
     return markdown_table(rows, [("name", "model"), ("L", "L"), ("D", "D"), ("params", "params"),
                                  ("memory", "peak MiB"), ("test", "test ROC-AUC %"), ("std", "±"),
                                  ("seeds", "seeds")], digits=1)
-
-
-def check_112_claims(records: Sequence[dict]) -> str:
-    """The paper's qualitative 112-layer claims, checked on committed multi-seed records (a Markdown list).
-
-    1. Reversible models at least match ResGNN (within a seed std) at a fraction of its memory.
-    2. Weight-tied and DEQ models trade accuracy for parameters (fewer parameters, lower ROC-AUC).
-
-    Each claim is stated as holding or not at our scale, with the numbers; '' when a family is missing.
-    """
-    by_model = {r["model"]: r for r in records if r.get("test") is not None}
-    lines = []
-    res = by_model.get("res")
-    if res is None:
-        return ""
-    for model in ("rev",):  # the weight-tied reversible model is the second claim's
-        r = by_model.get(model)
-        if r is None:
-            continue
-        gap = 100 * (r["test"] - res["test"])
-        std = 100 * max(r.get("test_std") or 0.0, res.get("test_std") or 0.0)
-        memory = (r["peak_bytes"] / res["peak_bytes"]) if r.get("peak_bytes") and res.get("peak_bytes") else None
-        holds = gap >= -std and (memory is None or memory < 1)
-        lines.append(f"- {MODEL_NAMES[model]} against ResGNN: {gap:+.1f} points of ROC-AUC (seed std {std:.1f})"
-                     + (f" at {100 * memory:.0f} % of its peak memory" if memory else "")
-                     + (": **holds**." if holds else ": **does not hold at our scale**."))
-    for model, base in (("wt-res", "res"), ("wt-rev", "rev"), ("deq", "rev")):
-        r, b = by_model.get(model), by_model.get(base)
-        if r is None or b is None:
-            continue
-        gap = 100 * (r["test"] - b["test"])
-        ratio = r["params"] / b["params"]
-        holds = ratio < 1 and gap <= 0
-        lines.append(f"- {MODEL_NAMES[model]} against {MODEL_NAMES[base]}: {100 * ratio:.0f} % of its parameters, "
-                     f"{gap:+.1f} points of ROC-AUC"
-                     + (": trades accuracy for parameters, **holds**." if holds else
-                        ": **does not hold at our scale**" + (" (no accuracy lost)." if gap > 0 else ".")))
-    return "\n".join(lines)

@@ -1,0 +1,46 @@
+"""The book layer of revgnn ("Training Graph Neural Networks with 1000 Layers", Li et al., ICML 2021).
+
+Modules, imported one way (a module imports only those before it):
+
+- :mod:`~revgnn.book.params`: the notebooks' parameter checks;
+- :mod:`~revgnn.book.records`: the paper's numbers and our records (load, measure, tabulate);
+- :mod:`~revgnn.book.claims`: the paper's claims, each checked by one rule;
+- :mod:`~revgnn.book.figures`: plots and tables;
+- :mod:`~revgnn.book.prose`: the "Reading the figure" text, computed from the plotted records;
+- :mod:`~revgnn.book.sources`: committed records or a fresh run, "plotted from" tables, rerun notes;
+- :mod:`~revgnn.book.offline`: MathJax from the build, and no page loading anything from another host;
+- :mod:`~revgnn.book.build`: execute the notebooks and render the book (``python -m revgnn.book``).
+
+Notebooks import the public names from here (``from revgnn.book import memory_panels``); each is loaded from its
+module on first use (PEP 562), so checking a parameter does not import matplotlib.
+"""
+import importlib
+
+_EXPORTS = {
+    "params": ("BookError", "notebook_parameters", "check_parameter_names", "check_parameters", "check_choice",
+               "check_range", "check_results_file", "check_save_to", "notebook_device", "notebook_dataset"),
+    "records": ("REPO_ROOT", "FRESH", "MODEL_NAMES", "PAPER_MARKS", "PAPER_112_LAYERS", "PAPER_MAIN", "resolve_path",
+                "load_records", "memory_records", "solver_misses", "solver_summary",
+                "accuracy_records", "live_record", "markdown_table"),
+    "claims": ("Claim", "CLAIMS", "compare", "check_claims", "claim_records", "claims_markdown", "claims_table"),
+    "figures": ("MODEL_STYLES", "provenance_line", "plot_auc_vs_memory", "memory_panels", "plot_metric_vs_depth",
+                "memory_table", "model_label", "accuracy_table", "series_colour", "series_colours"),
+    "prose": ("memory_reading", "depth_reading", "reproduce_reading", "deq_solver_note", "deq_caps_reading"),
+    "sources": ("memory_file_setting", "committed_or_fresh", "plotted_from", "describe_values", "memory_comparison",
+                "accuracy_results_table", "rerun_note"),
+    "build": ("main", "page_stamp", "execute_notebooks"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = [name for names in _EXPORTS.values() for name in names]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -1,0 +1,223 @@
+"""The "Reading the figure" text of the book's pages, computed from the plotted records.
+
+For "Training Graph Neural Networks with 1000 Layers" (Li et al., ICML 2021). Every number and every comparison a
+page states about its figure comes from here, from the same records the figure plots, so a rerun at other
+parameters or a ``make book PARAMS=smoke`` book says what its own figure shows. Each function returns Markdown.
+"""
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Sequence
+
+from .records import MODEL_NAMES, _pct, markdown_table
+
+__all__ = ["memory_reading", "depth_reading", "sweep_steps", "reproduce_reading", "deq_solver_note", "deq_caps_reading",
+           "FLAT"]
+
+FLAT = 1.10  # a peak is called flat when its largest value is at most 10 % above its smallest
+
+
+def _mib(value: float) -> str:
+    if abs(value) < 2**20:
+        return f"{value / 2**10:,.0f} KiB"
+    value /= 2**20
+    return f"{value:,.1f} MiB" if value < 100 else f"{value:,.0f} MiB"
+
+
+def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares bytes per unit of x."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return 0.0 if den == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den
+
+
+def memory_reading(records: Sequence[dict], limit_bytes: float | None = None, x_key: str = "depth") -> str:
+    """Reading of a memory figure (Figs. 2-4): per model, how its total peak and its peak above the model state
+    change with depth (or solver iterations), where it crosses the limit, and whether its activation peak is flat.
+
+    Args:
+        records: the plotted records (``model``, ``x_key``, ``peak_bytes``, ``state_bytes``, ``oom``).
+        limit_bytes: the memory limit the figure draws (None: none).
+    """
+    lines = []
+    by_model: dict[str, list[dict]] = {}
+    for r in records:
+        by_model.setdefault(r["model"], []).append(r)
+    for model, rows in by_model.items():
+        rows = sorted(rows, key=lambda r: r[x_key])
+        unit = "solver iteration" if model == "deq" else "layer"
+        axis = "iterations" if model == "deq" else "L"
+        fits = [r for r in rows if not r.get("oom") and r.get("peak_bytes")]
+        name = MODEL_NAMES[model]
+        if not fits:
+            lines.append(f"- **{name}**: no step fits under the limit.")
+            continue
+        first, last = fits[0], fits[-1]
+        above = [r["peak_bytes"] - r["state_bytes"] for r in fits]
+        text = (f"- **{name}**: total peak {_mib(first['peak_bytes'])} at {axis} = {first[x_key]:,} and "
+                f"{_mib(last['peak_bytes'])} at {axis} = {last[x_key]:,}")
+        if len(fits) > 1:
+            slope = _slope([r[x_key] for r in fits], [r["peak_bytes"] for r in fits])
+            text += f" (about {_mib(slope)} per {unit})"
+        over = [r for r in rows if r.get("oom")]
+        if over:
+            below = [r[x_key] for r in rows if not r.get("oom") and r[x_key] < over[0][x_key]]
+            text += (f"; it crosses the {_mib(limit_bytes)} limit between {axis} = {below[-1]:,} and "
+                     f"{over[0][x_key]:,}" if below and limit_bytes else f"; over the limit from {axis} = "
+                     f"{over[0][x_key]:,}")
+        elif limit_bytes:
+            text += f"; every step fits under the {_mib(limit_bytes)} limit"
+        if len(fits) > 1:
+            ratio = max(above) / max(min(above), 1)
+            shape = "**flat**" if ratio <= FLAT else f"**not flat** (it grows {ratio:.2f} x)"
+            text += (f". Its peak above the model state runs from {_mib(min(above))} to {_mib(max(above))}: "
+                     f"{shape}" + (f" (within {100 * (FLAT - 1):.0f} %)" if ratio <= FLAT else ""))
+        lines.append(text + ".")
+    return "**Reading the figure** (computed from the plotted records):\n\n" + "\n".join(lines)
+
+
+def sweep_steps(rows: Sequence[dict]) -> list[dict]:
+    """The steps of one committed depth sweep (rows of one file, ``test`` ± ``test_std``), in order of depth:
+    ``{from, to, gain, std, rises}`` in % points; a step *rises* when its gain exceeds the larger seed std."""
+    rows = sorted(rows, key=lambda r: r["num_layers"])
+    steps = []
+    for a, b in zip(rows, rows[1:]):
+        gain = _pct(b["test"]) - _pct(a["test"])
+        std = max(_pct(a.get("test_std") or 0.0), _pct(b.get("test_std") or 0.0))
+        steps.append({"from": a["num_layers"], "to": b["num_layers"], "gain": gain, "std": std, "rises": gain > std})
+    return steps
+
+
+def depth_reading(committed: Sequence[dict], live: Sequence[dict] = (), metric_key: str = "roc_auc") -> str:
+    """Reading of the depth sweep: for each committed sweep (one per ``source`` file) its steps and verdict, and
+    where the mean goes down; then the live run's means per depth."""
+    lines = []
+    for source in dict.fromkeys(r["source"] for r in committed):
+        rows = [r for r in committed if r["source"] == source]
+        steps = sweep_steps(rows)
+        size = rows[0].get("num_nodes")
+        hops = rows[0].get("max_hops")
+        setting = ", ".join(filter(None, [f"{size:,} nodes" if size else "", f"radii 1-{hops}" if hops else ""]))
+        words = ", ".join(f"L = {s['from']} to {s['to']}: {s['gain']:+.1f} (std {s['std']:.1f})" for s in steps)
+        falls = [s for s in steps if s["gain"] < 0]
+        verdict = ("**rises at every step by more than the seed std**" if steps and all(s["rises"] for s in steps)
+                   else "**not every step exceeds the seed std**")
+        if falls:
+            verdict += "; " + ", ".join(f"L = {s['to']} is below L = {s['from']}" for s in falls)
+        lines.append(f"- `{source}` ({setting}): {words} — {verdict}.")
+    points: dict[int, list[float]] = {}
+    for r in live:
+        points.setdefault(r["num_layers"], []).append(_pct(r[metric_key]))
+    if points:
+        means = ", ".join(f"L = {d}: {statistics.fmean(v):.1f}" for d, v in sorted(points.items()))
+        lines.append(f"- live run (mean over {max(len(v) for v in points.values())} seed(s)): {means}.")
+    return "Steps of the mean test ROC-AUC (percentage points):\n\n" + "\n".join(lines)
+
+
+def reproduce_reading(single: float | None, multiview: float | None, views: int, parts: int,
+                      eval_parts: int) -> str:
+    """The reproduce page's sentence about its own table: the single-view and the multi-view test ROC-AUC (%)."""
+    if single is None:
+        return ""
+    text = f"In this run the single {eval_parts}-part view scores {single:.1f} % test ROC-AUC"
+    if multiview is None:
+        return text + " (no multi-view test: `test_views` is 0)."
+    change = "recovers" if multiview > single else "does not recover"
+    return (text + f" and the average of {views} random {parts}-part views {multiview:.1f} % "
+            f"({multiview - single:+.1f} points): a random partition cuts the edges between its parts, and averaging "
+            f"views {change} some of them here.")
+
+
+_MISS = re.compile(r"DEQ (?P<what>.+?) solve did not converge: relative residual (?P<residual>\S+) > tol (?P<tol>\S+) "
+                   r"after (?P<iterations>\d+) iterations")
+
+
+def _last_miss(misses: dict) -> str:
+    match = _MISS.search(misses.get("last") or "")
+    if not match:
+        return ""
+    return (f" (the last: the {match['what']} solve stopped at relative residual {float(match['residual']):.1e} after "
+            f"{match['iterations']} iterations, tolerance {float(match['tol']):.0e})")
+
+
+def deq_solver_note(records: Sequence[dict]) -> str:
+    """DEQ-GNN's solver, said plainly, forward and backward: the last solve's iterations, final residual and whether
+    it converged, and how many of the training solves stopped above the tolerance (``solver``, from
+    :func:`revgnn.book.records.solver_summary`); without those statistics, the count of missed solves
+    (``solver_misses``). '' for records without DEQ-GNN. Memory records at tolerance 0 (Fig. 4, where every solve runs
+    its whole iteration cap) are said in one line."""
+    rows = [r for r in records if r.get("model") == "deq"]
+    lines = []
+    capped = [r for r in rows if (r.get("config") or {}).get("tol") == 0.0]
+    if capped:
+        residuals = "; ".join(
+            f"cap {r.get('depth')}: forward {_sci(_get(r, 'forward', 'residual'))}, backward "
+            f"{_sci(_get(r, 'backward', 'residual'))}" for r in capped if r.get("solver"))
+        lines.append("- At tolerance 0, this figure's setting, every solve runs its whole iteration cap and none stops "
+                     "early: by design, not a failure; the memory does not depend on it."
+                     + (f" Final relative residuals: {residuals}." if residuals else ""))
+    for r in rows:
+        if r in capped:
+            continue
+        name = f"{MODEL_NAMES['deq']}-{r.get('hidden_channels')}"
+        solver = r.get("solver") or {}
+        for kind in ("forward", "backward"):
+            stats = solver.get(kind)
+            if not stats:
+                continue
+            state = "converged" if stats.get("converged") else "**did not converge**"
+            count = ""
+            if stats.get("solves"):
+                count = (f"; **{stats['unconverged']} of {stats['solves']}** training solves stopped above the "
+                         "tolerance" if stats.get("unconverged") else
+                         (f"; all {stats['solves']} training solves converged" if stats["solves"] > 1 else
+                          "; its one training solve converged"))
+            lines.append(f"- {name}, {kind} solve: the last took {stats.get('iterations')} iterations to a relative "
+                         f"residual of {_sci(stats.get('residual'))} (tolerance {_sci(stats.get('tol'))}): {state}"
+                         f"{count}.")
+        misses = r.get("solver_misses")
+        if not solver and misses is not None:
+            missed = misses.get("forward", 0) + misses.get("backward", 0)
+            lines.append(f"- {name}: " + (f"**{misses.get('forward', 0)} forward and {misses.get('backward', 0)} "
+                                          f"backward solves did not converge** to their tolerance{_last_miss(misses)}"
+                                          if missed else "every forward and backward solve converged to its tolerance")
+                         + ".")
+    return ("**DEQ-GNN's solver.**\n\n" + "\n".join(lines)) if lines else ""
+
+
+def _get(record: dict, kind: str, key: str):
+    return ((record.get("solver") or {}).get(kind) or {}).get(key)
+
+
+def _sci(value) -> str:
+    return "–" if value is None else f"{value:.1e}"
+
+
+def deq_caps_reading(record: dict, source: str = "") -> str:
+    """DEQ-GNN's solves at the iteration caps of Fig. 4, from a committed ``benchmarks/deq_convergence.py`` record
+    (its ``fig4`` section): the relative residual after each cap, forward and backward, per seed, and how many
+    iterations each needed to come within 1e-4. '' when the record has no ``fig4`` section."""
+    fig4 = record.get("fig4")
+    if not fig4:
+        return ""
+    runs = fig4["runs"]
+    rows = []
+    for cap in fig4["caps"]:
+        row = {"cap": cap}
+        for run in runs:
+            for kind in ("forward", "backward"):
+                value = (run.get(kind) or {}).get("residual_after", {}).get(str(cap))
+                row[f"{kind}{run['seed']}"] = None if value is None else f"{value:.1e}"
+        rows.append(row)
+    columns = [("cap", "iteration cap")] + [(f"{kind}{run['seed']}", f"{kind}, seed {run['seed']}")
+                                            for kind in ("forward", "backward") for run in runs]
+    needed = {kind: [(run.get(kind) or {}).get("first_within_1e-4") for run in runs]
+              for kind in ("forward", "backward")}
+    words = "; ".join(f"{kind}: " + ", ".join("never" if n is None else str(n) for n in values)
+                      for kind, values in needed.items())
+    graph = fig4.get("graph") or {}
+    return (f"**The solves behind the DEQ-GNN points** (committed{f' `{source}`' if source else ''}: "
+            f"{graph.get('num_nodes', '?'):,} nodes, D = {fig4.get('hidden_channels')}, tolerance 0, seeds "
+            f"{', '.join(str(run['seed']) for run in runs)}). Relative residual after each cap; iterations needed to "
+            f"come within 1e-4, per seed: {words}.\n\n" + markdown_table(rows, columns))
