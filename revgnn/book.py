@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import json
 import logging
 import os
 import re
@@ -430,6 +431,34 @@ def check_parameters(namespace: dict) -> None:
                              f"{example}")
         if isinstance(default, float) and isinstance(value, int):
             namespace[name] = float(value)
+    for name, check in (("results_file", check_results_file), ("save_to", check_save_to)):
+        if name in injected:
+            check(name, namespace.get(name, injected[name]))
+
+
+def check_results_file(name: str, value: str) -> None:
+    """Stop a notebook early: ValueError when ``value`` names an existing file that is not a JSON record."""
+    from revgnn.sources import resolve_path
+
+    path = resolve_path(value) if value else None
+    if path is None or not path.exists():
+        return  # '' or a missing file: the notebook measures fresh (or says so)
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):  # ValueError: JSONDecodeError, UnicodeDecodeError
+        content = None
+    if not isinstance(content, dict):
+        raise ValueError(f"parameter {name}={value!r}: {path} is not a JSON record (not a JSON object written by a "
+                         f"benchmark); give a results/*.json file, or a path that does not exist to measure fresh")
+
+
+def check_save_to(name: str, value: str) -> None:
+    """Stop a notebook early: ValueError when ``value`` names a folder rather than a JSON file to write."""
+    from revgnn.sources import resolve_path
+
+    if value and (value.endswith(("/", os.sep)) or resolve_path(value).name == "" or resolve_path(value).is_dir()):
+        raise ValueError(f"parameter {name}={value!r} names a folder, not a file; give a JSON file name such as "
+                         f"results/my_records.json, or '' to write nothing")
 
 
 def check_choice(name: str, value, choices) -> None:

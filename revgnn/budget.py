@@ -18,7 +18,6 @@ graph stays in memory.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from .presets import ModelConfig

@@ -20,7 +20,7 @@ import torch
 
 
 def _atomic_write(path: str | os.PathLike, mode: str, write) -> None:
-    """Call ``write(file)`` on ``.NAME.revgnn-PID.tmp`` next to ``path``, fsync, then :func:`os.replace` it onto ``path``.
+    """Call ``write(file)`` on ``.NAME.revgnn-PID.tmp`` next to ``path``, fsync, then :func:`os.replace` it there.
 
     On any failure (a full disk, an interrupt) the temporary file is removed; an OSError is raised again as one
     that names ``path`` and what to do.

@@ -145,7 +145,7 @@ def _pid_alive(pid: int) -> bool:
 def describe_process(pid: int) -> str:
     """``process N (its command line)`` from ``/proc`` where readable, else ``process N``."""
     try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        cmd = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split())
     except OSError:
         cmd = ""
     return f"process {pid} ({cmd[:120]})" if cmd else f"process {pid}"
@@ -288,8 +288,8 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     """Delete the temporary files of :mod:`revgnn.records` under ``folder`` whose process is dead.
 
     Only names carrying revgnn's run token (``.NAME.revgnn-PID.tmp``, NAME one of checkpoint.pt, record.json,
-    summary.json, config.json, revgnn.lock) in ``folder`` and its ``run-seed*`` folders are touched: a file of another program,
-    even one named like a temporary file, is left alone. Returns the removed paths.
+    summary.json, config.json, revgnn.lock) in ``folder`` and its ``run-seed*`` folders are touched: a file of
+    another program, even one named like a temporary file, is left alone. Returns the removed paths.
     """
     removed = []
     for d in [folder, *sorted(folder.glob("run-seed*"))]:

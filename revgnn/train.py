@@ -42,8 +42,16 @@ from revgnn.data import GraphDataset, evaluate, load_dataset
 from revgnn.partition import partition_subgraphs
 from revgnn.presets import ModelConfig, build_model, count_parameters
 from revgnn.records import atomic_torch_save, environment, peak_memory_bytes, read_json, write_json
-from revgnn.runtime import (LOCK_NAME, STOP, TrainingInterrupted, apply_thread_policy, lock_holder, output_lock,
-                            remove_stale_temps, thread_info)
+from revgnn.runtime import (
+    LOCK_NAME,
+    STOP,
+    TrainingInterrupted,
+    apply_thread_policy,
+    lock_holder,
+    output_lock,
+    remove_stale_temps,
+    thread_info,
+)
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")

@@ -52,15 +52,14 @@ def _config(args) -> ModelConfig:
 def run(args) -> int:
     import warnings
 
-    from ..memory import measure_config  # here, not at the top: the parser must not import torch
-
     from ..budget import check_depth, check_fits, estimate_step
+    from ..memory import measure_config  # here, not at the top: the parser must not import torch
 
     cfg = _config(args)
     check_depth(cfg, args.force)
     check_fits(estimate_step(cfg, args.nodes, args.edges, train=not args.inference),
-               f"one {'forward' if args.inference else 'training step'} of {args.model} L={args.layers} D={args.channels} on N={args.nodes:,} "
-               f"E={args.edges:,}", args.device, args.force)
+               f"one {'forward' if args.inference else 'training step'} of {args.model} L={args.layers} "
+               f"D={args.channels} on N={args.nodes:,} E={args.edges:,}", args.device, args.force)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="DEQ .* did not converge")  # tol=0: exactly --layers iterations
         rec = measure_config(cfg, args.nodes, args.edges, device=args.device, train=not args.inference,
