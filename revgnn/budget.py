@@ -70,10 +70,12 @@ class StepEstimate:
                 f"parameters, activations {self.activations / GIB:,.2f} GiB, modules {self.modules / GIB:,.2f} GiB)")
 
 
-def estimate_step(cfg: ModelConfig, num_nodes: int, num_edges: int, parts: int = 1, train: bool = True) -> StepEstimate:
+def estimate_step(cfg: ModelConfig, num_nodes: int, num_edges: int, parts: int = 1, train: bool = True,
+                  device: str = "cpu") -> StepEstimate:
     """A lower bound of one training step's memory for ``cfg`` on a graph of ``num_nodes`` nodes and ``num_edges``
     directed edges trained in ``parts`` random parts (1: the whole graph); ``train=False``: a no-grad forward (the
-    graph, one state, the parameters)."""
+    graph, one state, the parameters). On a GPU only the step's subgraph counts (the whole graph stays in host
+    memory); on the CPU the whole graph shares the memory with the step."""
     from .whole_graph import shape_floor_bytes
 
     params = parameter_count(cfg)
@@ -84,10 +86,11 @@ def estimate_step(cfg: ModelConfig, num_nodes: int, num_edges: int, parts: int =
     act = (L if per_layer else 1) * n * D * 4
     if not cfg.fused:
         act += (L if per_layer else 1) * e * D * 4
+    gn, ge = (n, e) if device.startswith("cuda") else (num_nodes, num_edges)
     if not train:
-        return StepEstimate(floor=shape_floor_bytes(num_nodes, num_edges, D, 0) + 4 * params, activations=0,
+        return StepEstimate(floor=shape_floor_bytes(gn, ge, D, 0) + 4 * params, activations=0,
                             modules=L * MODULE_BYTES_PER_LAYER, parameters=params)
-    return StepEstimate(floor=shape_floor_bytes(num_nodes, num_edges, D, params), activations=act,
+    return StepEstimate(floor=shape_floor_bytes(gn, ge, D, params), activations=act,
                         modules=L * MODULE_BYTES_PER_LAYER, parameters=params)
 
 
@@ -120,15 +123,19 @@ def check_depth(cfg: ModelConfig, force: bool = False) -> None:
                          f"anyway")
 
 
-def check_fits(estimate: StepEstimate, what: str, device: str = "cpu", force: bool = False) -> None:
-    """ValueError with the estimate and the machine's memory when ``estimate`` exceeds it (unless ``force``)."""
+def check_fits(estimate: StepEstimate, what: str, device: str = "cpu", force: bool = False, copies: int = 1) -> None:
+    """ValueError with the estimate and the machine's memory when ``copies`` x ``estimate`` (the ranks on this
+    machine, each with its own copy, when on the CPU) exceed it (unless ``force``)."""
     if force:
         return
     have = available_bytes(device)
-    if have is not None and estimate.total > have:
+    copies = 1 if device.startswith("cuda") else copies  # one GPU per rank
+    if have is not None and estimate.total * copies > have:
         where = "this GPU has" if device.startswith("cuda") else "this machine has"
-        raise ValueError(f"{what} needs at least {estimate.describe()}; {where} {have / GIB:,.2f} GiB available. "
-                         f"Use a smaller graph, fewer layers or channels, more parts, or pass --force to try anyway")
+        ranks = f" for each of {copies} ranks" if copies > 1 else ""
+        raise ValueError(f"{what} needs at least {estimate.describe()}{ranks}; {where} {have / GIB:,.2f} GiB "
+                         f"available. Use a smaller graph, fewer layers or channels, more parts, or pass --force to "
+                         f"try anyway")
 
 
 def dataset_shape(name: str, kwargs: dict) -> tuple[int, int] | None:

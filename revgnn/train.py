@@ -658,9 +658,10 @@ def _preflight(model_config: ModelConfig, tcfg: TrainConfig, out: Path | None, m
     if shape is not None:
         n, e = shape
         parts = tcfg.train_parts or (10 if n > 20_000 else 1)
-        budget.check_fits(budget.estimate_step(mcfg, n, e, min(parts, n)),
+        budget.check_fits(budget.estimate_step(mcfg, n, e, min(parts, n), device=tcfg.device),
                           f"a training step of {mcfg.model} L={mcfg.num_layers} D={mcfg.hidden_channels} on "
-                          f"{tcfg.dataset} (N={n:,}, E={e:,}, {parts} parts)", tcfg.device, tcfg.force)
+                          f"{tcfg.dataset} (N={n:,}, E={e:,}, {parts} parts)", tcfg.device, tcfg.force,
+                          _ranks_here())
     else:
         budget.parameter_count(mcfg)  # builds on the meta device: bad settings fail here, in a moment
     if out is not None and main and out.is_dir():
@@ -670,6 +671,14 @@ def _preflight(model_config: ModelConfig, tcfg: TrainConfig, out: Path | None, m
                              f"choose another --out")
         _check_output_folder(out, mcfg, tcfg, write=False)
         _check_runs(out, tcfg)
+
+
+def _ranks_here() -> int:
+    """Ranks on this machine (torchrun's ``LOCAL_WORLD_SIZE``): each holds its own graph and model."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
 
 
 def _rank_fields(model_config: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
@@ -720,9 +729,9 @@ def fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphData
                                  f"{ds.num_nodes} (1 = the full graph)")
         n, e = ds.num_nodes, int(ds.data.edge_index.size(1))
         parts = tcfg.train_parts or ds.train_parts
-        budget.check_fits(budget.estimate_step(mcfg, n, e, parts),
+        budget.check_fits(budget.estimate_step(mcfg, n, e, parts, device=tcfg.device),
                           f"a training step of {mcfg.model} L={mcfg.num_layers} D={mcfg.hidden_channels} on "
-                          f"{ds.name} (N={n:,}, E={e:,}, {parts} parts)", tcfg.device, tcfg.force)
+                          f"{ds.name} (N={n:,}, E={e:,}, {parts} parts)", tcfg.device, tcfg.force, _ranks_here())
 
     distributed.agree(checks)
     STOP.reset()

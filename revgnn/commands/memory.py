@@ -57,7 +57,7 @@ def run(args) -> int:
 
     cfg = _config(args)
     check_depth(cfg, args.force)
-    check_fits(estimate_step(cfg, args.nodes, args.edges, train=not args.inference),
+    check_fits(estimate_step(cfg, args.nodes, args.edges, train=not args.inference, device=args.device),
                f"one {'forward' if args.inference else 'training step'} of {args.model} L={args.layers} "
                f"D={args.channels} on N={args.nodes:,} E={args.edges:,}", args.device, args.force)
     with warnings.catch_warnings():
