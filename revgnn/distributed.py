@@ -22,6 +22,12 @@ Evaluation is sharded: the parts of all views are dealt out round-robin over the
 (:class:`Share`). Rank 0 alone writes records and checkpoints; every rank reads a checkpoint from the shared ``--out``
 folder on resume, and :func:`check_same` stops the run if they disagree. A collective that fails because a peer died
 raises :class:`PeerLostError`; torchrun also stops the other ranks when one exits.
+
+Consistency: at start every rank compares the hash of its whole configuration with rank 0's
+(:func:`check_same_config`); ranks started with different flags (another ``--lr`` or ``--seed`` on one node) stop
+together with one line naming the fields. Bad input found on any rank (rank 0's output-folder checks included) is
+raised on every rank by :func:`agree`, so no rank waits for a peer that has stopped; under ``--nproc`` it comes back
+as rank 0's one line and exit status 2, without torchrun's report.
 """
 from __future__ import annotations
 

@@ -8,6 +8,11 @@ default two threads against 9.8 s with one (``benchmarks/threads.py``, ``results
 thread** unless the user chose otherwise, in this order: an explicit ``threads``
 argument (``revgnn train --threads N``), the ``OMP_NUM_THREADS`` (or ``MKL_NUM_THREADS``) environment variable, a
 call to ``torch.set_num_threads`` made after revgnn was imported. The count and its source go into every run record.
+
+Output-folder lock. ``.revgnn.lock`` holds the PID of the run using the folder and an :func:`fcntl.flock` on it; the
+kernel drops the flock when the process dies, so a lock left by ``kill -9`` (or naming a PID since reused by an
+unrelated process) is taken over, atomically, and a live one names its process. Temporary files carry revgnn's run
+token (``.NAME.revgnn-PID.tmp``); only such files of dead processes are ever removed.
 """
 from __future__ import annotations
 

@@ -147,6 +147,7 @@ def test_a_kept_final_checkpoint_resumes_to_the_same_record(tmp_path):
     assert cli("train", *TINY, "--epochs", 3, "--out", out) == 0
     done = out / "run-seed0" / "record.json"
     first = json.loads(done.read_text())
+    assert (out / "run-seed0" / "checkpoint.pt").is_file(), "the final checkpoint is kept"
     done.unlink()  # killed after the final checkpoint, before the record
     assert cli("train", *TINY, "--epochs", 3, "--out", out, "--resume") == 0
     assert json.loads(done.read_text())["history"] == first["history"]

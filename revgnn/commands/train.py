@@ -11,7 +11,11 @@ Each dataset brings its documented recipe as defaults (cora and planetoid:NAME: 
 5e-4, 200 epochs, as PyG's GAT example, and mean aggregation; ppi: label reuse 0.5); a flag given explicitly always
 wins, and each run record lists what came from the recipe ("recipe"). Ctrl-C or SIGTERM stops after the current
 epoch with a checkpoint in --out (exit 130 / 143); the same command with --resume continues it. One run at a time may
-use an --out folder, and only with the configuration its runs were made with.
+use an --out folder, and only with the configuration its runs were made with. A seed's interrupted checkpoint or
+finished record in --out is never overwritten silently: --resume continues (or keeps) it, --restart discards it, and
+without either the command stops and says so. The final checkpoint is kept (--no-keep-checkpoint deletes it).
+Before the data is loaded, the step's memory is estimated (revgnn.budget) and a step that cannot fit in this machine's
+memory is refused with the estimate (--force tries anyway).
 """
 from __future__ import annotations
 
