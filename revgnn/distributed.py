@@ -22,11 +22,19 @@ Evaluation is sharded: the parts of all views are dealt out round-robin over the
 (:class:`Share`). Rank 0 alone writes records and checkpoints; every rank reads a checkpoint from the shared ``--out``
 folder on resume, and :func:`check_same` stops the run if they disagree. A collective that fails because a peer died
 raises :class:`PeerLostError`; torchrun also stops the other ranks when one exits.
+
+Consistency: at start every rank compares the hash of its whole configuration with rank 0's
+(:func:`check_same_config`); ranks started with different flags (another ``--lr`` or ``--seed`` on one node) stop
+together with one line naming the fields. Bad input found on any rank (rank 0's output-folder checks included) is
+raised on every rank by :func:`agree`, so no rank waits for a peer that has stopped; under ``--nproc`` it comes back
+as rank 0's one line and exit status 2, without torchrun's report.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -40,7 +48,8 @@ import torch.distributed as dist
 from torch import Tensor
 
 __all__ = ["world_size", "rank", "is_main", "launched", "backend_for", "process_group", "part_seed",
-           "train_epoch", "Share", "check_same", "PeerLostError", "launch_local", "argv_from_namespace"]
+           "train_epoch", "Share", "check_same", "check_same_config", "agree", "AgreedError", "PeerLostError",
+           "launch_local", "argv_from_namespace"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,10 @@ TIMEOUT_S = float(os.environ.get("REVGNN_DIST_TIMEOUT", 600))  # a collective wa
 
 class PeerLostError(RuntimeError):
     """A collective failed or timed out: another rank died or stopped answering."""
+
+
+class AgreedError(ValueError):
+    """A bad-input error every rank raises together (:func:`agree`, :func:`check_same_config`); rank 0 reports it."""
 
 
 def world_size() -> int:
@@ -137,6 +150,65 @@ def check_same(value, what: str) -> None:
     if any(v != values[0] for v in values):
         raise ValueError(f"ranks disagree on {what}: {values}; every rank must see the same --out folder "
                          f"(a file system shared by all nodes)")
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_same_config(fields: dict, what: str = "configuration") -> None:
+    """Stop every rank (:class:`AgreedError`) unless all ranks hold the same ``fields`` (name -> JSON-able value).
+
+    Every rank contributes the SHA-256 of its whole configuration and of each field; when a hash differs from rank
+    0's, each rank raises the same one-line error naming the fields that differ and their values on rank 0 and on
+    the first rank that disagrees. Without a process group it checks nothing. Call it before anything that could
+    fail differently on different ranks (building the model, loading data): every rank then reaches it.
+    """
+    if world_size() == 1:
+        return
+    mine = {"all": _digest(fields), "fields": {k: _digest(v) for k, v in fields.items()},
+            "values": {k: _short(v) for k, v in fields.items()}}
+    gathered: list = [None] * world_size()
+    _collective(dist.all_gather_object, gathered, mine)
+    ref = gathered[0]
+    for r, other in enumerate(gathered[1:], start=1):
+        if other["all"] == ref["all"]:
+            continue
+        names = sorted(set(ref["fields"]) | set(other["fields"]))
+        diff = [k for k in names if ref["fields"].get(k) != other["fields"].get(k)]
+        shown = ", ".join(f"{k} (rank 0: {ref['values'].get(k, 'absent')}, rank {r}: "
+                          f"{other['values'].get(k, 'absent')})" for k in diff)
+        raise AgreedError(f"ranks were started with different {what}s: {shown}; start every rank with the same "
+                          f"command and flags")
+
+
+def agree(fn: Callable):
+    """Run ``fn`` on every rank and raise its ValueError (or OSError) on all of them (:class:`AgreedError`) if any
+    rank had one.
+
+    For checks that some ranks make alone (rank 0's output folder) or that could fail on one rank only: without
+    it the other ranks would wait in their next collective. Returns ``fn()``'s value.
+    """
+    err: str | None = None
+    result = None
+    try:
+        result = fn()
+    except (ValueError, OSError) as exc:  # OSError: a file that is missing or cannot be written
+        if world_size() == 1:
+            raise
+        err = str(exc)
+    if world_size() > 1:
+        errors: list = [None] * world_size()
+        _collective(dist.all_gather_object, errors, err)
+        first = next((e for e in errors if e), None)
+        if first is not None:
+            raise AgreedError(first)
+    return result
 
 
 def part_seed(seed: int, epoch: int, part: int) -> int:
@@ -273,15 +345,41 @@ def argv_from_namespace(parser: argparse.ArgumentParser, args: argparse.Namespac
     return argv
 
 
+# torchrun in a wrapper: its own logs and its ChildFailedError traceback are dropped when every failed rank exited 2
+# (bad input, already reported by rank 0 in one line); any other failure is summarised in one line per rank.
+_LAUNCHER = """
+import logging, signal, sys
+from torch.distributed.run import parse_args, run
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+try:
+    run(parse_args(sys.argv[1:]))
+except ChildFailedError as err:
+    codes = {r: f.exitcode for r, f in sorted(err.failures.items())}
+    stopped = (-signal.SIGTERM, 128 + signal.SIGTERM)  # the ranks torchrun stopped after another failed
+    if 2 in codes.values() and all(c in (2, *stopped) for c in codes.values()):
+        sys.exit(2)
+    for r, c in codes.items():
+        how = f"was killed by {signal.Signals(-c).name}" if c < 0 else f"exited with status {c}"
+        sys.stderr.write(f"revgnn train: rank {r} {how}\\n")
+    sys.exit(1)
+"""
+
+
 def launch_local(nproc: int, argv: list[str]) -> int:
-    """Run ``torchrun --standalone --nproc-per-node nproc -m revgnn <argv>`` and return its exit status."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-           "-m", "revgnn", *argv]
-    log.info("launching: %s", " ".join(cmd[1:]))
-    rc = subprocess.run(cmd).returncode
-    if rc != 0:
-        log.error("revgnn train: a rank failed (torchrun's report above names it and its exit code); the others "
-                  "were stopped. Restart the same command with --resume to continue from the last checkpoint")
+    """Run ``torchrun --standalone --nproc-per-node nproc -m revgnn <argv>`` and return its exit status.
+
+    Bad input found by the ranks (exit status 2 on every rank that failed) comes back as rank 0's one line and
+    status 2, without torchrun's report; other failures name each failed rank and its exit status or signal.
+    """
+    cmd = [sys.executable, "-c", _LAUNCHER, "--standalone", "--nproc-per-node", str(nproc), "-m", "revgnn", *argv]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default for its ranks, without its banner about it
+    log.info("launching: torchrun %s", " ".join(cmd[3:]))
+    rc = subprocess.run(cmd, env=env).returncode
+    if rc not in (0, 2):
+        log.error("revgnn train: a rank failed (named above); the others were stopped. Restart the same command "
+                  "with --resume to continue from the last checkpoint")
     return rc
 
 
@@ -292,8 +390,12 @@ def launch_from_args(args: argparse.Namespace, *validators: Callable) -> int:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
     if launched():
         raise ValueError("--nproc starts torchrun itself; under torchrun leave --nproc out")
-    if torch.device(args.device).type == "cuda" and args.nproc > torch.cuda.device_count():
-        raise ValueError(f"--nproc {args.nproc} needs {args.nproc} GPUs, torch sees {torch.cuda.device_count()}")
+    if torch.device(args.device).type == "cuda":
+        if args.nproc > torch.cuda.device_count():
+            raise ValueError(f"--nproc {args.nproc} needs {args.nproc} GPUs, torch sees {torch.cuda.device_count()}")
+    elif args.nproc > (os.cpu_count() or 1):
+        raise ValueError(f"--nproc {args.nproc} exceeds the {os.cpu_count() or 1} CPU(s) of this machine; use at "
+                         f"most that many ranks (or --accumulate {args.nproc} in one process: the same trajectory)")
     for check in validators:
         check(args)
     return launch_local(args.nproc, [args.command, *argv_from_namespace(args.parser, args, drop=("nproc",))])

@@ -20,13 +20,13 @@ import torch
 
 
 def _atomic_write(path: str | os.PathLike, mode: str, write) -> None:
-    """Call ``write(file)`` on ``.NAME.tmpPID`` next to ``path``, fsync, then :func:`os.replace` it onto ``path``.
+    """Call ``write(file)`` on ``.NAME.revgnn-PID.tmp`` next to ``path``, fsync, then :func:`os.replace` it there.
 
     On any failure (a full disk, an interrupt) the temporary file is removed; an OSError is raised again as one
     that names ``path`` and what to do.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.revgnn-{os.getpid()}.tmp")  # revgnn.runtime.remove_stale_temps
     try:
         with open(tmp, mode) as f:
             write(f)

@@ -8,15 +8,22 @@ default two threads against 9.8 s with one (``benchmarks/threads.py``, ``results
 thread** unless the user chose otherwise, in this order: an explicit ``threads``
 argument (``revgnn train --threads N``), the ``OMP_NUM_THREADS`` (or ``MKL_NUM_THREADS``) environment variable, a
 call to ``torch.set_num_threads`` made after revgnn was imported. The count and its source go into every run record.
+
+Output-folder lock. ``.revgnn.lock`` holds the PID of the run using the folder and an :func:`fcntl.flock` on it; the
+kernel drops the flock when the process dies, so a lock left by ``kill -9`` (or naming a PID since reused by an
+unrelated process) is taken over, atomically, and a live one names its process. Temporary files carry revgnn's run
+token (``.NAME.revgnn-PID.tmp``); only such files of dead processes are ever removed.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
 import signal
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -135,56 +142,159 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
+    except (OverflowError, ValueError):  # not a PID at all
+        return False
     return True
 
 
+def describe_process(pid: int) -> str:
+    """``process N (its command line)`` from ``/proc`` where readable, else ``process N``."""
+    try:
+        cmd = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split())
+    except OSError:
+        cmd = ""
+    return f"process {pid} ({cmd[:120]})" if cmd else f"process {pid}"
+
+
 LOCK_NAME = ".revgnn.lock"
+TEMP_TAG = "revgnn"  # the run token in the names of revgnn's temporary files: .NAME.revgnn-PID.tmp
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    me = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino)
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as err:  # ENOLCK, EOPNOTSUPP: a file system without locks
+        raise ValueError(f"cannot lock a file in this folder ({err.strerror}); choose an --out on a local disk") \
+            from None
+    return True
+
+
+def lock_holder(folder: Path) -> str | None:
+    """Who holds ``folder/.revgnn.lock`` now (``process N (command)``), or None when nobody does. Reads only.
+
+    A lock file left by a killed run, or holding the PID of an unrelated process, is held by nobody: the kernel
+    drops a :func:`fcntl.flock` lock when its process dies.
+    """
+    lock = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        if _try_flock(fd):
+            return None
+        pid = _read_pid(lock)
+        return describe_process(pid) if pid is not None else "another process"
+    finally:
+        os.close(fd)  # closing drops a lock this probe took
+
+
+def _in_use(folder: Path, lock: Path, who: str) -> ValueError:
+    return ValueError(f"{folder} is in use by {who}, which holds {lock}; wait for it to finish or choose another "
+                      f"--out")
+
+
+def _acquire(folder: Path) -> int:
+    """Take ``folder/.revgnn.lock``; returns the descriptor holding its :func:`fcntl.flock`.
+
+    The lock file is born holding this PID and already flocked (a temporary file linked into place, which fails
+    atomically when a lock file exists). An existing lock file is taken over only when its flock is free (its
+    process died) and it is still the file at that name; it is then replaced atomically by this process's file.
+    Only the holder of the flock of the file at ``LOCK_NAME`` ever replaces or removes that name.
+    """
+    lock = folder / LOCK_NAME
+    tmp = folder / f"{LOCK_NAME}.{TEMP_TAG}-{os.getpid()}.tmp"
+    for attempt in range(50):
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else can hold it
+            try:
+                os.link(tmp, lock)  # atomic: fails when a lock file exists
+                tmp.unlink()
+                return fd
+            except FileExistsError:
+                pass
+            try:
+                old = os.open(lock, os.O_RDWR)
+            except FileNotFoundError:  # released meanwhile: try again
+                tmp.unlink(missing_ok=True)
+                os.close(fd)
+                continue
+            try:
+                if _try_flock(old) and _same_file(old, lock):  # its holder is gone: take it over
+                    log.info("taking over the stale lock %s (written by process %s, which holds it no longer)",
+                             lock, _read_pid(lock))
+                    os.replace(tmp, lock)
+                    return fd
+            finally:
+                os.close(old)
+            pid = _read_pid(lock)
+            if pid is None or not _pid_alive(pid):  # a holder between taking over and writing: look again
+                tmp.unlink(missing_ok=True)
+                os.close(fd)
+                time.sleep(0.001 * (attempt + 1))
+                continue
+            tmp.unlink(missing_ok=True)
+            os.close(fd)
+            raise _in_use(folder, lock, describe_process(pid))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+    raise ValueError(f"cannot take the lock {lock}; other runs keep starting in {folder}; choose another --out")
 
 
 @contextlib.contextmanager
 def output_lock(folder: Path):
-    """Hold ``folder/.revgnn.lock`` (holding this process's PID) while the block runs.
+    """Hold ``folder/.revgnn.lock`` while the block runs (the file holds this process's PID).
 
-    A lock whose PID is no longer alive (a killed run) is taken over; a live one raises ValueError.
+    The lock is an :func:`fcntl.flock` on that file, so the kernel releases it when the process dies (``kill -9``);
+    a lock file nobody holds (a killed run, or a PID since reused by an unrelated process) is taken over, one held
+    by a live process raises ValueError naming that process.
     """
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_NAME
-    mine = str(os.getpid())
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                owner = int(lock.read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                owner = None
-            if owner is not None and owner != os.getpid() and _pid_alive(owner):
-                raise ValueError(f"{folder} is in use by revgnn process {owner} ({lock}); wait for it to finish or "
-                                 f"choose another --out") from None
-            log.info("taking over the stale lock %s (process %s is gone)", lock, owner)
-            lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(mine + "\n")
-        break
-    else:
-        raise ValueError(f"cannot take the lock {lock}; another run is starting in {folder}; choose another --out")
+    fd = _acquire(folder)
     try:
         yield lock
     finally:
         with contextlib.suppress(OSError):
-            if lock.read_text().split()[0] == mine:
-                lock.unlink()
+            if _same_file(fd, lock):
+                lock.unlink()  # while holding the flock: nobody else can have replaced it
+        os.close(fd)
 
 
-_TEMP = re.compile(r"^\.(checkpoint\.pt|record\.json|summary\.json|config\.json)\.tmp(\d+)$")
+_TEMP = re.compile(rf"^\.(checkpoint\.pt|record\.json|summary\.json|config\.json|revgnn\.lock)\.{TEMP_TAG}-(\d+)\.tmp$")
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete the temporary files of :mod:`revgnn.records` (``.NAME.tmpPID``) under ``folder`` whose PID is dead.
+    """Delete the temporary files of :mod:`revgnn.records` under ``folder`` whose process is dead.
 
-    Only revgnn's own names (checkpoint, record, summary, config) in ``folder`` and its ``run-seed*`` folders are
-    touched. Returns the removed paths.
+    Only names carrying revgnn's run token (``.NAME.revgnn-PID.tmp``, NAME one of checkpoint.pt, record.json,
+    summary.json, config.json, revgnn.lock) in ``folder`` and its ``run-seed*`` folders are touched: a file of
+    another program, even one named like a temporary file, is left alone. Returns the removed paths.
     """
     removed = []
     for d in [folder, *sorted(folder.glob("run-seed*"))]:
@@ -192,7 +302,8 @@ def remove_stale_temps(folder: Path) -> list[Path]:
             continue
         for p in d.iterdir():
             m = _TEMP.match(p.name)
-            if m and p.is_file() and int(m.group(2)) != os.getpid() and not _pid_alive(int(m.group(2))):
+            if m and p.is_file() and not p.is_symlink() and int(m.group(2)) != os.getpid() \
+                    and not _pid_alive(int(m.group(2))):
                 p.unlink(missing_ok=True)
                 removed.append(p)
     if removed:

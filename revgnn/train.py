@@ -37,13 +37,22 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from revgnn import distributed
+from revgnn import budget, distributed
 from revgnn.data import GraphDataset, evaluate, load_dataset
 from revgnn.deq import solver_fields
 from revgnn.partition import partition_subgraphs
 from revgnn.presets import ModelConfig, build_model, count_parameters
 from revgnn.records import atomic_torch_save, environment, peak_memory_bytes, read_json, write_json
-from revgnn.runtime import STOP, TrainingInterrupted, apply_thread_policy, output_lock, remove_stale_temps, thread_info
+from revgnn.runtime import (
+    LOCK_NAME,
+    STOP,
+    TrainingInterrupted,
+    apply_thread_policy,
+    lock_holder,
+    output_lock,
+    remove_stale_temps,
+    thread_info,
+)
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
@@ -75,6 +84,10 @@ class TrainConfig:
         checkpoint_every: Checkpoint every N epochs when ``out_dir`` is set (0 disables).
         out_dir: Folder for records and checkpoints (None: nothing written).
         resume: Continue from checkpoints and finished records in ``out_dir``.
+        restart: Discard the checkpoints and records of this configuration's seeds in ``out_dir`` and train them
+            again. Without ``resume`` or ``restart``, a seed that has a checkpoint or a record there is refused.
+        keep_checkpoint: Keep ``checkpoint.pt`` (the last epoch's full training state) after a run finishes.
+        force: Train even when the size estimate (:mod:`revgnn.budget`) says a step cannot fit in memory.
         label_reuse: Fraction of training nodes whose labels are input per epoch (0 disables).
         node_embeddings: Add a learnable embedding per node.
         embedding_dim: Width of that embedding.
@@ -105,6 +118,9 @@ class TrainConfig:
     checkpoint_every: int = 5
     out_dir: str | None = None
     resume: bool = False
+    restart: bool = False
+    keep_checkpoint: bool = True
+    force: bool = False
     label_reuse: float = 0.0
     node_embeddings: bool = False
     embedding_dim: int = 64
@@ -125,13 +141,17 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.label_reuse < 1.0:
             raise ValueError(f"label_reuse must be in [0, 1), got {self.label_reuse}")
+        if self.resume and self.restart:
+            raise ValueError("--resume continues the runs in --out and --restart discards them; pass one of them")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         _validate_more(self)
 
 
 # Settings that do not change the numbers: a resumed run may differ in these.
-_RUNTIME_KEYS = ("runs", "out_dir", "resume", "progress", "checkpoint_every", "root", "threads", "recipe")
+_RUNTIME_KEYS = ("runs", "out_dir", "resume", "progress", "checkpoint_every", "root", "threads", "recipe", "restart",
+                 "keep_checkpoint", "force")
+_DATASET_FIELDS = ("in_channels", "out_channels", "edge_dim", "num_species", "num_embeddings")  # filled from the data
 MAX_SEED = 2**32 - 1  # numpy's seed range; also keeps the (seed, epoch) generator seeds in torch's range
 
 
@@ -309,16 +329,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
     state = {"epoch": 0, "history": [], "best": None, "best_model": None, "elapsed_s": 0.0}
     ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
     if tcfg.resume and ckpt_path is not None and ckpt_path.is_file():
-        ckpt = _load_checkpoint(ckpt_path, device)
-        if ckpt["config"] != config:
-            raise ValueError(f"{ckpt_path} was written with a different configuration; use another --out "
-                             f"or drop --resume to start over")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        np.random.set_state(ckpt["numpy_rng"])
-        random.setstate(ckpt["python_rng"])
-        state = ckpt["state"]
+        state = _restore(_load_checkpoint(ckpt_path, device), ckpt_path, config, model, opt, tcfg)
         log.info("resumed %s at epoch %d", run_dir, state["epoch"])
     distributed.check_same(state["epoch"], f"the epoch {run_dir} resumes at")
     eval_x = _inputs(ds, _label_features(ds, ds.split["train"])) if tcfg.label_reuse > 0 else None  # all train labels
@@ -340,13 +351,12 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         state["history"].append(entry)
         state["epoch"] = epoch
         if not math.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss} at epoch {epoch}; lower --lr or check the data")
-        if ckpt_path is not None and ((tcfg.checkpoint_every and epoch % tcfg.checkpoint_every == 0) or STOP) \
-                and epoch < tcfg.epochs and distributed.is_main():
+            raise FloatingPointError(f"the training loss became {loss} at epoch {epoch} (seed {seed}); lower --lr "
+                                     f"(now {tcfg.lr:g}) or check the data")
+        if ckpt_path is not None and ((tcfg.checkpoint_every and epoch % tcfg.checkpoint_every == 0) or STOP
+                                      or (epoch == tcfg.epochs and tcfg.keep_checkpoint)) and distributed.is_main():
             state["elapsed_s"] = time.perf_counter() - start
-            atomic_torch_save({"config": config, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-                               "python_rng": random.getstate(), "state": state}, ckpt_path)
+            _save_checkpoint(config, model, opt, state, ckpt_path)
         if STOP and epoch < tcfg.epochs:
             bar.close()
             raise _interrupted(seed, epoch, run_dir)
@@ -371,7 +381,8 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
     }
     if run_dir is not None and distributed.is_main():
         write_json(run_dir / "record.json", record)
-        ckpt_path.unlink(missing_ok=True)
+        if not tcfg.keep_checkpoint:
+            ckpt_path.unlink(missing_ok=True)
     return record
 
 
@@ -386,7 +397,6 @@ def _fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphDat
     tcfg = train_config
     ds = dataset or load_dataset(tcfg.dataset, root=tcfg.root, **tcfg.dataset_kwargs)
     mcfg = adapt_model_config(model_config, ds, tcfg)
-    build_model(mcfg)  # fail on bad settings before anything is written
     out = Path(tcfg.out_dir) if tcfg.out_dir else None
     records = []
     for i in range(tcfg.runs):
@@ -416,18 +426,102 @@ def _fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphDat
     return summary
 
 
-def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """A checkpoint of :func:`train_run`, or ValueError with advice when it is unreadable (truncated, foreign)."""
+CHECKPOINT_FORMAT = "revgnn-checkpoint-2"  # tensors and plain containers only: read with weights_only=True
+_CHECKPOINT_KEYS = ("format", "config", "model", "optimizer", "torch_rng", "numpy_rng", "python_rng", "state")
+
+
+def _config_text(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def _save_checkpoint(config, model, opt, state, path: Path) -> None:
+    """Write the full training state (weights, Adam, every RNG, history, best) as tensors and plain containers, so
+    that :func:`_load_checkpoint` can read it with ``weights_only=True``; a write failure is one OSError line."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    ckpt = {"format": CHECKPOINT_FORMAT, "config": _config_text(config), "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+            "numpy_rng": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                          "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python_rng": {"version": version, "internal": list(internal), "gauss": gauss}, "state": state}
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except Exception as err:  # torch/pickle/zip raise many types for a damaged file
-        raise ValueError(f"checkpoint {path} is unreadable (truncated or damaged? {type(err).__name__}); delete it to "
-                         f"restart that run from scratch, or drop --resume") from None
-    keys = ("config", "model", "optimizer", "torch_rng", "numpy_rng", "python_rng", "state")
-    if not isinstance(ckpt, dict) or not all(k in ckpt for k in keys):
+        atomic_torch_save(ckpt, path)
+    except RuntimeError as err:  # torch's zip writer reports a full disk as "PytorchStreamWriter failed writing"
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise OSError(f"cannot write {path} ({first}); free disk space or choose another --out; nothing partial "
+                      f"was left") from None
+
+
+def _load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint of :func:`train_run`, read with ``weights_only=True`` (no code runs from the file), or
+    ValueError with advice when it is unreadable (truncated, foreign, from an older revgnn, or not safe to load)."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # torch/pickle/zip raise many types for a damaged or unsafe file
+        raise ValueError(f"checkpoint {path} is unreadable (truncated, damaged, from an older revgnn, or holding "
+                         f"objects other than tensors: {type(err).__name__}); delete it to restart that run from "
+                         f"scratch (or pass --restart), or drop --resume") from None
+    if not isinstance(ckpt, dict) or not all(k in ckpt for k in _CHECKPOINT_KEYS) \
+            or ckpt["format"] != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint {path} is not a revgnn training checkpoint; delete it to restart that run from "
-                         f"scratch, or drop --resume")
+                         f"scratch (or pass --restart), or drop --resume")
     return ckpt
+
+
+def _checked_state(state: Any, tcfg: TrainConfig) -> dict[str, Any]:
+    """The ``state`` of a checkpoint, or TypeError/ValueError naming what does not hold."""
+    if not isinstance(state, dict) or not {"epoch", "history", "best", "best_model", "elapsed_s"} <= set(state):
+        raise ValueError("its state lacks epoch, history, best, best_model or elapsed_s")
+    epoch, history = state["epoch"], state["history"]
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= tcfg.epochs:
+        raise ValueError(f"its epoch {epoch!r} is not in [0, {tcfg.epochs}]")
+    if not isinstance(history, list) or len(history) != epoch or any(
+            not isinstance(h, dict) or h.get("epoch") != i + 1 or not isinstance(h.get("loss"), float)
+            for i, h in enumerate(history)):
+        raise ValueError("its history does not list one entry per epoch")
+    evaluated = [h for h in history if "valid" in h]
+    if any(not all(isinstance(h.get(k), float) for k in SPLITS) for h in evaluated):
+        raise ValueError("its history holds scores that are not numbers")
+    best = state["best"]
+    if (best is None) != (not evaluated) or (best is not None and (
+            not isinstance(best, dict) or best not in [{k: h[k] for k in ("epoch", *SPLITS)} for h in evaluated])):
+        raise ValueError("its best epoch is not one of its history")
+    if tcfg.test_views and best is not None and not isinstance(state["best_model"], dict):
+        raise ValueError("it lacks the best weights")
+    if not isinstance(state["elapsed_s"], float):
+        raise ValueError("its elapsed time is not a number")
+    return state
+
+
+def _restore(ckpt: dict[str, Any], path: Path, config: dict[str, Any], model, opt, tcfg: TrainConfig) -> dict:
+    """Load a checkpoint's weights, optimizer and RNG states into place and return its training state; one
+    ValueError line when its contents do not fit (wrong keys, shapes or types)."""
+    if ckpt["config"] != _config_text(config):
+        raise ValueError(f"{path} was written with a different configuration; use another --out, or pass "
+                         f"--restart to discard it")
+    try:
+        state = _checked_state(ckpt["state"], tcfg)
+        if state["best_model"] is not None:
+            model.load_state_dict(state["best_model"])  # the best weights must fit this model too
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        for group in opt.param_groups:  # Adam checks no shapes on loading; a wrong one would fail mid-training
+            for param in group["params"]:
+                for key, value in opt.state.get(param, {}).items():
+                    if key != "step" and (not torch.is_tensor(value) or value.shape != param.shape):
+                        raise ValueError(f"its optimizer state {key} has the shape {tuple(getattr(value, 'shape', ()))}"
+                                         f" for a parameter of shape {tuple(param.shape)}")
+        torch.set_rng_state(ckpt["torch_rng"])
+        r = ckpt["numpy_rng"]
+        np.random.set_state((r["name"], r["keys"].numpy().astype(np.uint32), r["pos"], r["has_gauss"],
+                             r["cached_gaussian"]))
+        p = ckpt["python_rng"]
+        random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"checkpoint {path} does not fit this run ({type(err).__name__}: {first}); delete it to "
+                         f"restart that run from scratch (or pass --restart), or drop --resume") from None
+    return state
 
 
 def _read_record(path: Path) -> dict[str, Any]:
@@ -459,39 +553,154 @@ def _folder_config(mcfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
     return {"model": block["model"], "train": {k: v for k, v in block["train"].items() if k != "seed"}}
 
 
-def _check_output_folder(out: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> None:
-    """Refuse an output folder that holds runs of another configuration; else record this one in ``config.json``."""
-    mine = json.loads(json.dumps(_folder_config(mcfg, tcfg), default=str))  # as it reads back from JSON
-    theirs, source = None, out / "config.json"
-    if source.is_file():
+def _folder_config_on_disk(out: Path) -> tuple[dict[str, Any] | None, Path]:
+    """The configuration an output folder records (``config.json``, else a run record or the summary) and where it
+    was read; (None, ...) for a folder without runs. ValueError for a ``config.json`` or ``summary.json`` that is
+    not revgnn's."""
+    summary = out / "summary.json"
+    summary_runs = []
+    if summary.exists():
+        try:
+            content = read_json(summary)
+        except (OSError, ValueError):
+            content = None
+        if not (isinstance(content, dict) and {"dataset", "metric", "runs"} <= set(content)
+                and isinstance(content["runs"], list)):
+            raise ValueError(f"{summary} is not a revgnn summary (unreadable, or not one written by revgnn train); "
+                             f"move it away or choose another --out: revgnn writes its summary there")
+        summary_runs = [(r, summary) for r in content["runs"]]
+    source = out / "config.json"
+    if source.exists():
         try:
             theirs = read_json(source)
         except (OSError, ValueError):
-            raise ValueError(f"{source} is unreadable; delete it (it only records the folder's configuration) or "
-                             f"choose another --out") from None
+            theirs = None
+        if not (isinstance(theirs, dict) and isinstance(theirs.get("model"), dict)
+                and isinstance(theirs.get("train"), dict)):
+            raise ValueError(f"{source} is not a revgnn folder configuration (unreadable, or not a JSON object with "
+                             f"'model' and 'train'); delete it (it only records the folder's configuration) or "
+                             f"choose another --out")
+        return theirs, source
+    done = []
+    for path in sorted(out.glob("run-seed*/record.json")):
+        with contextlib.suppress(OSError, ValueError):
+            done.append((read_json(path), path))
+    for rec, path in [*done, *summary_runs]:
+        with contextlib.suppress(KeyError, TypeError, AttributeError):
+            cfg = rec["config"]
+            return {"model": dict(cfg["model"]), "train": {k: v for k, v in cfg["train"].items()
+                                                           if k not in ("seed", *_RUNTIME_KEYS)}}, path
+    return None, source
+
+
+def _check_output_folder(out: Path, mcfg: ModelConfig, tcfg: TrainConfig, write: bool = True) -> None:
+    """Refuse an output folder that holds runs of another configuration, or a ``config.json``/``summary.json`` that
+    revgnn did not write; else (``write``) record this configuration in ``config.json``. With ``write=False`` (a
+    read-only check before the dataset is loaded) the model's dataset-dependent widths are not compared."""
+    if not out.is_dir():
+        return
+    mine = json.loads(json.dumps(_folder_config(mcfg, tcfg), default=str))  # as it reads back from JSON
+    theirs, source = _folder_config_on_disk(out)
+    if theirs is not None:
+        skip = set() if write else set(_DATASET_FIELDS)
+        diff = sorted(f"{part}.{k}" for part in ("model", "train") for k in set(mine[part]) | set(theirs[part])
+                      if k not in (skip if part == "model" else ()) and mine[part].get(k) != theirs[part].get(k))
+        if diff:
+            raise ValueError(f"{out} holds runs of another configuration ({source}; differs in {', '.join(diff)}); "
+                             f"choose another --out, or delete that folder to replace them")
+    if write:
+        write_json(out / "config.json", mine)
+
+
+def _seeds(tcfg: TrainConfig) -> range:
+    return range(tcfg.seed, tcfg.seed + tcfg.runs)
+
+
+def _check_runs(out: Path, tcfg: TrainConfig) -> None:
+    """Refuse to overwrite a seed's finished record or interrupted checkpoint unless ``--resume`` or ``--restart``
+    says what to do with it; refuse record/checkpoint names that are not files."""
+    for seed in _seeds(tcfg):
+        run_dir = out / f"run-seed{seed}"
+        ckpt, done = run_dir / "checkpoint.pt", run_dir / "record.json"
+        for path in (ckpt, done):
+            if path.exists() and not path.is_file():
+                raise ValueError(f"{path} is not a file; move it away or choose another --out")
+        if tcfg.resume or tcfg.restart:
+            continue
+        if done.exists():
+            raise ValueError(f"{done}: a finished run is here: pass --resume to keep it or --restart to train it "
+                             f"again")
+        if ckpt.exists():
+            try:
+                epoch = _load_checkpoint(ckpt)["state"]["epoch"]
+            except (ValueError, TypeError, KeyError):
+                raise ValueError(f"{ckpt}: a checkpoint that cannot be read is here: pass --restart to discard it, "
+                                 f"or move it away") from None
+            raise ValueError(f"{ckpt}: an interrupted run is here (epoch {epoch}): pass --resume to continue or "
+                             f"--restart to discard it")
+
+
+def _discard_runs(out: Path, tcfg: TrainConfig) -> None:
+    """``--restart``: remove this configuration's seeds' checkpoints and records (and nothing else)."""
+    for seed in _seeds(tcfg):
+        for name in ("checkpoint.pt", "record.json"):
+            path = out / f"run-seed{seed}" / name
+            if path.is_file():
+                path.unlink()
+                log.info("--restart: removed %s", path)
+
+
+def _preflight(model_config: ModelConfig, tcfg: TrainConfig, out: Path | None, main: bool) -> None:
+    """Checks that need no data (before loading it, which may take a minute): the model can be built, the step's
+    size estimate fits this machine, and (rank 0, reading only) the output folder is free and consistent."""
+    mcfg = dataclasses.replace(model_config, embedding_dim=tcfg.embedding_dim)
+    budget.check_depth(mcfg, tcfg.force)
+    shape = budget.dataset_shape(tcfg.dataset, tcfg.dataset_kwargs)
+    if shape is not None:
+        n, e = shape
+        parts = tcfg.train_parts or (10 if n > 20_000 else 1)
+        budget.check_fits(budget.estimate_step(mcfg, n, e, min(parts, n), device=tcfg.device),
+                          f"a training step of {mcfg.model} L={mcfg.num_layers} D={mcfg.hidden_channels} on "
+                          f"{tcfg.dataset} (N={n:,}, E={e:,}, {parts} parts)", tcfg.device, tcfg.force,
+                          _ranks_here())
     else:
-        for done in sorted(out.glob("run-seed*/record.json")):
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                rec = read_json(done)["config"]
-                theirs, source = {"model": rec["model"], "train": {k: v for k, v in rec["train"].items()
-                                                                   if k not in ("seed", *_RUNTIME_KEYS)}}, done
-                break
-    if theirs is not None and theirs != mine:
-        diff = sorted(f"{part}.{k}" for part in ("model", "train") for k in set(mine[part]) | set(theirs.get(part, {}))
-                      if mine[part].get(k) != theirs.get(part, {}).get(k))
-        raise ValueError(f"{out} holds runs of another configuration ({source}; differs in {', '.join(diff)}); "
-                         f"choose another --out, or delete that folder to replace them")
-    write_json(out / "config.json", mine)
+        budget.parameter_count(mcfg)  # builds on the meta device: bad settings fail here, in a moment
+    if out is not None and main and out.is_dir():
+        holder = lock_holder(out)
+        if holder is not None:
+            raise ValueError(f"{out} is in use by {holder}, which holds {out / LOCK_NAME}; wait for it to finish or "
+                             f"choose another --out")
+        _check_output_folder(out, mcfg, tcfg, write=False)
+        _check_runs(out, tcfg)
+
+
+def _ranks_here() -> int:
+    """Ranks on this machine (torchrun's ``LOCAL_WORLD_SIZE``): each holds its own graph and model."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def _rank_fields(model_config: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
+    fields = {f"train.{k}": v for k, v in dataclasses.asdict(tcfg).items() if k != "progress"}
+    fields.update({f"model.{k}": v for k, v in dataclasses.asdict(model_config).items()})
+    return fields
 
 
 def fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphDataset | None = None) -> dict[str, Any]:
     """Train ``train_config.runs`` seeded runs and summarise them (test at best validation, mean ± std).
 
-    Before anything is written: the thread policy is applied (:func:`revgnn.runtime.apply_thread_policy`), the
-    dataset is loaded and every setting checked. With ``out_dir``, the folder is locked against a second run
-    (``.revgnn.lock``), must hold no runs of another configuration (``config.json``), and temporary files of killed
-    runs are removed. SIGINT/SIGTERM stop training after the current epoch with a checkpoint and raise
-    :class:`revgnn.runtime.TrainingInterrupted`.
+    Before anything is written: the thread policy is applied (:func:`revgnn.runtime.apply_thread_policy`); under
+    torch.distributed every rank must hold the same configuration (:func:`revgnn.distributed.check_same_config`);
+    before the dataset is loaded the model's size is estimated against this machine's memory
+    (:mod:`revgnn.budget`) and the output folder checked (reading only); then the dataset is loaded and every
+    setting checked. With ``out_dir``, the folder is locked against a second run (``.revgnn.lock``), must hold no
+    runs of another configuration (``config.json``) and no ``summary.json`` revgnn did not write; a seed's finished
+    record or interrupted checkpoint is kept unless ``resume`` (continue) or ``restart`` (discard) says otherwise;
+    temporary files of killed revgnn runs are removed. SIGINT/SIGTERM stop training after the current epoch with a
+    checkpoint and raise :class:`revgnn.runtime.TrainingInterrupted`. Under torch.distributed a bad-input error of
+    any rank stops every rank with the same :class:`revgnn.distributed.AgreedError`.
 
     Args:
         model_config: The model; dataset-dependent widths are filled in by :func:`adapt_model_config`.
@@ -506,24 +715,46 @@ def fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphData
     """
     tcfg = train_config
     apply_thread_policy(tcfg.threads)
-    ds = dataset or load_dataset(tcfg.dataset, root=tcfg.root, **tcfg.dataset_kwargs)
+    distributed.check_same_config(_rank_fields(model_config, tcfg))
+    out = Path(tcfg.out_dir) if tcfg.out_dir else None
+    main = os.environ.get("RANK", "0") == "0"  # one lock per job (torchrun: its rank 0)
+    distributed.agree(lambda: _preflight(model_config, tcfg, out, main))
+    ds = dataset or distributed.agree(lambda: load_dataset(tcfg.dataset, root=tcfg.root, **tcfg.dataset_kwargs))
     mcfg = adapt_model_config(model_config, ds, tcfg)
-    build_model(mcfg)
-    for name in ("train_parts", "eval_parts", "test_parts"):
-        parts = getattr(tcfg, name)
-        if parts is not None and parts > ds.num_nodes:
-            raise ValueError(f"{name} {parts} exceeds the {ds.num_nodes:,} nodes of {ds.name}; use at most "
-                             f"{ds.num_nodes} (1 = the full graph)")
+
+    def checks():
+        for name in ("train_parts", "eval_parts", "test_parts"):
+            parts = getattr(tcfg, name)
+            if parts is not None and parts > ds.num_nodes:
+                raise ValueError(f"{name} {parts} exceeds the {ds.num_nodes:,} nodes of {ds.name}; use at most "
+                                 f"{ds.num_nodes} (1 = the full graph)")
+        n, e = ds.num_nodes, int(ds.data.edge_index.size(1))
+        parts = tcfg.train_parts or ds.train_parts
+        budget.check_fits(budget.estimate_step(mcfg, n, e, parts, device=tcfg.device),
+                          f"a training step of {mcfg.model} L={mcfg.num_layers} D={mcfg.hidden_channels} on "
+                          f"{ds.name} (N={n:,}, E={e:,}, {parts} parts)", tcfg.device, tcfg.force, _ranks_here())
+
+    distributed.agree(checks)
     STOP.reset()
     with contextlib.ExitStack() as stack:
-        if tcfg.out_dir and os.environ.get("RANK", "0") == "0":  # one lock per job (torchrun: its rank 0)
-            out = Path(tcfg.out_dir)
-            try:
-                stack.enter_context(output_lock(out))
-            except OSError as err:
-                raise ValueError(f"cannot create the output folder {out} ({err.strerror}); choose another --out") \
-                    from None
-            _check_output_folder(out, mcfg, tcfg)
-            remove_stale_temps(out)
+        if out is not None and main:
+            distributed.agree(lambda: _enter_output_folder(stack, out, mcfg, tcfg))
+        elif out is not None:
+            distributed.agree(lambda: None)  # rank 0's folder checks
         stack.enter_context(STOP.installed())
         return _fit(model_config, tcfg, ds)
+
+
+def _enter_output_folder(stack: contextlib.ExitStack, out: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> None:
+    """Lock ``out`` for the rest of ``stack`` and check it (rank 0): configuration, summary, runs; ``--restart``
+    discards this configuration's seeds; stale temporary files of killed revgnn runs are removed."""
+    try:
+        stack.enter_context(output_lock(out))
+    except OSError as err:
+        raise ValueError(f"cannot create the output folder {out} ({err.strerror or err}); choose another --out") \
+            from None
+    _check_output_folder(out, mcfg, tcfg)
+    _check_runs(out, tcfg)
+    if tcfg.restart:
+        _discard_runs(out, tcfg)
+    remove_stale_temps(out)

@@ -163,7 +163,8 @@ def test_kill_9_and_restart_ends_with_the_same_metrics(tmp_path):
     ra = json.loads((tmp_path / "ref" / "run-seed0" / "record.json").read_text())
     rb = json.loads((out / "run-seed0" / "record.json").read_text())
     assert ra["history"] == rb["history"], "every epoch's loss and metrics match the uninterrupted run"
-    assert not ckpt.exists(), "the checkpoint is removed once the record is written"
+    final = torch.load(ckpt, weights_only=True)
+    assert final["state"]["epoch"] == 12, "the final checkpoint is kept (--keep-checkpoint is on by default)"
 
 
 
@@ -188,7 +189,7 @@ def test_resume_from_an_unreadable_checkpoint_says_what_to_do(tmp_path, capsys, 
     good = ckpt.read_bytes()
     ckpt.write_bytes(good[: len(good) // 2] if content == "truncate" else content)
     with pytest.raises(ValueError, match=r"checkpoint .*checkpoint.pt is unreadable .*delete it to restart that run "
-                                         r"from scratch, or drop --resume"):
+                                         r"from scratch \(or pass --restart\), or drop --resume"):
         _ckpt_fit(out, resume=True)
     rc = cli("train", "--model", "rev", "--layers", "2", "--channels", "16", "--num-nodes", "300", "--num-edges",
              "3000", "--epochs", "6", "--lr", "0.01", "--checkpoint-every", "2", "--no-progress", "--out", str(out),
@@ -234,14 +235,17 @@ def test_temporary_files_of_killed_runs_are_removed_at_the_next_start(tmp_path):
     run = out / "run-seed0"
     run.mkdir(parents=True)
     dead = 2**22 + 12345  # above Linux's largest pid_max: no such process
-    stale = [run / f".checkpoint.pt.tmp{dead}", run / f".record.json.tmp{dead}", out / f".summary.json.tmp{dead}"]
-    live = run / f".checkpoint.pt.tmp{os.getppid()}"  # a live process's file is not ours to delete
-    others = [run / "notes.txt", run / ".checkpoint.pt.tmpX", out / f".data.csv.tmp{dead}"]
+    stale = [run / f".checkpoint.pt.revgnn-{dead}.tmp", run / f".record.json.revgnn-{dead}.tmp",
+             out / f".summary.json.revgnn-{dead}.tmp"]
+    live = run / f".checkpoint.pt.revgnn-{os.getppid()}.tmp"  # a live process's file is not ours to delete
+    others = [run / "notes.txt", run / ".checkpoint.pt.revgnn-X.tmp", out / f".data.csv.revgnn-{dead}.tmp",
+              # the temporary-file pattern of other programs (and of revgnn before issue 19), without its run token
+              run / f".checkpoint.pt.tmp{dead}", out / f".summary.json.tmp{dead}"]
     for p in [*stale, live, *others]:
         p.write_text("x")
     tiny_fit(out_dir=str(out), resume=True)
     assert not any(p.exists() for p in stale), "stale temporary files are removed"
-    assert live.exists() and all(p.exists() for p in others), "nothing else is touched"
+    assert live.exists() and all(p.read_text() == "x" for p in others), "nothing else is touched"
 
 
 def test_a_second_configuration_in_the_same_folder_is_refused(tmp_path):
@@ -258,19 +262,26 @@ def test_a_second_configuration_in_the_same_folder_is_refused(tmp_path):
         tiny_fit(out_dir=str(out), epochs=4)
 
 
+HOLD_LOCK = ("import sys, time\nfrom pathlib import Path\nfrom revgnn.runtime import output_lock\n"
+             "with output_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)\n")
+
+
 def test_a_live_lock_is_refused_and_a_stale_one_taken_over(tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     lock = out / ".revgnn.lock"
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True,
+                              env=env)
     try:
-        lock.write_text(f"{sleeper.pid}\n")
-        with pytest.raises(ValueError, match=f"in use by revgnn process {sleeper.pid}"):
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"in use by process {holder.pid} \(.*python.*\), which holds"):
             tiny_fit(out_dir=str(out))
-        assert lock.read_text().split()[0] == str(sleeper.pid), "another run's lock is left alone"
+        assert lock.read_text().split()[0] == str(holder.pid), "another run's lock is left alone"
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        holder.kill()
+        holder.wait()
+    assert lock.read_text().split()[0] == str(holder.pid), "setting check: a killed run leaves its lock file"
     tiny_fit(out_dir=str(out))  # its owner is gone: taken over
     assert not lock.exists(), "the lock is released at the end"
     assert (out / "summary.json").is_file()

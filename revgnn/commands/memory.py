@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..budget import count
 from ..presets import MODEL_KINDS, ModelConfig
 
 
@@ -14,8 +15,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--layers", type=int, default=10, help="L (DEQ-GNN: the solver's iteration cap)")
     p.add_argument("--channels", type=int, default=64, help="D, hidden channels")
     p.add_argument("--groups", type=int, default=2, help="C, groups of a reversible model")
-    p.add_argument("--nodes", type=int, default=1000, help="nodes of the synthetic-proteins graph")
-    p.add_argument("--edges", type=int, default=20000, help="directed edges of the synthetic-proteins graph")
+    p.add_argument("--nodes", type=count, default=1000, help="nodes of the synthetic-proteins graph (1e6 is fine)")
+    p.add_argument("--edges", type=count, default=20000, help="directed edges of the synthetic-proteins graph")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout (0.1 as RevGNN-Deep)")
     p.add_argument("--aggr", default=None, help="GENConv aggregation (default: the paper's for the model kind)")
     p.add_argument("--checkpoint", action="store_true", help="ResGNN with gradient checkpointing per layer")
@@ -27,6 +28,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (they create the optimizer state)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the record as one JSON object on the last line")
+    p.add_argument("--force", action="store_true",
+                   help="measure even when the size estimate says the step cannot fit in memory")
     p.set_defaults(func=run)
 
 
@@ -49,9 +52,14 @@ def _config(args) -> ModelConfig:
 def run(args) -> int:
     import warnings
 
+    from ..budget import check_depth, check_fits, estimate_step
     from ..memory import measure_config  # here, not at the top: the parser must not import torch
 
     cfg = _config(args)
+    check_depth(cfg, args.force)
+    check_fits(estimate_step(cfg, args.nodes, args.edges, train=not args.inference, device=args.device),
+               f"one {'forward' if args.inference else 'training step'} of {args.model} L={args.layers} "
+               f"D={args.channels} on N={args.nodes:,} E={args.edges:,}", args.device, args.force)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="DEQ .* did not converge")  # tol=0: exactly --layers iterations
         rec = measure_config(cfg, args.nodes, args.edges, device=args.device, train=not args.inference,

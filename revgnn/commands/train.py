@@ -11,7 +11,11 @@ Each dataset brings its documented recipe as defaults (cora and planetoid:NAME: 
 5e-4, 200 epochs, as PyG's GAT example, and mean aggregation; ppi: label reuse 0.5); a flag given explicitly always
 wins, and each run record lists what came from the recipe ("recipe"). Ctrl-C or SIGTERM stops after the current
 epoch with a checkpoint in --out (exit 130 / 143); the same command with --resume continues it. One run at a time may
-use an --out folder, and only with the configuration its runs were made with.
+use an --out folder, and only with the configuration its runs were made with. A seed's interrupted checkpoint or
+finished record in --out is never overwritten silently: --resume continues (or keeps) it, --restart discards it, and
+without either the command stops and says so. The final checkpoint is kept (--no-keep-checkpoint deletes it).
+Before the data is loaded, the step's memory is estimated (revgnn.budget) and a step that cannot fit in this machine's
+memory is refused with the estimate (--force tries anyway).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import argparse
 import json
 import sys
 
+from revgnn.budget import count
 from revgnn.presets import MODEL_KINDS, ModelConfig, get_preset, list_presets
 
 # Defaults of the flags a dataset recipe may set. The model's dropout defaults to the preset's (0.1 without one).
@@ -84,8 +89,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--dataset", default="synthetic-proteins",
                    help="ogbn-proteins, synthetic-proteins[-full], ppi, cora, planetoid:NAME")
     d.add_argument("--root", help="data root (default $REVGNN_DATA or ~/.cache/revgnn)")
-    d.add_argument("--num-nodes", type=int, help="synthetic-proteins: nodes")
-    d.add_argument("--num-edges", type=int, help="synthetic-proteins: directed edges")
+    d.add_argument("--num-nodes", type=count, help="synthetic-proteins: nodes")
+    d.add_argument("--num-edges", type=count, help="synthetic-proteins: directed edges")
     d.add_argument("--data-seed", type=int, help="synthetic-proteins: generator seed")
     d.add_argument("--max-hops", type=int, help="synthetic-proteins: largest task radius (default 8)")
     d.add_argument("--pathway-length", type=int,
@@ -117,7 +122,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("--out", help="folder for records and checkpoints")
     o.add_argument("--checkpoint-every", type=int, default=5)
-    o.add_argument("--resume", action="store_true", help="continue from checkpoints in --out")
+    o.add_argument("--resume", action="store_true", help="continue from checkpoints in --out (and keep its finished "
+                                                          "runs)")
+    o.add_argument("--restart", action="store_true",
+                   help="discard the checkpoints and records of these seeds in --out and train them again")
+    o.add_argument("--keep-checkpoint", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep checkpoint.pt (the last epoch's training state) after a run finishes (default on)")
+    o.add_argument("--force", action="store_true",
+                   help="train even when the size estimate says a step cannot fit in this machine's memory")
     o.add_argument("--json", action="store_true", help="print one JSON summary object as the last line")
     o.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run, parser=p)
@@ -154,6 +166,7 @@ def train_config(args, progress: bool = True):
         eval_parts=args.eval_parts, eval_views=args.eval_views, eval_every=args.eval_every,
         test_views=args.test_views, test_parts=args.test_parts, runs=args.runs,
         seed=args.seed, checkpoint_every=args.checkpoint_every, out_dir=args.out, resume=args.resume,
+        restart=args.restart, keep_checkpoint=args.keep_checkpoint, force=args.force,
         label_reuse=label_reuse, node_embeddings=emb, device=args.device, progress=progress and not args.no_progress,
         threads=args.threads, recipe=recipe, accumulate=args.accumulate)
 
@@ -163,14 +176,19 @@ def run(args) -> int:
     from revgnn.runtime import TrainingInterrupted
     from revgnn.train import fit
 
+    main = True
     try:
         if args.nproc is not None:
             return distributed.launch_from_args(args, model_config, train_config)
         with distributed.process_group(args.device):
             main = distributed.is_main()
+            # first, before anything that could fail differently on different ranks
+            distributed.check_same_config({k: v for k, v in vars(args).items() if k not in ("parser", "func")},
+                                          "argument")
             summary = fit(model_config(args), train_config(args, progress=main))
-    except (ValueError, FileNotFoundError) as err:
-        sys.stderr.write(f"revgnn train: error: {err}\n")
+    except (ValueError, OSError, FloatingPointError) as err:  # bad input, a full disk, a diverging loss
+        if main or not isinstance(err, distributed.AgreedError):  # every rank has it: rank 0 says it
+            sys.stderr.write(f"revgnn train: error: {err}\n")
         return 2
     except TrainingInterrupted as stop:  # SIGINT/SIGTERM: checkpoint saved, say how to resume
         sys.stderr.write(f"revgnn train: {stop}\n")
