@@ -21,10 +21,13 @@ Aggregations, each equal to PyG's (``torch_geometric.nn.aggr``) up to rounding:
   edges whose message equals it (ties), then ReLU's derivative applies. The forward pass counts the ties per
   (node, channel); the backward pass routes g / count to the edges whose recomputed message equals the maximum.
 - ``softmax`` with (learnable) inverse temperature t: a running maximum of t m, then sum-exp S and the weighted sum
-  T in a second pass; out = T / (S + 1e-16). Backward: dL/dm = g p (1 + t (m - out)), dL/dt = sum g p (m - out) m.
+  T in a second pass; out = T / (S + 1e-16). Backward: dL/dm = g p (1 + t (m - out)) and
+  dL/dt = sum g p (m - out) m = sum g p (m - out)^2, since sum_j p_ij (m_ij - out_i) = 0; the squared form has no
+  cancellation (the first loses every digit by t = 1e3).
 - ``mean`` and ``add`` (``sum``): one pass of ``index_add_``.
 
-Nodes without in-edges aggregate to 0, as in PyG.
+Nodes without in-edges aggregate to 0, as in PyG (also in float16, where the 1e-16 guard underflows), and a graph
+without edges (E = 0) has zero gradients.
 """
 from __future__ import annotations
 
@@ -126,7 +129,9 @@ class _GENAggregate(torch.autograd.Function):
                 w = (m * t).sub_(run.index_select(0, d)).exp_()   # exp(t m - max)
                 S.index_add_(0, d, w)
                 T.index_add_(0, d, w.mul_(m))
-            out = T.div_(S.add_(_SOFTMAX_EPS))                    # S now holds S + 1e-16
+            # S + 1e-16, but 1 where S == 0 (no in-edges): the guard underflows in float16, where T / S = 0 / 0
+            S = S.add_(_SOFTMAX_EPS).masked_fill_(S == 0, 1.0)
+            out = T.div_(S)
             stats = (run, S)
         else:
             out = x.new_zeros(N, c)
@@ -158,6 +163,9 @@ class _GENAggregate(torch.autograd.Function):
         gb = torch.zeros_like(bias) if need_b else None
         gt = torch.zeros_like(t) if need_t else None
         g = g.contiguous()
+        if src.numel() == 0:                                          # E = 0: every gradient is 0
+            gu = torch.zeros_like(u) if need_u else None
+            return gx, gu, gw, gb, gt, None, None, None, None
         if aggr == "max":
             code = stats[0]
             npos, win = code // _WIN_BASE, code % _WIN_BASE           # (N, c) gradient edges, edge id if one
@@ -200,7 +208,7 @@ class _GENAggregate(torch.autograd.Function):
                 gp = (m * t).sub_(M.index_select(0, d)).exp_().mul_(gn.index_select(0, d))   # g_i p_ij
                 diff = m - out.index_select(0, d)                      # m_ij - out_i
                 if need_t:
-                    gt += (gp * diff * m).sum()
+                    gt += (gp * diff * diff).sum()              # sum g p (m - out)^2: no cancellation
                 dm = gp.add_(diff.mul_(gp).mul_(t))                   # g p (1 + t (m - out))
             else:
                 dm = gn.index_select(0, d)

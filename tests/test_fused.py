@@ -260,3 +260,59 @@ def test_shape_floor_equals_the_floor_of_a_generated_graph():
     data = synthetic_graph(300, 3_000, seed=0)
     model = build_model(ModelConfig("rev", 2, 16))
     assert shape_floor_bytes(300, 3_000, 16, count_parameters(model)) == floor_bytes(data, model, 16)
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+@pytest.mark.parametrize("t,tol", [(1.0, 1e-5), (10.0, 1e-5), (100.0, 1e-4), (1000.0, 1e-3)])
+def test_softmax_temperature_gradient_has_no_cancellation(t, tol, seed):
+    """dL/dt = sum g p (m - out) m loses its digits by cancellation at large t (wrong sign at t = 1e3); the
+    fused path sums g p (m - out)^2 (equal, since sum_e p_e (m_e - out) = 0). float32 against float64 on the same
+    float32 inputs (the rounding of the inputs alone moves the true t-gradient; PyG's float32 errs by 1e-4 at t = 10
+    and by 2-50x at t = 1e3)."""
+    x64, ei, u64 = edge_case_graph(torch.float64, N=40, E=600, k=3, c=4, seed=seed)
+    x64, u64 = x64.float().double(), u64.float().double()
+    conv = pyg_conv("softmax", 4, 3, torch.float64, t=t)
+    with torch.no_grad():
+        for q in conv.parameters():
+            q.copy_(q.float().double())
+    w = torch.randn(40, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t64 = conv.aggr_module.t
+    ref = conv.propagate(ei, x=(x64, x64), edge_attr=u64)
+    gt_ref = torch.autograd.grad((ref * w).sum(), t64)[0]
+    t32 = t64.detach().float().requires_grad_()
+    out = gen_aggregate(x64.float(), ei, u64.float(), conv.lin_edge.weight.float(), conv.lin_edge.bias.float(),
+                        "softmax", t32, conv.eps, 97)
+    gt = torch.autograd.grad((out * w.float()).sum(), t32)[0]
+    assert torch.sign(gt) == torch.sign(gt_ref), f"the t-gradient has the right sign at t = {t}"
+    assert rel(gt.double(), gt_ref) < tol, f"float32 t-gradient within {tol} of float64 at t = {t}"
+
+
+@pytest.mark.parametrize("aggr", AGGRS)
+def test_graph_without_edges(aggr):
+    """E = 0: every node aggregates to 0 and every gradient is 0, forward and backward, as PyG."""
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    ei = torch.zeros(2, 0, dtype=torch.long)
+    u = torch.randn(0, 3, dtype=torch.float64, requires_grad=True)
+    conv = pyg_conv(aggr, 4, 3, torch.float64)
+    t = conv.aggr_module.t if aggr == "softmax" else 1.0
+    out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps)
+    assert torch.equal(out, torch.zeros(6, 4, dtype=torch.float64)), "no edges: every node aggregates to 0"
+    wrt = [x, u, conv.lin_edge.weight, conv.lin_edge.bias] + ([t] if aggr == "softmax" else [])
+    for name, g in zip(["x", "u", "W", "b", "t"], torch.autograd.grad(out.sum() * 2, wrt, allow_unused=True)):
+        assert g is None or not g.any(), f"no edges: the gradient to {name} is 0"
+    out = gen_aggregate(x, ei, u.detach(), conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps)
+    gx, gw = torch.autograd.grad(out.sum(), [x, conv.lin_edge.weight])
+    assert not gx.any() and not gw.any(), "no edges and no edge-feature gradient: gradients are 0"
+
+
+def test_float16_softmax_nodes_without_in_edges_are_zero():
+    """float16: the softmax guard 1e-16 underflows to 0; nodes without in-edges still aggregate to 0 (PyG), not
+    NaN."""
+    x, ei, u = edge_case_graph(torch.float32)
+    conv = pyg_conv("softmax", x.size(1), u.size(1), torch.float32)
+    out = gen_aggregate(x.half(), ei, u.half(), conv.lin_edge.weight.detach().half(),
+                        conv.lin_edge.bias.detach().half(), "softmax", float(conv.aggr_module.t), conv.eps)
+    assert not out.isnan().any(), "float16 softmax has no NaN"
+    assert torch.all(out[-2:] == 0), "float16: nodes without in-edges aggregate to 0"
+    ref = conv.propagate(ei, x=(x, x), edge_attr=u)
+    assert rel(out.float(), ref) < 1e-2, "float16 softmax equals PyG's up to half precision"
