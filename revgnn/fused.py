@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["gen_aggregate", "default_chunk_size", "sort_by_destination", "resolve_kernel", "SortedEdges", "AGGRS",
+__all__ = ["gen_aggregate", "default_chunk_size", "sort_by_destination", "sort_graph", "resolve_kernel", "SortedEdges", "AGGRS",
            "KERNELS", "DEFAULT_BUDGET_BYTES"]
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,44 @@ def sort_by_destination(edge_index: Tensor, num_nodes: int) -> SortedEdges:
     return result
 
 
+def sort_graph(data):
+    """A shallow copy of a PyG ``Data`` with its edges sorted by destination (``edge_index`` and every (E, ...)
+    edge tensor permuted alike): sort once at load or partition time, so that no layer needs a permutation."""
+    E = data.edge_index.size(1)
+    se = sort_by_destination(data.edge_index, data.num_nodes)
+    out = data.clone() if se.perm is None else data.__class__()
+    if se.perm is None:
+        return out
+    for key, value in data:
+        if key == "edge_index":
+            value = torch.stack([se.src, se.dst])
+        elif isinstance(value, Tensor) and value.dim() >= 1 and value.size(0) == E and data.is_edge_attr(key):
+            value = value.index_select(0, se.perm)
+        out[key] = value
+    out.num_nodes = data.num_nodes
+    return out
+
+
+_attr_cache: dict[int, tuple] = {}
+SORTED_COPY_BYTES = 512 * 2**20     # edge features up to this size get a sorted copy; larger ones are read via perm
+
+
+def _sorted_attr(edge_attr: Tensor, se: SortedEdges) -> Tensor | None:
+    """A cached copy of constant (no-grad) edge features in sorted order, or ``None`` when they need a gradient or
+    exceed :data:`SORTED_COPY_BYTES` (then the kernels read them through the permutation)."""
+    if edge_attr.requires_grad or edge_attr.numel() * edge_attr.element_size() > SORTED_COPY_BYTES:
+        return None
+    key = id(edge_attr)
+    hit = _attr_cache.get(key)
+    if hit is not None and hit[0]() is edge_attr and hit[1] == edge_attr._version and hit[2] is se.perm:
+        return hit[3]
+    copy = edge_attr.index_select(0, se.perm)
+    if len(_attr_cache) >= _CACHE_SIZE:
+        _attr_cache.pop(next(iter(_attr_cache)))
+    _attr_cache[key] = (weakref.ref(edge_attr), edge_attr._version, se.perm, copy)
+    return copy
+
+
 def _node_spans(rowptr: Tensor, chunk_size: int) -> list[tuple[int, int, int, int]]:
     """(lo, hi, n0, n1): chunks of about ``chunk_size`` sorted edges that hold whole nodes n0..n1-1 (a node with
     more edges than ``chunk_size`` forms its own chunk)."""
@@ -168,10 +206,9 @@ class _GENAggregate(torch.autograd.Function):
                 o = run.clamp_min_(0).add_(eps).mul_(has)
                 out[n0:n1] = o
                 if needs_grad:                                 # ties, in the same pass: 2^32 + [z > 0] (edge + 1)
-                    eid = torch.arange(lo + 1, hi + 1, device=x.device, dtype=torch.float64).unsqueeze(1)
-                    tie = m == o.gather(0, d)
-                    val = torch.where(z > 0, eid, 0.0).add_(_ONE).mul_(tie)
-                    code[n0:n1].scatter_add_(0, d, val)
+                    eid = torch.arange(lo + 1 + _ONE, hi + 1 + _ONE, device=x.device, dtype=torch.float64)
+                    val = torch.where(z > 0, eid.unsqueeze(1), _ONE).mul_(m == o.gather(0, d))
+                    code[n0:n1].index_add_(0, d[:, 0], val)
             stats = (code,) if needs_grad else ()
         elif aggr == "softmax":
             M, S = x.new_zeros(N, c), x.new_ones(N, c)          # no in-edges: max 0, S 1 (out 0, also in float16)
@@ -181,8 +218,8 @@ class _GENAggregate(torch.autograd.Function):
                 s = m * t
                 mx = s.new_full((n1 - n0, c), float("-inf")).scatter_reduce_(0, d, s, "amax")
                 w = s.sub_(mx.gather(0, d)).exp_()                # exp(t m - max)
-                Sl = x.new_zeros(n1 - n0, c).scatter_add_(0, d, w)
-                Tl = x.new_zeros(n1 - n0, c).scatter_add_(0, d, w.mul_(m))
+                Sl = x.new_zeros(n1 - n0, c).index_add_(0, d[:, 0], w)
+                Tl = x.new_zeros(n1 - n0, c).index_add_(0, d[:, 0], w.mul_(m))
                 has = Sl > 0
                 Sl = Sl.add_(_SOFTMAX_EPS).masked_fill_(~has, 1.0)   # S + 1e-16; 1 without in-edges
                 out[n0:n1], M[n0:n1], S[n0:n1] = Tl.div_(Sl), mx.masked_fill_(~has, 0.0), Sl
@@ -190,8 +227,7 @@ class _GENAggregate(torch.autograd.Function):
         else:
             for lo, hi, n0, n1 in spans:
                 _, m = _message(x, src, perm, u, weight, bias, eps, slice(lo, hi))
-                d = (dst[lo:hi].long() - n0).unsqueeze(1).expand_as(m)
-                out[n0:n1].scatter_add_(0, d, m)
+                out[n0:n1].index_add_(0, dst[lo:hi].long() - n0, m)
             if aggr == "mean":
                 deg = (rowptr[1:] - rowptr[:-1]).clamp_(min=1).to(x.dtype).unsqueeze(1)   # (N, 1)
                 out = out.div_(deg)
@@ -357,9 +393,14 @@ def gen_aggregate(x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None
     aggr = "add" if aggr == "sum" else aggr
     which = resolve_kernel(kernel, x.dtype, x.device)
     se = sort_by_destination(edge_index, x.size(0))
+    perm = se.perm
+    if perm is not None and edge_attr is not None:
+        sorted_attr = _sorted_attr(edge_attr, se)
+        if sorted_attr is not None:
+            edge_attr, perm = sorted_attr, None
     if which == "native":
         from .native import NativeAggregate
 
-        return NativeAggregate.apply(x, edge_attr, weight, bias, t, se.src, se.rowptr, se.perm, aggr, float(eps))
-    return _GENAggregate.apply(x, edge_attr, weight, bias, t, se.src, se.dst, se.rowptr, se.perm, aggr, float(eps),
+        return NativeAggregate.apply(x, edge_attr, weight, bias, t, se.src, se.rowptr, perm, aggr, float(eps))
+    return _GENAggregate.apply(x, edge_attr, weight, bias, t, se.src, se.dst, se.rowptr, perm, aggr, float(eps),
                                int(chunk_size))

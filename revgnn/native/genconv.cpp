@@ -33,6 +33,30 @@ inline int thread_id() {
 #endif
 }
 
+// y += x; y += s x; y = x + b  (restrict parameters: the compiler vectorises these)
+template <typename T>
+inline void add_to(T* __restrict__ y, const T* __restrict__ x, int64_t c) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) y[j] += x[j];
+}
+template <typename T>
+inline void axpy(T* __restrict__ y, const T* __restrict__ x, T s, int64_t c) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) y[j] += s * x[j];
+}
+template <typename T>
+inline void sum_of(T* __restrict__ y, const T* __restrict__ x, const T* __restrict__ b, int64_t c) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) y[j] = x[j] + b[j];
+}
+template <typename T>
+inline T dot(const T* __restrict__ x, const T* __restrict__ y, int64_t c) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < c; ++j) s += x[j] * y[j];
+  return s;
+}
+
 template <typename scalar_t, typename index_t>
 struct Graph {
   const scalar_t* x;      // (N, c)
@@ -49,29 +73,49 @@ struct Graph {
 
   // z (pre-ReLU) of edge e into zr[0..c)
   inline void message(int64_t e, scalar_t* __restrict__ zr) const {
-    const scalar_t* __restrict__ xr = x + static_cast<int64_t>(src[e]) * c;
+    const scalar_t* xr = x + static_cast<int64_t>(src[e]) * c;
     if (a) {
-#pragma omp simd
-      for (int64_t j = 0; j < c; ++j) zr[j] = xr[j] + a[j];
+      sum_of(zr, xr, a, c);
     } else {
-#pragma omp simd
-      for (int64_t j = 0; j < c; ++j) zr[j] = xr[j];
+      std::copy(xr, xr + c, zr);
     }
     if (mode == 1) {
-      const scalar_t* __restrict__ ur = u + uidx(e) * c;
-#pragma omp simd
-      for (int64_t j = 0; j < c; ++j) zr[j] += ur[j];
+      add_to(zr, u + uidx(e) * c, c);
     } else if (mode == 2) {
-      const scalar_t* __restrict__ ur = u + uidx(e) * k;
-      for (int64_t q = 0; q < k; ++q) {
-        const scalar_t uq = ur[q];
-        const scalar_t* __restrict__ Aq = At + q * c;
-#pragma omp simd
-        for (int64_t j = 0; j < c; ++j) zr[j] += Aq[j] * uq;
-      }
+      const scalar_t* ur = u + uidx(e) * k;
+      for (int64_t q = 0; q < k; ++q) axpy(zr, At + q * c, ur[q], c);
     }
   }
 };
+
+// o += ReLU(z) + eps; o = max(o, ReLU(z) + eps); m = ReLU(z) + eps, s = max(s, t m)  (restrict: vectorised)
+template <typename T>
+inline void add_relu(T* __restrict__ o, const T* __restrict__ z, int64_t c, T eps) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) o[j] += (z[j] > T(0) ? z[j] : T(0)) + eps;
+}
+template <typename T>
+inline void max_relu(T* __restrict__ o, const T* __restrict__ z, int64_t c, T eps) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) {
+    const T m = (z[j] > T(0) ? z[j] : T(0)) + eps;
+    o[j] = o[j] > m ? o[j] : m;
+  }
+}
+template <typename T>
+inline void relu_max_scaled(T* __restrict__ z, T* __restrict__ s, int64_t c, T eps, T t) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) {
+    z[j] = (z[j] > T(0) ? z[j] : T(0)) + eps;
+    const T v = z[j] * t;
+    s[j] = s[j] > v ? s[j] : v;
+  }
+}
+template <typename T>
+inline void relu_grad(T* __restrict__ dz, const T* __restrict__ z, const T* __restrict__ gn, int64_t c) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) dz[j] = z[j] > T(0) ? gn[j] : T(0);
+}
 
 int64_t max_degree(const int64_t* rowptr, int64_t N) {
   int64_t d = 0;
@@ -104,11 +148,7 @@ void forward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, do
       for (int64_t d = 0; d < deg; ++d) G.message(lo + d, B + d * c);   // z, (deg, c)
       if (aggr == 0) {
         for (int64_t j = 0; j < c; ++j) o[j] = -std::numeric_limits<scalar_t>::infinity();
-        for (int64_t d = 0; d < deg; ++d) {
-          const scalar_t* __restrict__ z = B + d * c;
-#pragma omp simd
-          for (int64_t j = 0; j < c; ++j) o[j] = std::max(o[j], std::max(z[j], scalar_t(0)) + eps);
-        }
+        for (int64_t d = 0; d < deg; ++d) max_relu(o, B + d * c, c, eps);
         int32_t* __restrict__ n = cnt + i * c;
         int64_t* __restrict__ w = arg + i * c;
         for (int64_t j = 0; j < c; ++j) { n[j] = 0; w[j] = -1; }
@@ -125,14 +165,7 @@ void forward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, do
         scalar_t* __restrict__ mx = M + i * c;
         scalar_t* __restrict__ s = S + i * c;
         for (int64_t j = 0; j < c; ++j) { mx[j] = -std::numeric_limits<scalar_t>::infinity(); s[j] = 0; o[j] = 0; }
-        for (int64_t d = 0; d < deg; ++d) {
-          scalar_t* __restrict__ z = B + d * c;
-#pragma omp simd
-          for (int64_t j = 0; j < c; ++j) {
-            z[j] = std::max(z[j], scalar_t(0)) + eps;                      // m, in place
-            mx[j] = std::max(mx[j], z[j] * t);
-          }
-        }
+        for (int64_t d = 0; d < deg; ++d) relu_max_scaled(B + d * c, mx, c, eps, t);   // m in place, max t m
         for (int64_t d = 0; d < deg; ++d) {
           const scalar_t* __restrict__ m = B + d * c;
           for (int64_t j = 0; j < c; ++j) {
@@ -147,11 +180,7 @@ void forward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, do
         }
       } else {
         for (int64_t j = 0; j < c; ++j) o[j] = 0;
-        for (int64_t d = 0; d < deg; ++d) {
-          const scalar_t* __restrict__ z = B + d * c;
-#pragma omp simd
-          for (int64_t j = 0; j < c; ++j) o[j] += std::max(z[j], scalar_t(0)) + eps;
-        }
+        for (int64_t d = 0; d < deg; ++d) add_relu(o, B + d * c, c, eps);
         if (aggr == 2) {
           const scalar_t inv = scalar_t(1) / static_cast<scalar_t>(deg);
           for (int64_t j = 0; j < c; ++j) o[j] *= inv;
@@ -174,36 +203,17 @@ template <typename scalar_t, typename index_t>
 inline void scatter_edge(const Graph<scalar_t, index_t>& G, int64_t e, const scalar_t* __restrict__ dz,
                          Grads<scalar_t, index_t>& R, scalar_t* gu) {
   const int64_t c = G.c, k = G.k;
-  if (R.gx) {
-    scalar_t* __restrict__ gxr = R.gx + static_cast<int64_t>(G.src[e]) * c;
-#pragma omp simd
-    for (int64_t j = 0; j < c; ++j) gxr[j] += dz[j];
-  }
-  if (R.gb) {
-#pragma omp simd
-    for (int64_t j = 0; j < c; ++j) R.gb[j] += dz[j];
-  }
+  if (R.gx) add_to(R.gx + static_cast<int64_t>(G.src[e]) * c, dz, c);
+  if (R.gb) add_to(R.gb, dz, c);
   if (G.mode == 2 && (R.gwt || gu)) {
     const int64_t ue = G.uidx(e);
-    const scalar_t* __restrict__ ur = G.u + ue * k;
+    const scalar_t* ur = G.u + ue * k;
     for (int64_t q = 0; q < k; ++q) {
-      if (R.gwt) {
-        const scalar_t uq = ur[q];
-        scalar_t* __restrict__ gw = R.gwt + q * c;
-#pragma omp simd
-        for (int64_t j = 0; j < c; ++j) gw[j] += dz[j] * uq;
-      }
-      if (gu) {
-        const scalar_t* __restrict__ Aq = G.At + q * c;
-        scalar_t s = 0;
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < c; ++j) s += Aq[j] * dz[j];
-        gu[ue * k + q] += s;
-      }
+      if (R.gwt) axpy(R.gwt + q * c, dz, ur[q], c);
+      if (gu) gu[ue * k + q] += dot(G.At + q * c, dz, c);
     }
   } else if (G.mode == 1 && gu) {
-    scalar_t* __restrict__ gr = gu + G.uidx(e) * c;
-    for (int64_t j = 0; j < c; ++j) gr[j] += dz[j];
+    add_to(gu + G.uidx(e) * c, dz, c);
   }
 }
 
@@ -305,8 +315,7 @@ void backward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, d
           }
           gt_local += gtl;
         } else {
-#pragma omp simd
-          for (int64_t j = 0; j < c; ++j) dz[j] = z[j] > 0 ? gn[j] : scalar_t(0);
+          relu_grad(dz.data(), z, gn.data(), c);
         }
         scatter_edge(G, e, dz.data(), R, gu);
       }
