@@ -24,10 +24,10 @@ Aggregations, each equal to PyG's (``torch_geometric.nn.aggr``) up to rounding:
 
 - ``max``: the maximum per (node, channel). Backward as torch's ``scatter_reduce`` backward, which PyG's
   ``scatter(reduce='max')`` uses on CPU: the gradient of a node's maximum is split evenly among the edges whose
-  message equals it (ties), then ReLU's derivative applies. The forward pass records, in the same pass, one float64
-  code per (node, channel): a sum of 2^32 + [z > 0] (edge + 1) over the tied edges, so a code below 2^33 means one
-  tie and names its edge exactly; backward routes g to that edge with no edge pass and recomputes the messages of
-  tied nodes only.
+  message equals it (ties), then ReLU's derivative applies. The forward pass records, in the same pass, two
+  floating-point codes per (node, channel): the tie count and the sum of [z > 0] (1 + position among the node's
+  edges) over the ties (exact: positions < 2^24), so a count of 1 names its edge; backward routes g to that edge
+  with no edge pass and recomputes only the chunks that hold tied nodes.
 - ``softmax`` with (learnable) inverse temperature t: per chunk of whole nodes the maximum of t m, then sum-exp S
   and the weighted sum T; out = T / (S + 1e-16). Backward: dL/dm = g p (1 + t (m - out)) and
   dL/dt = sum g p (m - out) m = sum g p (m - out)^2, since sum_j p_ij (m_ij - out_i) = 0; the squared form has no
@@ -55,7 +55,6 @@ KERNELS = ("auto", "native", "torch")
 DEFAULT_BUDGET_BYTES = 64 * 2**20   # temporaries of one chunk; small enough to stay in cache-friendly territory
 _TEMPORARIES = 8                    # (B, c) tensors alive at once in the backward pass (z, m, masks, gathers)
 _SOFTMAX_EPS = 1e-16                # PyG's softmax denominator guard
-_ONE = 2.0**32                      # max tie code: sum of 2^32 + [z > 0] (edge + 1); > any edge id + 1
 _CACHE_SIZE = 8
 
 
@@ -196,20 +195,23 @@ class _GENAggregate(torch.autograd.Function):
         out = x.new_zeros(N, c)
         stats: tuple = ()
         if aggr == "max":
-            code = torch.zeros((N, c), dtype=torch.float64, device=x.device) if needs_grad else None
+            cdt = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32   # exact below 2^24
+            cnt = torch.zeros((N, c), dtype=cdt, device=x.device) if needs_grad else None
+            pos = torch.zeros((N, c), dtype=cdt, device=x.device) if needs_grad else None
             for lo, hi, n0, n1 in spans:
                 z = _message(x, src, perm, u, weight, bias, eps, slice(lo, hi), raw=True)    # (B, c)
-                d = (dst[lo:hi].long() - n0).unsqueeze(1).expand_as(z)                        # local node ids
+                dl = dst[lo:hi].long() - n0                                                 # local node ids
+                d = dl.unsqueeze(1).expand_as(z)
                 run = z.new_full((n1 - n0, c), float("-inf")).scatter_reduce_(0, d, z, "amax")
                 has = run != float("-inf")                                    # nodes without in-edges: 0, as PyG
-                m = z.relu().add_(eps)
                 o = run.clamp_min_(0).add_(eps).mul_(has)
                 out[n0:n1] = o
-                if needs_grad:                                 # ties, in the same pass: 2^32 + [z > 0] (edge + 1)
-                    eid = torch.arange(lo + 1 + _ONE, hi + 1 + _ONE, device=x.device, dtype=torch.float64)
-                    val = torch.where(z > 0, eid.unsqueeze(1), _ONE).mul_(m == o.gather(0, d))
-                    code[n0:n1].index_add_(0, d[:, 0], val)
-            stats = (code,) if needs_grad else ()
+                if needs_grad:      # ties, in the same pass: their count, and the sum of [z > 0] (1 + position
+                    tie = z.relu().add_(eps) == o.gather(0, d)                 # among the node's edges)
+                    cnt[n0:n1].index_add_(0, dl, tie.to(cdt))
+                    lpos = torch.arange(lo + 1, hi + 1, device=x.device).sub_(rowptr[n0:n1][dl]).to(cdt)
+                    pos[n0:n1].index_add_(0, dl, tie.logical_and_(z > 0).to(cdt).mul_(lpos.unsqueeze(1)))
+            stats = (cnt, pos) if needs_grad else ()
         elif aggr == "softmax":
             M, S = x.new_zeros(N, c), x.new_ones(N, c)          # no in-edges: max 0, S 1 (out 0, also in float16)
             for lo, hi, n0, n1 in spans:
@@ -276,12 +278,12 @@ class _GENAggregate(torch.autograd.Function):
         if src.numel() == 0:                                          # E = 0: every gradient is 0
             return gx, gu, gw, gb, gt, *none
         if aggr == "max":
-            code = stats[0]
-            single = code < 2 * _ONE                                   # (N, c): at most one tied edge
-            hit = single & (code > _ONE)                               # ... and it passes ReLU
+            cnt, pos = stats
+            single = cnt <= 1                                          # (N, c): at most one tied edge
+            hit = single & (pos > 0)                                   # ... and it passes ReLU
             if bool(hit.any()):                                        # route g to that edge, no edge pass
                 node, chan = hit.nonzero(as_tuple=True)                # (P,) entries with one winning edge
-                eid = (code[node, chan] - (_ONE + 1)).long()           # its sorted position
+                eid = rowptr[node] + pos[node, chan].long() - 1       # its sorted position
                 val = g[node, chan]                                    # (P,)
                 if need_x:
                     gx.view(-1).index_add_(0, src.index_select(0, eid).long() * x.size(1) + chan, val)
