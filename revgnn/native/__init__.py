@@ -2,8 +2,10 @@ r"""The native CPU kernel of GENConv's aggregation (Li et al., 2020; 2021) on de
 
 A torch C++ extension (``genconv.cpp``) built on first use with ``torch.utils.cpp_extension.load`` (g++ and ninja,
 ``-O3 -fopenmp``, no ISA-specific flags) and cached under ``$TORCH_EXTENSIONS_DIR`` or
-``~/.cache/revgnn/torch_extensions``. The first build takes about 45 s on a loaded 2-core machine; later imports
-load the cached library in well under a second (``make setup`` pre-builds it). Where it cannot be built, :func:`load`
+``~/.cache/revgnn/torch_extensions``. The first build, measured on this project's 2-core machine, took 93 s of wall
+time (42 s of compiler CPU time) at load average 1.8 and 117 s at load average 8; later processes load the cached
+library in 0.3 s. ``make setup`` pre-builds it; it needs g++ (or another C++17 compiler), the Python headers and
+ninja (a pip dependency). Where it cannot be built, :func:`load`
 returns ``None`` after one logged line and :func:`revgnn.fused.gen_aggregate` runs its pure-torch path.
 
 Per destination node i (rows rowptr[i]..rowptr[i+1] of the sorted edges) the kernel computes the messages
