@@ -117,6 +117,21 @@ inline void relu_grad(T* __restrict__ dz, const T* __restrict__ z, const T* __re
   for (int64_t j = 0; j < c; ++j) dz[j] = z[j] > T(0) ? gn[j] : T(0);
 }
 
+// ties of one edge (position d among the node's edges): n += [m == o]; w = d where m == o and z > 0, -1 where
+// m == o and z <= 0 (the arg edge, read only where n == 1)
+template <typename T>
+inline void count_ties(int32_t* __restrict__ n, int32_t* __restrict__ w, const T* __restrict__ z,
+                       const T* __restrict__ o, int64_t c, T eps, int32_t d) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) {                                      // masks: no branch (vectorised)
+    const T zp = z[j] > T(0) ? z[j] : T(0);
+    const int32_t eq = zp + eps == o[j] ? -1 : 0;
+    const int32_t pv = z[j] > T(0) ? d : -1;
+    n[j] -= eq;
+    w[j] = (w[j] & ~eq) | (pv & eq);
+  }
+}
+
 int64_t max_degree(const int64_t* rowptr, int64_t N) {
   int64_t d = 0;
   for (int64_t i = 0; i < N; ++i) d = std::max(d, rowptr[i + 1] - rowptr[i]);
@@ -125,7 +140,7 @@ int64_t max_degree(const int64_t* rowptr, int64_t N) {
 
 template <typename scalar_t, typename index_t>
 void forward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, double t_, scalar_t* out,
-                  int32_t* cnt, int64_t* arg, scalar_t* M, scalar_t* S, int nthreads) {
+                  int32_t* cnt, int32_t* arg, scalar_t* M, scalar_t* S, int nthreads) {
   const int64_t c = G.c;
   const int64_t dmax = max_degree(G.rowptr, N);
   const scalar_t t = static_cast<scalar_t>(t_), eps = G.eps;
@@ -150,17 +165,10 @@ void forward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, do
         for (int64_t j = 0; j < c; ++j) o[j] = -std::numeric_limits<scalar_t>::infinity();
         for (int64_t d = 0; d < deg; ++d) max_relu(o, B + d * c, c, eps);
         int32_t* __restrict__ n = cnt + i * c;
-        int64_t* __restrict__ w = arg + i * c;
+        int32_t* __restrict__ w = arg + i * c;
         for (int64_t j = 0; j < c; ++j) { n[j] = 0; w[j] = -1; }
-        for (int64_t d = 0; d < deg; ++d) {                              // ties: messages equal to the maximum
-          const scalar_t* z = B + d * c;
-          for (int64_t j = 0; j < c; ++j) {
-            if (std::max(z[j], scalar_t(0)) + eps == o[j]) {
-              n[j] += 1;
-              w[j] = z[j] > 0 ? lo + d : -1;                             // the arg edge if it passes ReLU
-            }
-          }
-        }
+        for (int64_t d = 0; d < deg; ++d)                                // ties: messages equal to the maximum
+          count_ties(n, w, B + d * c, o, c, eps, static_cast<int32_t>(d));
       } else if (aggr == 1) {
         scalar_t* __restrict__ mx = M + i * c;
         scalar_t* __restrict__ s = S + i * c;
@@ -238,7 +246,7 @@ inline void scatter_channel(const Graph<scalar_t, index_t>& G, int64_t e, int64_
 
 template <typename scalar_t, typename index_t>
 void backward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, double t_, const scalar_t* g,
-                   const scalar_t* out, const int32_t* cnt, const int64_t* arg, const scalar_t* M, const scalar_t* S,
+                   const scalar_t* out, const int32_t* cnt, const int32_t* arg, const scalar_t* M, const scalar_t* S,
                    scalar_t* gx, scalar_t* gu, scalar_t* gw, scalar_t* gb, double* gt, bool need_t, int nthreads) {
   const int64_t c = G.c, k = G.k;
   const int64_t dmax = max_degree(G.rowptr, N);
@@ -266,12 +274,12 @@ void backward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, d
       const scalar_t* oi = out + i * c;
       if (aggr == 0) {
         const int32_t* n = cnt + i * c;
-        const int64_t* w = arg + i * c;
+        const int32_t* w = arg + i * c;                                 // arg position in the node
         bool tied = false;
         for (int64_t j = 0; j < c; ++j) {
           if (n[j] > 1) { tied = true; continue; }
           if (w[j] < 0 || gi[j] == 0) continue;                       // the single maximum has z <= 0
-          scatter_channel(G, w[j], j, gi[j], R, gu);
+          scatter_channel(G, lo + w[j], j, gi[j], R, gu);
         }
         if (!tied) continue;
         for (int64_t d = 0; d < deg; ++d) {                            // ties: split g evenly, then ReLU'
@@ -381,7 +389,7 @@ std::vector<at::Tensor> forward(at::Tensor x, at::Tensor src, at::Tensor rowptr,
   at::Tensor cnt, arg, M, S;
   if (aggr == 0) {
     cnt = at::empty({N, c}, x.options().dtype(at::kInt));
-    arg = at::empty({N, c}, x.options().dtype(at::kLong));
+    arg = at::empty({N, c}, x.options().dtype(at::kInt));
   } else if (aggr == 1) {
     M = at::empty({N, c}, x.options());
     S = at::empty({N, c}, x.options());
@@ -392,7 +400,7 @@ std::vector<at::Tensor> forward(at::Tensor x, at::Tensor src, at::Tensor rowptr,
       auto G = make_graph<scalar_t, index_t>(x, src, rowptr, u, perm, At, a, mode, eps);
       forward_impl<scalar_t, index_t>(G, N, aggr, t, out.data_ptr<scalar_t>(),
                                       aggr == 0 ? cnt.data_ptr<int32_t>() : nullptr,
-                                      aggr == 0 ? arg.data_ptr<int64_t>() : nullptr,
+                                      aggr == 0 ? arg.data_ptr<int32_t>() : nullptr,
                                       aggr == 1 ? M.data_ptr<scalar_t>() : nullptr,
                                       aggr == 1 ? S.data_ptr<scalar_t>() : nullptr, static_cast<int>(nthreads));
     };
@@ -422,7 +430,7 @@ std::vector<at::Tensor> backward(at::Tensor g, at::Tensor x, at::Tensor src, at:
       auto G = make_graph<scalar_t, index_t>(x, src, rowptr, u, perm, At, a, mode, eps);
       backward_impl<scalar_t, index_t>(
           G, N, aggr, t, g.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-          aggr == 0 ? s1.data_ptr<int32_t>() : nullptr, aggr == 0 ? s2.data_ptr<int64_t>() : nullptr,
+          aggr == 0 ? s1.data_ptr<int32_t>() : nullptr, aggr == 0 ? s2.data_ptr<int32_t>() : nullptr,
           aggr == 1 ? s1.data_ptr<scalar_t>() : nullptr, aggr == 1 ? s2.data_ptr<scalar_t>() : nullptr,
           gx.defined() ? gx.data_ptr<scalar_t>() : nullptr, gu.defined() ? gu.data_ptr<scalar_t>() : nullptr,
           gw.defined() ? gw.data_ptr<scalar_t>() : nullptr, gb.defined() ? gb.data_ptr<scalar_t>() : nullptr, &gt,
