@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["gen_aggregate", "default_chunk_size", "sort_by_destination", "sort_graph", "resolve_kernel", "SortedEdges", "AGGRS",
-           "KERNELS", "DEFAULT_BUDGET_BYTES"]
+__all__ = ["gen_aggregate", "default_chunk_size", "sort_by_destination", "sort_graph", "resolve_kernel",
+           "SortedEdges", "AGGRS", "KERNELS", "DEFAULT_BUDGET_BYTES"]
 
 log = logging.getLogger(__name__)
 AGGRS = ("max", "softmax", "mean", "add", "sum")

@@ -49,7 +49,8 @@ def load(verbose: bool = False):
 
         t0 = time.perf_counter()
         module = _load(name="revgnn_genconv", sources=[str(_SOURCE)], build_directory=str(_build_dir()),
-                       extra_cflags=["-O3", "-fopenmp", "-fno-trapping-math"], extra_ldflags=["-fopenmp"], verbose=verbose)
+                       extra_cflags=["-O3", "-fopenmp", "-fno-trapping-math"], extra_ldflags=["-fopenmp"],
+                       verbose=verbose)
         _state["seconds"] = time.perf_counter() - t0
     except Exception as err:                       # no compiler, no ninja, no headers: the torch path runs
         log.warning("revgnn: native GENConv kernel unavailable (%s); using the pure-torch path",
