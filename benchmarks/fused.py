@@ -137,6 +137,13 @@ def full(args) -> dict:
     t0 = time.perf_counter()
     data = synthetic_graph(args.nodes, args.edges, seed=0)
     gen_seconds = time.perf_counter() - t0
+    sort_seconds = None
+    if args.sort_at_load:                                         # destination-sorted once, before the step
+        from revgnn.fused import sort_graph
+
+        t0 = time.perf_counter()
+        data = sort_graph(data)
+        sort_seconds = time.perf_counter() - t0
     cfg = ModelConfig("rev", args.layers, args.channels, num_groups=2, dropout=0.1, fused=not args.no_fused,
                       kernel=args.kernel)
     torch.manual_seed(0)
@@ -158,7 +165,9 @@ def full(args) -> dict:
         targets["peak_over_floor"] = {"value": peak / floor, "target": "<= 1.5"}
     return {
         "graph": {"num_nodes": data.num_nodes, "num_edges": int(data.edge_index.size(1)),
-                  "generation_seconds": gen_seconds, "edge_index_dtype": str(data.edge_index.dtype)},
+                  "generation_seconds": gen_seconds, "edge_index_dtype": str(data.edge_index.dtype),
+                  "sorted_at_load": args.sort_at_load, "sort_seconds": sort_seconds},
+        "kernel_ran": _kernel_ran(cfg),
         "config": dataclasses.asdict(cfg), "num_parameters": count_parameters(step.model),
         "peak_tensor_bytes": peak, "rss_before_step_bytes": rss_before, "rss_peak_bytes": rss_peak,
         "floor_bytes": floor, "step_seconds": seconds, "step_note": "one un-instrumented first step (Adam state "
@@ -262,6 +271,12 @@ def profile_step(args) -> dict:
     top = [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count} for e in ops[:12]]
     return {"graph": {"num_nodes": data.num_nodes, "num_edges": int(data.edge_index.size(1))},
             "layers": args.layers, "channels": args.channels, "top_ops": top, "targets": {}}
+
+
+def _kernel_ran(cfg: ModelConfig) -> str:
+    from revgnn.fused import resolve_kernel
+
+    return resolve_kernel(cfg.kernel) if cfg.fused else "pyg"
 
 
 def _old_gen_aggregate(rev: str):
@@ -384,6 +399,8 @@ def main(argv=None) -> int:
                    help="the fused GENConv kernel (revgnn.fused): native C++ where it builds, or pure torch")
     p.add_argument("--old-rev", default="054a54d", help="kernels: git revision of the old fused operator")
     p.add_argument("--torch-2t", action="store_true", help="kernels: also the torch kernel at 2 threads")
+    p.add_argument("--sort-at-load", action="store_true",
+                   help="full: sort the graph's edges by destination before the step (revgnn.fused.sort_graph)")
     p.add_argument("--nodes", type=int)
     p.add_argument("--edges", type=int)
     p.add_argument("--channels", type=int, default=80)
