@@ -108,7 +108,13 @@ def sort_by_destination(edge_index: Tensor, num_nodes: int) -> SortedEdges:
     if len(_sort_cache) >= _CACHE_SIZE:
         _sort_cache.pop(next(iter(_sort_cache)))
     _sort_cache[key] = (weakref.ref(edge_index), (edge_index._version, num_nodes), result)
+    weakref.finalize(edge_index, _drop, _sort_cache, key, result)       # freed with the graph
     return result
+
+
+def _drop(cache: dict, key: int, value) -> None:
+    if key in cache and cache[key][-1] is value:
+        del cache[key]
 
 
 def sort_graph(data):
@@ -146,6 +152,7 @@ def _sorted_attr(edge_attr: Tensor, se: SortedEdges) -> Tensor | None:
     if len(_attr_cache) >= _CACHE_SIZE:
         _attr_cache.pop(next(iter(_attr_cache)))
     _attr_cache[key] = (weakref.ref(edge_attr), edge_attr._version, se.perm, copy)
+    weakref.finalize(edge_attr, _drop, _attr_cache, key, copy)
     return copy
 
 

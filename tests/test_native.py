@@ -209,3 +209,18 @@ def test_sort_graph_sorts_edge_tensors_alike():
     key = lambda ei, ea: sorted(zip(ei[0].tolist(), ei[1].tolist(), map(tuple, ea.tolist())))  # noqa: E731
     assert key(s.edge_index, s.edge_attr) == key(data.edge_index, data.edge_attr), "same edges, same features"
     assert torch.equal(s.x, data.x) and torch.equal(s.y, data.y), "node tensors unchanged"
+
+
+def test_sort_cache_is_freed_with_the_graph():
+    import gc
+
+    from revgnn import fused
+
+    ei = torch.randint(0, 20, (2, 300))
+    se = sort_by_destination(ei, 20)
+    key = id(ei)
+    assert fused._sort_cache[key][-1] is se
+    del ei
+    gc.collect()
+    assert key not in fused._sort_cache or fused._sort_cache[key][-1] is not se, \
+        "the cached sort does not outlive its edge_index"

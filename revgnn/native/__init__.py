@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["load", "available", "build_seconds", "NativeAggregate", "AGGR_CODES"]
+__all__ = ["load", "available", "build_seconds", "error", "NativeAggregate", "AGGR_CODES"]
 
 log = logging.getLogger(__name__)
 AGGR_CODES = {"max": 0, "softmax": 1, "mean": 2, "add": 3}
@@ -96,7 +96,7 @@ class NativeAggregate(torch.autograd.Function):
         At = weight.t().contiguous() if weight is not None else _EMPTY.to(x.dtype)   # (k, c)
         a = bias.contiguous() if (bias is not None and u is not None) else _EMPTY.to(x.dtype)
         pp = perm if perm is not None else _EMPTY.to(src.dtype)
-        tv = float(t) if isinstance(t, Tensor) else float(t)
+        tv = float(t)
         code = AGGR_CODES[aggr]
         res = mod.forward(x, src, rowptr, uu, pp, At, a, mode, code, tv, eps, torch.get_num_threads())
         out, stats = res[0], list(res[1:]) + [_EMPTY] * (3 - len(res))
