@@ -15,7 +15,9 @@ messages chunk by chunk. Autograd flows through A and a to W_0, b_0, W_g and b_g
 never holds an (E, D) edge embedding and no block holds an (E, c) tensor beyond one chunk.
 
 Edges are sorted by destination once (:func:`sort_by_destination`, cached per ``edge_index`` tensor), with a CSR
-row pointer and the permutation, so results and gradients to edge features come back in the user's order. Two
+row pointer and the permutation, so results and gradients to edge features come back in the user's order;
+constant edge features up to 512 MiB get one cached sorted copy (larger ones are read through the permutation),
+and :func:`sort_graph` sorts a graph at load time so that no permutation is needed at all. Two
 kernels compute the same function: ``"native"`` (:mod:`revgnn.native`, a C++ loop per destination node with OpenMP)
 and ``"torch"`` (chunks of whole destination nodes, one pass per chunk); ``"auto"`` takes the native one when it
 builds (CPU, float32/float64) and the torch one otherwise.
@@ -27,11 +29,11 @@ Aggregations, each equal to PyG's (``torch_geometric.nn.aggr``) up to rounding:
   message equals it (ties), then ReLU's derivative applies. The forward pass records, in the same pass, two
   floating-point codes per (node, channel): the tie count and the sum of [z > 0] (1 + position among the node's
   edges) over the ties (exact: positions < 2^24), so a count of 1 names its edge; backward routes g to that edge
-  with no edge pass and recomputes only the chunks that hold tied nodes.
+  with no edge pass and recomputes only the chunks that hold tied nodes (the native kernel: only the tied nodes).
 - ``softmax`` with (learnable) inverse temperature t: per chunk of whole nodes the maximum of t m, then sum-exp S
-  and the weighted sum T; out = T / (S + 1e-16). Backward: dL/dm = g p (1 + t (m - out)) and
-  dL/dt = sum g p (m - out) m = sum g p (m - out)^2, since sum_j p_ij (m_ij - out_i) = 0; the squared form has no
-  cancellation (the first loses every digit by t = 1e3).
+  and the weighted sum T (the native kernel: the same over a node's buffered messages); out = T / (S + 1e-16).
+  Backward: dL/dm = g p (1 + t (m - out)) and dL/dt = sum g p (m - out) m = sum g p (m - out)^2, since
+  sum_j p_ij (m_ij - out_i) = 0; the squared form has no cancellation (the first loses every digit by t = 1e3).
 - ``mean`` and ``add`` (``sum``): one pass of ``index_add_``.
 
 Nodes without in-edges aggregate to 0, as in PyG (also in float16, where the 1e-16 guard underflows), and a graph
@@ -39,7 +41,6 @@ without edges (E = 0) has zero gradients.
 """
 from __future__ import annotations
 
-import logging
 import weakref
 from dataclasses import dataclass
 
@@ -49,7 +50,6 @@ from torch import Tensor
 __all__ = ["gen_aggregate", "default_chunk_size", "sort_by_destination", "sort_graph", "resolve_kernel",
            "SortedEdges", "AGGRS", "KERNELS", "DEFAULT_BUDGET_BYTES"]
 
-log = logging.getLogger(__name__)
 AGGRS = ("max", "softmax", "mean", "add", "sum")
 KERNELS = ("auto", "native", "torch")
 DEFAULT_BUDGET_BYTES = 64 * 2**20   # temporaries of one chunk; small enough to stay in cache-friendly territory
