@@ -330,18 +330,24 @@ void backward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, d
       gt_t[tid] += gt_local;
     }
   }
-  if (gx && nthreads > 1) {
+  std::vector<const scalar_t*> parts;                                   // a smaller team leaves some unused
+  for (auto& b : gx_t)
+    if (!b.empty()) parts.push_back(b.data());
+  if (gx && !parts.empty()) {
     const int64_t total = N * c;
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t p = 0; p < total; ++p) {
       scalar_t s = gx[p];
-      for (auto& b : gx_t) s += b[p];
+      for (const scalar_t* b : parts) s += b[p];
       gx[p] = s;
     }
   }
   for (int th = 0; th < nthreads; ++th) {
-    if (gw) for (int64_t q = 0; q < k; ++q) for (int64_t j = 0; j < c; ++j) gw[j * k + q] += gw_t[th][q * c + j];
-    if (gb) for (int64_t j = 0; j < c; ++j) gb[j] += gb_t[th][j];
+    if (gw && !gw_t[th].empty())
+      for (int64_t q = 0; q < k; ++q)
+        for (int64_t j = 0; j < c; ++j) gw[j * k + q] += gw_t[th][q * c + j];
+    if (gb && !gb_t[th].empty())
+      for (int64_t j = 0; j < c; ++j) gb[j] += gb_t[th][j];
     *gt += gt_t[th];
   }
   (void)need_t;
