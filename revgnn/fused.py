@@ -86,13 +86,35 @@ class SortedEdges:
 _sort_cache: dict[int, tuple] = {}
 
 
-def sort_by_destination(edge_index: Tensor, num_nodes: int) -> SortedEdges:
-    """Sort a (2, E) ``edge_index`` by destination (stable), once: the result is cached per tensor (its identity,
-    in-place version and ``num_nodes``), so the L layers of a model share one sort."""
-    key = id(edge_index)
-    hit = _sort_cache.get(key)
-    if hit is not None and hit[0]() is edge_index and hit[1] == (edge_index._version, num_nodes):
+def _key(t: Tensor, *extra) -> tuple:
+    """Identity of a tensor's data: saved-tensor copies that autograd hands back (as in the reversible backward)
+    share it with the original, so all L layers of a step hit one cache entry."""
+    return (t.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, str(t.device), *extra)
+
+
+def _lookup(cache: dict, t: Tensor, key: tuple):
+    hit = cache.get(key)
+    # the original tensor still alive holds the memory, so an equal address is the same data; and no in-place
+    # change since (views and saved copies share the version counter)
+    if hit is not None and hit[0]() is not None and hit[1] == t._version:
         return hit[2]
+    return None
+
+
+def _store(cache: dict, t: Tensor, key: tuple, value) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[key] = (weakref.ref(t), t._version, value)
+    weakref.finalize(t, _drop, cache, key, value)                      # freed with the graph
+
+
+def sort_by_destination(edge_index: Tensor, num_nodes: int) -> SortedEdges:
+    """Sort a (2, E) ``edge_index`` by destination (stable), once: the result is cached per tensor data (address,
+    shape, in-place version and ``num_nodes``, while the tensor lives), so the L layers of a model share one sort."""
+    key = _key(edge_index, num_nodes)
+    hit = _lookup(_sort_cache, edge_index, key)
+    if hit is not None:
+        return hit
     src, dst = edge_index[0], edge_index[1]
     if dst.numel() > 0 and (int(dst.min()) < 0 or int(dst.max()) >= num_nodes or int(src.min()) < 0
                             or int(src.max()) >= num_nodes):
@@ -105,14 +127,11 @@ def sort_by_destination(edge_index: Tensor, num_nodes: int) -> SortedEdges:
     rowptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=dst.device)
     torch.cumsum(counts, 0, out=rowptr[1:])
     result = SortedEdges(src.contiguous(), dst.contiguous(), rowptr, perm)
-    if len(_sort_cache) >= _CACHE_SIZE:
-        _sort_cache.pop(next(iter(_sort_cache)))
-    _sort_cache[key] = (weakref.ref(edge_index), (edge_index._version, num_nodes), result)
-    weakref.finalize(edge_index, _drop, _sort_cache, key, result)       # freed with the graph
+    _store(_sort_cache, edge_index, key, result)
     return result
 
 
-def _drop(cache: dict, key: int, value) -> None:
+def _drop(cache: dict, key: tuple, value) -> None:
     if key in cache and cache[key][-1] is value:
         del cache[key]
 
@@ -144,15 +163,12 @@ def _sorted_attr(edge_attr: Tensor, se: SortedEdges) -> Tensor | None:
     exceed :data:`SORTED_COPY_BYTES` (then the kernels read them through the permutation)."""
     if edge_attr.requires_grad or edge_attr.numel() * edge_attr.element_size() > SORTED_COPY_BYTES:
         return None
-    key = id(edge_attr)
-    hit = _attr_cache.get(key)
-    if hit is not None and hit[0]() is edge_attr and hit[1] == edge_attr._version and hit[2] is se.perm:
-        return hit[3]
+    key = _key(edge_attr)
+    hit = _lookup(_attr_cache, edge_attr, key)
+    if hit is not None and hit[0] is se.perm:                          # sorted by this very permutation
+        return hit[1]
     copy = edge_attr.index_select(0, se.perm)
-    if len(_attr_cache) >= _CACHE_SIZE:
-        _attr_cache.pop(next(iter(_attr_cache)))
-    _attr_cache[key] = (weakref.ref(edge_attr), edge_attr._version, se.perm, copy)
-    weakref.finalize(edge_attr, _drop, _attr_cache, key, copy)
+    _store(_attr_cache, edge_attr, key, (se.perm, copy))
     return copy
 
 

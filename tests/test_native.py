@@ -218,8 +218,11 @@ def test_sort_cache_is_freed_with_the_graph():
 
     ei = torch.randint(0, 20, (2, 300))
     se = sort_by_destination(ei, 20)
-    key = id(ei)
+    key = fused._key(ei, 20)
     assert fused._sort_cache[key][-1] is se
+    saved = ei.detach()                                                 # another tensor object, same data
+    assert sort_by_destination(saved, 20) is se, "a copy of the same data (as autograd hands back) hits the cache"
+    del saved
     del ei
     gc.collect()
     assert key not in fused._sort_cache or fused._sort_cache[key][-1] is not se, \
