@@ -74,16 +74,34 @@ struct Graph {
   // z (pre-ReLU) of edge e into zr[0..c)
   inline void message(int64_t e, scalar_t* __restrict__ zr) const {
     const scalar_t* xr = x + static_cast<int64_t>(src[e]) * c;
+    const scalar_t* ur = mode == 0 ? nullptr : u + uidx(e) * (mode == 1 ? c : k);
+    constexpr int64_t W = 16;                                            // channels held in registers
+    int64_t j0 = 0;
+    for (; j0 + W <= c; j0 += W) {                                       // x_j + a + A u, one store per block
+      scalar_t acc[W];
+      for (int64_t jj = 0; jj < W; ++jj) acc[jj] = xr[j0 + jj] + (a ? a[j0 + jj] : scalar_t(0));
+      if (mode == 2) {
+        for (int64_t q = 0; q < k; ++q) {
+          const scalar_t uq = ur[q];
+          const scalar_t* Aq = At + q * c + j0;
+          for (int64_t jj = 0; jj < W; ++jj) acc[jj] += Aq[jj] * uq;
+        }
+      } else if (mode == 1) {
+        for (int64_t jj = 0; jj < W; ++jj) acc[jj] += ur[j0 + jj];
+      }
+      for (int64_t jj = 0; jj < W; ++jj) zr[j0 + jj] = acc[jj];
+    }
+    if (j0 == c) return;
+    const int64_t r = c - j0;                                            // the remaining channels
     if (a) {
-      sum_of(zr, xr, a, c);
+      sum_of(zr + j0, xr + j0, a + j0, r);
     } else {
-      std::copy(xr, xr + c, zr);
+      std::copy(xr + j0, xr + c, zr + j0);
     }
     if (mode == 1) {
-      add_to(zr, u + uidx(e) * c, c);
+      add_to(zr + j0, ur + j0, r);
     } else if (mode == 2) {
-      const scalar_t* ur = u + uidx(e) * k;
-      for (int64_t q = 0; q < k; ++q) axpy(zr, At + q * c, ur[q], c);
+      for (int64_t q = 0; q < k; ++q) axpy(zr + j0, At + q * c + j0, ur[q], r);
     }
   }
 };
