@@ -3,9 +3,9 @@ r"""The native CPU kernel of GENConv's aggregation (Li et al., 2020; 2021) on de
 A torch C++ extension (``genconv.cpp``) built on first use with ``torch.utils.cpp_extension.load`` (g++ and ninja,
 ``-O3 -fopenmp -fno-trapping-math``; a second build adds ``-mavx2 -mfma`` and is chosen at run time where the CPU
 has AVX2, the generic one elsewhere or if that build fails) and cached under ``$TORCH_EXTENSIONS_DIR`` or
-``~/.cache/revgnn/torch_extensions``. The first build, measured on this project's 2-core machine, took 93 s of wall
-time (42 s of compiler CPU time) at load average 1.8 and 117 s at load average 8; later processes load the cached
-library in 0.3 s. ``make setup`` pre-builds it; it needs g++ (or another C++17 compiler), the Python headers and
+``~/.cache/revgnn/torch_extensions``. The first build, measured on this project's shared 2-core machine, took
+56-130 s of wall time for one variant (42-54 s of compiler CPU time; 56 s at load average 1.5, 130 s at 6.5 under
+``nice``); later processes load the cached library in 0.3 s. ``make setup`` pre-builds it; it needs g++ (or another C++17 compiler), the Python headers and
 ninja (a pip dependency). Where it cannot be built, :func:`load`
 returns ``None`` after one logged line and :func:`revgnn.fused.gen_aggregate` runs its pure-torch path.
 
