@@ -5,8 +5,8 @@ A torch C++ extension (``genconv.cpp``) built on first use with ``torch.utils.cp
 has AVX2, the generic one elsewhere or if that build fails) and cached under ``$TORCH_EXTENSIONS_DIR`` or
 ``~/.cache/revgnn/torch_extensions``. The first build, measured on this project's shared 2-core machine, took
 56-130 s of wall time for one variant (42-54 s of compiler CPU time; 56 s at load average 1.5, 130 s at 6.5 under
-``nice``); later processes load the cached library in 0.3 s. ``make setup`` pre-builds it; it needs g++ (or another C++17 compiler), the Python headers and
-ninja (a pip dependency). Where it cannot be built, :func:`load`
+``nice``); later processes load the cached library in 0.3 s. ``make setup`` pre-builds it; it needs g++ (or
+another C++17 compiler), the Python headers and ninja (a pip dependency). Where it cannot be built, :func:`load`
 returns ``None`` after one logged line and :func:`revgnn.fused.gen_aggregate` runs its pure-torch path.
 
 Per destination node i (rows rowptr[i]..rowptr[i+1] of the sorted edges) the kernel computes the messages
