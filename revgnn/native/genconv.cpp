@@ -135,8 +135,8 @@ inline void relu_grad(T* __restrict__ dz, const T* __restrict__ z, const T* __re
   for (int64_t j = 0; j < c; ++j) dz[j] = z[j] > T(0) ? gn[j] : T(0);
 }
 
-// ties of one edge (position d among the node's edges): n += [m == o]; w = d where m == o and z > 0, -1 where
-// m == o and z <= 0 (the arg edge, read only where n == 1)
+// ties of one edge (position d among the node's edges): n += [m == o]; w = d where m == o and z > 0 (w stays -1
+// while no tie passes ReLU: then no edge of the (node, channel) gets a gradient)
 template <typename T>
 inline void count_ties(int32_t* __restrict__ n, int32_t* __restrict__ w, const T* __restrict__ z,
                        const T* __restrict__ o, int64_t c, T eps, int32_t d) {
@@ -144,9 +144,9 @@ inline void count_ties(int32_t* __restrict__ n, int32_t* __restrict__ w, const T
   for (int64_t j = 0; j < c; ++j) {                                      // masks: no branch (vectorised)
     const T zp = z[j] > T(0) ? z[j] : T(0);
     const int32_t eq = zp + eps == o[j] ? -1 : 0;
-    const int32_t pv = z[j] > T(0) ? d : -1;
+    const int32_t sel = z[j] > T(0) ? eq : 0;                            // a tie that passes ReLU
     n[j] -= eq;
-    w[j] = (w[j] & ~eq) | (pv & eq);
+    w[j] = (w[j] & ~sel) | (d & sel);
   }
 }
 
@@ -295,7 +295,10 @@ void backward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, d
         const int32_t* w = arg + i * c;                                 // arg position in the node
         bool tied = false;
         for (int64_t j = 0; j < c; ++j) {
-          if (n[j] > 1) { tied = true; continue; }
+          if (n[j] > 1) {                                               // recompute only if a tie passes ReLU
+            tied = tied || w[j] >= 0;
+            continue;
+          }
           if (w[j] < 0 || gi[j] == 0) continue;                       // the single maximum has z <= 0
           scatter_channel(G, lo + w[j], j, gi[j], R, gu);
         }
