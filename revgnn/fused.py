@@ -320,7 +320,7 @@ class _GENAggregate(torch.autograd.Function):
                         rows = val.unsqueeze(1) * (weight.index_select(0, chan) if weight is not None
                                                    else torch.nn.functional.one_hot(chan, x.size(1)).to(x.dtype))
                         gu.index_add_(0, ue, rows)
-            tied = (~single).any(1)                                    # (N,) nodes with a tied channel
+            tied = ((~single) & (pos > 0)).any(1)                    # (N,) nodes with a tie that passes ReLU
             if not bool(tied.any()):
                 return gx, gu, gw, gb, gt, *none
             for lo, hi, n0, n1 in _node_spans(rowptr, ctx.chunk_size):
