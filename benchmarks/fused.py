@@ -60,9 +60,9 @@ def _instrumented(step: _Step) -> tuple[int, float]:
     return baseline + _cpu_peak_increment(prof), time.perf_counter() - t0
 
 
-def _models(L: int, D: int) -> dict[str, ModelConfig]:
-    rev = ModelConfig("rev", L, D, dropout=0.1)
-    res = ModelConfig("res", L, D, dropout=0.1)               # ResGNN baseline: softmax, learnable t
+def _models(L: int, D: int, kernel: str = "auto") -> dict[str, ModelConfig]:
+    rev = ModelConfig("rev", L, D, dropout=0.1, kernel=kernel)
+    res = ModelConfig("res", L, D, dropout=0.1, kernel=kernel)   # ResGNN baseline: softmax, learnable t
     return {"rev-fused": rev, "rev-pyg": rev.replace(fused=False), "res-pyg": res.replace(fused=False),
             "res-fused": res}
 
@@ -70,7 +70,7 @@ def _models(L: int, D: int) -> dict[str, ModelConfig]:
 def partition(args) -> dict:
     data = synthetic_graph(args.nodes, args.edges, seed=0)
     steps = {}
-    configs = {k: v for k, v in _models(args.layers, args.channels).items() if k in args.models}
+    configs = {k: v for k, v in _models(args.layers, args.channels, args.kernel).items() if k in args.models}
     for name, cfg in configs.items():
         torch.manual_seed(0)
         steps[name] = _Step(build_model(cfg), data, train=True)
@@ -137,7 +137,15 @@ def full(args) -> dict:
     t0 = time.perf_counter()
     data = synthetic_graph(args.nodes, args.edges, seed=0)
     gen_seconds = time.perf_counter() - t0
-    cfg = ModelConfig("rev", args.layers, args.channels, num_groups=2, dropout=0.1, fused=not args.no_fused)
+    sort_seconds = None
+    if args.sort_at_load:                                         # destination-sorted once, before the step
+        from revgnn.fused import sort_graph
+
+        t0 = time.perf_counter()
+        data = sort_graph(data)
+        sort_seconds = time.perf_counter() - t0
+    cfg = ModelConfig("rev", args.layers, args.channels, num_groups=2, dropout=0.1, fused=not args.no_fused,
+                      kernel=args.kernel)
     torch.manual_seed(0)
     step = _Step(build_model(cfg), data, train=True)
     with open("/proc/self/clear_refs", "w") as f:                # VmHWM := VmRSS, so the step's peak is read
@@ -157,7 +165,9 @@ def full(args) -> dict:
         targets["peak_over_floor"] = {"value": peak / floor, "target": "<= 1.5"}
     return {
         "graph": {"num_nodes": data.num_nodes, "num_edges": int(data.edge_index.size(1)),
-                  "generation_seconds": gen_seconds, "edge_index_dtype": str(data.edge_index.dtype)},
+                  "generation_seconds": gen_seconds, "edge_index_dtype": str(data.edge_index.dtype),
+                  "sorted_at_load": args.sort_at_load, "sort_seconds": sort_seconds},
+        "kernel_ran": _kernel_ran(cfg),
         "config": dataclasses.asdict(cfg), "num_parameters": count_parameters(step.model),
         "peak_tensor_bytes": peak, "rss_before_step_bytes": rss_before, "rss_peak_bytes": rss_peak,
         "floor_bytes": floor, "step_seconds": seconds, "step_note": "one un-instrumented first step (Adam state "
@@ -173,6 +183,7 @@ def full_pair(args) -> dict:
     for L in args.layers_list:
         cmd = [sys.executable, __file__, "full", "--layers", str(L), "--channels", str(args.channels),
                "--nodes", str(args.nodes), "--edges", str(args.edges), "--out", f"fused_full_L{L}.json",
+               "--kernel", args.kernel,
                *(["--profile"] if args.profile else [])]
         subprocess.run(cmd, check=True)
     from revgnn.records import read_json
@@ -262,10 +273,134 @@ def profile_step(args) -> dict:
             "layers": args.layers, "channels": args.channels, "top_ops": top, "targets": {}}
 
 
+def _kernel_ran(cfg: ModelConfig) -> str:
+    from revgnn.fused import resolve_kernel
+
+    return resolve_kernel(cfg.kernel) if cfg.fused else "pyg"
+
+
+def _old_gen_aggregate(rev: str):
+    """``gen_aggregate`` of revgnn/fused.py at git revision ``rev`` (the operator before destination sorting)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    text = subprocess.run(["git", "-C", str(root), "show", f"{rev}:revgnn/fused.py"], capture_output=True,
+                          text=True, check=True).stdout
+    path = RESULTS_TMP / f"revgnn_fused_{rev}.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(f"revgnn_fused_{rev}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.gen_aggregate
+
+
+def _route_old(old):
+    """Let GENBlocks whose ``kernel`` is ``"old"`` call the old operator (the others the current one)."""
+    import revgnn.layers as layers
+    from revgnn.fused import gen_aggregate as new
+
+    def dispatch(*a, kernel="auto", **kw):
+        return old(*a, **kw) if kernel == "old" else new(*a, kernel=kernel, **kw)
+
+    layers.gen_aggregate = dispatch
+
+
+def kernels(args) -> dict:
+    """Native vs pure-torch (sorted) vs the old fused operator (git ``--old-rev``): the RevGNN training step on the
+    partition at 1 and 2 threads (the old operator at 1 thread only: scatter code is slower at 2), medians of
+    alternating rounds in this process; and the aggregation op alone (forward + backward, max, c = D/2, k = 8)."""
+    from revgnn import native
+    from revgnn.fused import gen_aggregate
+    from revgnn.layers import GENBlock
+
+    t0 = time.perf_counter()
+    native_ok = native.available()
+    load_seconds = time.perf_counter() - t0
+    old = _old_gen_aggregate(args.old_rev)
+    _route_old(old)
+    data = synthetic_graph(args.nodes, args.edges, seed=0)
+    cases = [("old", 1), ("torch", 1)] + ([("torch", 2)] if args.torch_2t else []) + \
+        ([("native", 1), ("native", 2)] if native_ok else [])
+    steps = {}
+    for kern, _ in cases:
+        if kern in steps:
+            continue
+        torch.manual_seed(0)
+        model = build_model(ModelConfig("rev", args.layers, args.channels, dropout=0.1,
+                                        kernel="torch" if kern == "old" else kern))
+        for m in model.modules():
+            if isinstance(m, GENBlock):
+                m.kernel = kern
+        steps[kern] = _Step(model, data, train=True)
+    load = {"before": list(os.getloadavg())}
+    times: dict[str, list] = {f"{k}-{n}t": [] for k, n in cases}
+    for r in range(args.repeats + 1):                              # round 0: warm-up (Adam state, sort cache)
+        for kern, n in (cases if r % 2 == 0 else list(reversed(cases))):
+            torch.set_num_threads(n)
+            steps[kern].prepare()
+            t1 = time.perf_counter()
+            steps[kern]()
+            if r > 0:
+                times[f"{kern}-{n}t"].append(time.perf_counter() - t1)
+    load["after_steps"] = list(os.getloadavg())
+    torch.set_num_threads(1)
+    # the op alone: one block's aggregation, forward + backward
+    c, k = args.channels // 2, 8
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.nodes, c, generator=g).requires_grad_()
+    A = (0.1 * torch.randn(c, k, generator=g)).requires_grad_()
+    a = torch.zeros(c).requires_grad_()
+    ei, u = data.edge_index, data.edge_attr.float().contiguous()
+    ops = {"old": lambda: old(x, ei, u, A, a, "max")}
+    ops["torch"] = lambda: gen_aggregate(x, ei, u, A, a, "max", kernel="torch")
+    if native_ok:
+        ops["native"] = lambda: gen_aggregate(x, ei, u, A, a, "max", kernel="native")
+    op_times: dict[str, list] = {kk: [] for kk in ops}
+    for r in range(args.repeats + 1):
+        for name in (list(ops) if r % 2 == 0 else list(reversed(ops))):
+            t1 = time.perf_counter()
+            out = ops[name]()
+            torch.autograd.grad(out.sum(), [x, A, a])
+            if r > 0:
+                op_times[name].append(time.perf_counter() - t1)
+    load["after_ops"] = list(os.getloadavg())
+    med = {kk: statistics.median(v) for kk, v in times.items()}
+    op_med = {kk: statistics.median(v) for kk, v in op_times.items()}
+    per_layer = {kk: v / args.layers for kk, v in med.items()}
+    bound = (0.034, 0.052)                                        # issue 18: s per layer on one core
+    targets = {"torch_over_old_1t": {"value": med["torch-1t"] / med["old-1t"], "target": "<= 0.65"},
+               "op_torch_over_old": {"value": op_med["torch"] / op_med["old"], "target": "(report)"}}
+    if args.torch_2t:
+        targets["torch_2t_over_1t"] = {"value": med["torch-2t"] / med["torch-1t"], "target": "(report)"}
+    if native_ok:
+        targets.update({
+            "native_over_old_1t": {"value": med["native-1t"] / med["old-1t"], "target": "<= 0.2"},
+            "native_over_torch_1t": {"value": med["native-1t"] / med["torch-1t"], "target": "<= 0.3"},
+            "native_2t_over_1t": {"value": med["native-2t"] / med["native-1t"],
+                                  "target": "<= 0.65 on an otherwise idle machine"},
+            "native_per_layer_over_bound_hi": {"value": per_layer["native-1t"] / bound[1], "target": "<= 5"},
+            "native_per_layer_over_bound_lo": {"value": per_layer["native-1t"] / bound[0], "target": "(report)"},
+            "op_native_over_old": {"value": op_med["native"] / op_med["old"], "target": "(report)"},
+            "op_native_over_torch": {"value": op_med["native"] / op_med["torch"], "target": "(report)"}})
+    return {"graph": {"num_nodes": data.num_nodes, "num_edges": int(data.edge_index.size(1))},
+            "layers": args.layers, "channels": args.channels, "repeats": args.repeats, "old_rev": args.old_rev,
+            "native_available": native_ok, "native_load_seconds": load_seconds, "native_error": native.error(),
+            "loadavg": load, "step_seconds": med, "step_seconds_all": times, "seconds_per_layer": per_layer,
+            "lower_bound_seconds_per_layer": list(bound), "op_seconds": op_med, "op_seconds_all": op_times,
+            "note": "2 cores shared by six engineers: only ratios of this run are meaningful; the absolute "
+                    "seconds move ~1.6x with the load", "targets": targets}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("part", choices=("partition", "sweep", "full", "full-pair", "memory-cli", "profile", "thp",
-                                    "step-times"))
+                                    "step-times", "kernels"))
+    p.add_argument("--kernel", default="auto", choices=("auto", "native", "torch"),
+                   help="the fused GENConv kernel (revgnn.fused): native C++ where it builds, or pure torch")
+    p.add_argument("--old-rev", default="054a54d", help="kernels: git revision of the old fused operator")
+    p.add_argument("--torch-2t", action="store_true", help="kernels: also the torch kernel at 2 threads")
+    p.add_argument("--sort-at-load", action="store_true",
+                   help="full: sort the graph's edges by destination before the step (revgnn.fused.sort_graph)")
     p.add_argument("--nodes", type=int)
     p.add_argument("--edges", type=int)
     p.add_argument("--channels", type=int, default=80)
@@ -288,7 +423,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     fn = {"partition": partition, "sweep": sweep, "full": full, "full-pair": full_pair, "memory-cli": memory_cli,
           "profile": profile_step,
-          "thp": thp, "step-times": step_times}
+          "thp": thp, "step-times": step_times, "kernels": kernels}
     result = {"provenance": _provenance(), **fn[args.part](args)}
     path = save(args.out or f"fused_{args.part.replace('-', '_')}.json", result)
     print(f"wrote {path}")

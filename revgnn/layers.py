@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GENConv
 
 from .fused import AGGRS as _AGGRS
+from .fused import KERNELS as _KERNELS
 from .fused import gen_aggregate
 
 __all__ = ["GENBlock", "DEQCell", "shared_dropout_mask"]
@@ -52,6 +53,8 @@ class GENBlock(nn.Module):
             the edge encoders folded, instead of PyG's ``GENConv.propagate`` (the reference). Same parameters, same
             ``state_dict``, equal outputs and gradients. (default: ``True``)
         chunk_size (int, optional): edges per chunk of the fused path (default: from a 64 MiB budget).
+        kernel (str): the fused path's kernel, ``"auto"`` (native where it builds), ``"native"`` or ``"torch"``
+            (:func:`~revgnn.fused.gen_aggregate`). (default: ``"auto"``)
 
     Forward arguments ``enc_weight`` (edge_dim, k) and ``enc_bias`` (edge_dim,) are the model-level edge encoder
     Linear(k, edge_dim): given them, ``edge_attr`` holds the raw (E, k) features and the block computes
@@ -65,7 +68,8 @@ class GENBlock(nn.Module):
     """
 
     def __init__(self, channels: int, edge_dim: int | None = None, aggr: str = "max", learn_t: bool = False,
-                 pre_norm: bool = True, dropout: float = 0.0, fused: bool = True, chunk_size: int | None = None):
+                 pre_norm: bool = True, dropout: float = 0.0, fused: bool = True, chunk_size: int | None = None,
+                 kernel: str = "auto"):
         super().__init__()
         if aggr not in _AGGRS:
             raise ValueError(f"aggr must be one of {_AGGRS} (got {aggr!r})")
@@ -77,6 +81,9 @@ class GENBlock(nn.Module):
                             norm="layer", num_layers=2, expansion=2, bias=True, edge_dim=edge_dim)
         self.fused = fused
         self.chunk_size = chunk_size
+        if kernel not in _KERNELS:
+            raise ValueError(f"kernel must be one of {_KERNELS} (got {kernel!r})")
+        self.kernel = kernel
 
     def edge_map(self, enc_weight: Tensor | None = None, enc_bias: Tensor | None = None):
         """The block's edge term as one affine map e = A u + a of the raw features: (A (c, k), a (c,)).
@@ -102,7 +109,7 @@ class GENBlock(nn.Module):
         aggr_module = conv.aggr_module
         t = getattr(aggr_module, "t", 1.0)
         agg = gen_aggregate(h, edge_index, edge_attr, weight, bias, aggr=self._aggr, t=t, eps=conv.eps,
-                            chunk_size=self.chunk_size)             # (N, c)
+                            chunk_size=self.chunk_size, kernel=self.kernel)   # (N, c)
         return conv.mlp(agg + h)                                     # GENConv: MLP(x_i + AGG), in == out channels
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,

@@ -53,6 +53,7 @@ class ModelConfig:
     tol: float = 1e-4                  # DEQ-GNN relative residual
     unrolled_iters: int | None = None  # DEQ-GNN weight-tied warm-up
     fused: bool = True                 # fused edge-chunked GENConv (revgnn.fused); False: PyG's GENConv reference
+    kernel: str = "auto"               # fused path: 'native' C++ kernel where it builds, else 'torch' (revgnn.fused)
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
@@ -67,6 +68,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not (isinstance(self.dropout, numbers.Real) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.kernel not in ("auto", "native", "torch"):
+            raise ValueError(f"kernel must be one of auto, native, torch, got {self.kernel!r}")
         if self.model in ("rev", "wt-rev"):
             if self.num_groups < 2:
                 raise ValueError(f"num_groups must be >= 2 for a reversible model, got {self.num_groups}; "
@@ -78,6 +81,11 @@ class ModelConfig:
 
 def build_model(config: ModelConfig) -> nn.Module:
     """Build the model a :class:`ModelConfig` describes; raises ValueError with the fix for bad values."""
+    model = _build(config)
+    return _with_kernel(model, config.kernel) if config.kernel != "auto" else model
+
+
+def _build(config: ModelConfig) -> nn.Module:
     from .models import DEQGNN, ResGNN, RevGNN
 
     c = config
@@ -98,6 +106,16 @@ def build_model(config: ModelConfig) -> nn.Module:
     aggr = c.aggr or "softmax"
     return DEQGNN(aggr=aggr, learn_t=aggr == "softmax", solver=c.solver, max_iter=c.max_iter, tol=c.tol,
                   unrolled_iters=c.unrolled_iters, **common)
+
+
+def _with_kernel(model: nn.Module, kernel: str) -> nn.Module:
+    """Set the fused kernel of every GENBlock of ``model``."""
+    from .layers import GENBlock
+
+    for m in model.modules():
+        if isinstance(m, GENBlock):
+            m.kernel = kernel
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -7,12 +7,14 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch_geometric.nn import GENConv
 
-from revgnn import ModelConfig, build_model, count_parameters, get_preset
-from revgnn.fused import default_chunk_size, gen_aggregate
+from revgnn import ModelConfig, build_model, count_parameters, get_preset, native
+from revgnn.fused import default_chunk_size, gen_aggregate, sort_graph
 from revgnn.layers import GENBlock
 from revgnn.memory import synthetic_graph
 
 AGGRS = ["max", "softmax", "mean", "add"]
+KERNELS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not native.available(),
+                                                                      reason="native kernel not built"))]
 
 
 def rel(a, b):
@@ -54,11 +56,13 @@ def conv_case(aggr, dtype, seed=0):
 
 @pytest.mark.parametrize("aggr", AGGRS)
 @pytest.mark.parametrize("chunk", [1, 7, 10_000])
-def test_float64_equals_pyg_genconv(aggr, chunk):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_float64_equals_pyg_genconv(kernel, aggr, chunk):
     x, ei, u, conv, t = conv_case(aggr, torch.float64)
     u.requires_grad_()
     ref = conv.propagate(ei, x=(x, x), edge_attr=u)       # PyG: AGG(ReLU(x_j + lin_edge(u)) + eps)
-    out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps, chunk)
+    out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps, chunk,
+                        kernel=kernel)
     assert rel(out, ref) < 1e-10, "fused aggregation equals PyG's GENConv"
     assert torch.all(out[-2:] == 0), "nodes without in-edges aggregate to 0"
     wrt = [x, u, conv.lin_edge.weight, conv.lin_edge.bias] + ([t] if aggr == "softmax" else [])
@@ -68,10 +72,11 @@ def test_float64_equals_pyg_genconv(aggr, chunk):
 
 
 @pytest.mark.parametrize("aggr", AGGRS)
-def test_float32_equals_pyg_genconv(aggr):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_float32_equals_pyg_genconv(kernel, aggr):
     x, ei, u, conv, t = conv_case(aggr, torch.float32, seed=3)
     ref = conv.propagate(ei, x=(x, x), edge_attr=u)
-    out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps, 9)
+    out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps, 9, kernel)
     assert rel(out, ref) < 1e-5
     wrt = [x, conv.lin_edge.weight, conv.lin_edge.bias] + ([t] if aggr == "softmax" else [])
     w = torch.randn_like(out)
@@ -79,7 +84,8 @@ def test_float32_equals_pyg_genconv(aggr):
         assert rel(a, b) < 1e-5, f"float32 gradients equal PyG's ({aggr})"
 
 
-def test_max_splits_tied_gradients_like_pyg():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_max_splits_tied_gradients_like_pyg(kernel):
     """A positive exact tie (duplicate edge 3->3, equal sources 0, 1 -> 2): PyG's scatter-max backward splits the
     gradient evenly among the tied edges; so does the fused path (a single-winner rule would give 1 and 0)."""
     x, ei, u = edge_case_graph(torch.float64)
@@ -88,7 +94,7 @@ def test_max_splits_tied_gradients_like_pyg():
     with torch.no_grad():                                  # make every tie edge the maximum of its target
         conv.lin_edge.weight.abs_()
         conv.lin_edge.bias.fill_(100.0)
-    out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, "max", 1.0, conv.eps, 3)
+    out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, "max", 1.0, conv.eps, 3, kernel)
     g = torch.zeros_like(out)
     g[2] = 1.0                                             # gradient of node 2's maximum only
     gx = torch.autograd.grad(out, x, g)[0]
@@ -103,19 +109,21 @@ def test_result_does_not_depend_on_chunk_size(aggr):
     x, ei, u, conv, t = conv_case(aggr, torch.float64, seed=5)
     res = []
     for chunk in (1, 2, 13, ei.size(1), 10 * ei.size(1)):
-        out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps, chunk)
+        out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps, chunk,
+                            kernel="torch")
         res.append([out, *torch.autograd.grad(out.pow(2).sum(), [x, conv.lin_edge.weight])])
     for r in res[1:]:
         for a, b in zip(r, res[0]):
             assert rel(a, b) < 1e-12, "output and gradients do not depend on the chunk size"
 
 
-def test_int32_edge_index_and_no_edge_features():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_int32_edge_index_and_no_edge_features(kernel):
     x, ei, _ = edge_case_graph(torch.float64)
     x.requires_grad_()
     conv = GENConv(4, 4, aggr="max", norm="layer", bias=True).double()
     ref = conv.propagate(ei, x=(x, x), edge_attr=None)
-    out = gen_aggregate(x, ei.to(torch.int32), None, aggr="max", eps=conv.eps, chunk_size=11)
+    out = gen_aggregate(x, ei.to(torch.int32), None, aggr="max", eps=conv.eps, chunk_size=11, kernel=kernel)
     assert rel(out, ref) < 1e-10
     assert rel(torch.autograd.grad(out.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0]) < 1e-10
 
@@ -187,9 +195,10 @@ def _largest_allocation(model, data, chunk):
 
 @pytest.mark.parametrize("kind", ["rev", "res"])
 def test_no_edge_sized_hidden_tensor_in_a_fused_step(kind):
-    """With chunks of 64 edges no allocation of a training step reaches one (E, c) float tensor; the reference
-    path allocates (E, D) edge embeddings."""
-    data = synthetic_graph(80, 6_000, seed=2)
+    """On a graph sorted by destination at load time, with chunks of 64 edges no allocation of a training step
+    reaches one (E, c) float tensor; the reference path allocates (E, D) edge embeddings. (An unsorted graph adds
+    one sorted copy of its edge features, once per graph.)"""
+    data = sort_graph(synthetic_graph(80, 6_000, seed=2))
     cfg = ModelConfig(model=kind, num_layers=2, hidden_channels=8, dropout=0.1)
     E, c = data.edge_index.size(1), 4
     torch.manual_seed(0)
@@ -199,14 +208,15 @@ def test_no_edge_sized_hidden_tensor_in_a_fused_step(kind):
     assert _largest_allocation(ref, data, 64) >= E * 8 * 4, "the reference path does build (E, D) tensors"
 
 
-def test_max_tie_at_eps_with_tiny_positive_messages():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_max_tie_at_eps_with_tiny_positive_messages(kernel):
     """z > 0 so small that ReLU(z) + eps == eps: PyG's gradient splits among all edges at eps and ReLU keeps the
     positive ones; the fused path sees the hidden tie and takes its exact edge pass."""
     x = torch.tensor([[1e-300], [-1.0], [2e-300], [0.0]], dtype=torch.float64, requires_grad=True)
     ei = torch.tensor([[0, 1, 2, 3], [3, 3, 3, 0]])
     conv = GENConv(1, 1, aggr="max", norm="layer", bias=True).double()
     ref = conv.propagate(ei, x=(x, x), edge_attr=None)
-    out = gen_aggregate(x, ei, None, aggr="max", eps=conv.eps, chunk_size=2)
+    out = gen_aggregate(x, ei, None, aggr="max", eps=conv.eps, chunk_size=2, kernel=kernel)
     assert torch.equal(out, ref) and out[3, 0] == conv.eps
     g_ref, g = (torch.autograd.grad(o.sum(), x)[0] for o in (ref, out))
     assert torch.equal(g, g_ref) and g[0, 0] == g[2, 0] == 1 / 3, "each positive tied edge gets g / 3"
@@ -260,3 +270,63 @@ def test_shape_floor_equals_the_floor_of_a_generated_graph():
     data = synthetic_graph(300, 3_000, seed=0)
     model = build_model(ModelConfig("rev", 2, 16))
     assert shape_floor_bytes(300, 3_000, 16, count_parameters(model)) == floor_bytes(data, model, 16)
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+@pytest.mark.parametrize("t,tol", [(1.0, 1e-5), (10.0, 1e-5), (100.0, 1e-4), (1000.0, 1e-3)])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_softmax_temperature_gradient_has_no_cancellation(kernel, t, tol, seed):
+    """dL/dt = sum g p (m - out) m loses its digits by cancellation at large t (wrong sign at t = 1e3); the
+    fused path sums g p (m - out)^2 (equal, since sum_e p_e (m_e - out) = 0). float32 against float64 on the same
+    float32 inputs (the rounding of the inputs alone moves the true t-gradient; PyG's float32 errs by 1e-4 at t = 10
+    and by 2-50x at t = 1e3)."""
+    x64, ei, u64 = edge_case_graph(torch.float64, N=40, E=600, k=3, c=4, seed=seed)
+    x64, u64 = x64.float().double(), u64.float().double()
+    conv = pyg_conv("softmax", 4, 3, torch.float64, t=t)
+    with torch.no_grad():
+        for q in conv.parameters():
+            q.copy_(q.float().double())
+    w = torch.randn(40, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t64 = conv.aggr_module.t
+    ref = conv.propagate(ei, x=(x64, x64), edge_attr=u64)
+    gt_ref = torch.autograd.grad((ref * w).sum(), t64)[0]
+    t32 = t64.detach().float().requires_grad_()
+    out = gen_aggregate(x64.float(), ei, u64.float(), conv.lin_edge.weight.float(), conv.lin_edge.bias.float(),
+                        "softmax", t32, conv.eps, 97, kernel)
+    gt = torch.autograd.grad((out * w.float()).sum(), t32)[0]
+    assert torch.sign(gt) == torch.sign(gt_ref), f"the t-gradient has the right sign at t = {t}"
+    assert rel(gt.double(), gt_ref) < tol, f"float32 t-gradient within {tol} of float64 at t = {t}"
+
+
+@pytest.mark.parametrize("aggr", AGGRS)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_graph_without_edges(kernel, aggr):
+    """E = 0: every node aggregates to 0 and every gradient is 0, forward and backward, as PyG."""
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    ei = torch.zeros(2, 0, dtype=torch.long)
+    u = torch.randn(0, 3, dtype=torch.float64, requires_grad=True)
+    conv = pyg_conv(aggr, 4, 3, torch.float64)
+    t = conv.aggr_module.t if aggr == "softmax" else 1.0
+    out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps, kernel=kernel)
+    assert torch.equal(out, torch.zeros(6, 4, dtype=torch.float64)), "no edges: every node aggregates to 0"
+    wrt = [x, u, conv.lin_edge.weight, conv.lin_edge.bias] + ([t] if aggr == "softmax" else [])
+    for name, g in zip(["x", "u", "W", "b", "t"], torch.autograd.grad(out.sum() * 2, wrt, allow_unused=True)):
+        assert g is None or not g.any(), f"no edges: the gradient to {name} is 0"
+    out = gen_aggregate(x, ei, u.detach(), conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps,
+                        kernel=kernel)
+    gx, gw = torch.autograd.grad(out.sum(), [x, conv.lin_edge.weight])
+    assert not gx.any() and not gw.any(), "no edges and no edge-feature gradient: gradients are 0"
+
+
+def test_float16_softmax_nodes_without_in_edges_are_zero():
+    """float16: the softmax guard 1e-16 underflows to 0; nodes without in-edges still aggregate to 0 (PyG), not
+    NaN."""
+    x, ei, u = edge_case_graph(torch.float32)
+    conv = pyg_conv("softmax", x.size(1), u.size(1), torch.float32)
+    out = gen_aggregate(x.half(), ei, u.half(), conv.lin_edge.weight.detach().half(),
+                        conv.lin_edge.bias.detach().half(), "softmax", float(conv.aggr_module.t), conv.eps,
+                        kernel="auto")
+    assert not out.isnan().any(), "float16 softmax has no NaN"
+    assert torch.all(out[-2:] == 0), "float16: nodes without in-edges aggregate to 0"
+    ref = conv.propagate(ei, x=(x, x), edge_attr=u)
+    assert rel(out.float(), ref) < 1e-2, "float16 softmax equals PyG's up to half precision"

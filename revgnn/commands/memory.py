@@ -23,6 +23,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--inference", action="store_true", help="measure a no-grad forward instead of a training step")
     p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
                    help="fused edge-chunked GENConv (default); --no-fused runs PyG's GENConv on an (E, D) embedding")
+    p.add_argument("--kernel", default="auto", choices=("auto", "native", "torch"),
+                   help="fused path: the native C++ kernel where it builds (auto), or pure torch")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--repeats", type=int, default=3, help="timed steps; step_seconds is their median")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (they create the optimizer state)")
@@ -43,7 +45,7 @@ def _config(args) -> ModelConfig:
         raise ValueError("--checkpoint applies to ResGNN only (--model res or wt-res)")
     cfg = ModelConfig(model=args.model, num_layers=args.layers, hidden_channels=args.channels,
                       num_groups=args.groups, dropout=args.dropout, aggr=args.aggr, checkpoint_grads=args.checkpoint,
-                      fused=args.fused)
+                      fused=args.fused, kernel=args.kernel)
     if args.model == "deq":
         cfg = cfg.replace(num_layers=1, max_iter=args.layers, tol=0.0)
     return cfg
@@ -64,6 +66,9 @@ def run(args) -> int:
         warnings.filterwarnings("ignore", message="DEQ .* did not converge")  # tol=0: exactly --layers iterations
         rec = measure_config(cfg, args.nodes, args.edges, device=args.device, train=not args.inference,
                              repeats=args.repeats, warmup=args.warmup, seed=args.seed)
+    from ..fused import resolve_kernel
+
+    rec.model["kernel_ran"] = resolve_kernel(cfg.kernel, device=args.device) if cfg.fused else "pyg"
     if args.json:
         print(json.dumps(rec.to_dict()))
     else:

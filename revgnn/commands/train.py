@@ -85,6 +85,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--groups", type=int, help="C, RevGNN groups (default 2)")
     m.add_argument("--dropout", type=float, help=_default_help("dropout", "dropout ") + ", 0.1 without a preset")
     m.add_argument("--aggr", help="GENConv aggregation (default: the paper's for the model)")
+    m.add_argument("--kernel", default="auto", choices=("auto", "native", "torch"),
+                   help="fused GENConv kernel: native C++ where it builds (auto), or pure torch")
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="synthetic-proteins",
                    help="ogbn-proteins, synthetic-proteins[-full], ppi, cora, planetoid:NAME")
@@ -140,7 +142,8 @@ def model_config(args) -> ModelConfig:
     """The model configuration the flags describe (a preset, then explicit overrides)."""
     cfg = get_preset(args.preset) if args.preset else ModelConfig(num_layers=8, hidden_channels=64)
     changes = {"model": args.model, "num_layers": args.layers, "hidden_channels": args.channels,
-               "num_groups": args.groups, "dropout": args.dropout, "aggr": args.aggr}
+               "num_groups": args.groups, "dropout": args.dropout, "aggr": args.aggr,
+               "kernel": getattr(args, "kernel", None)}
     values = resolve(args)[0]
     changes["dropout"], changes["aggr"] = values["dropout"], values["aggr"]  # flag, else the recipe, else the preset
     if (args.model or cfg.model) == "deq":
@@ -169,6 +172,12 @@ def train_config(args, progress: bool = True):
         restart=args.restart, keep_checkpoint=args.keep_checkpoint, force=args.force,
         label_reuse=label_reuse, node_embeddings=emb, device=args.device, progress=progress and not args.no_progress,
         threads=args.threads, recipe=recipe, accumulate=args.accumulate)
+
+
+def _kernel_ran(cfg: ModelConfig, device: str) -> str:
+    from revgnn.fused import resolve_kernel
+
+    return resolve_kernel(cfg.kernel, device=device.split(":")[0]) if cfg.fused else "pyg"
 
 
 def run(args) -> int:
@@ -203,6 +212,7 @@ def run(args) -> int:
     short.update({k: summary[k] for k in ("valid_multiview", "valid_multiview_std", "test_multiview",
                                           "test_multiview_std") if k in summary})
     short["wall_time_s"] = sum(r["wall_time_s"] for r in summary["runs"])
+    short["kernel"] = _kernel_ran(model_config(args), args.device)
     short["out"] = args.out
     if args.json:
         sys.stdout.write(json.dumps(short) + "\n")

@@ -1,0 +1,477 @@
+// GENConv aggregation per destination node on destination-sorted edges (Li et al., 2020; Li et al., 2021).
+//
+// Notation: N nodes, E edges sorted by destination, rowptr (N+1) the CSR row pointer, c channels, k raw edge
+// features. Edge e (sorted position) has source src[e] and raw features u[ue] with ue = perm[e] (or e), and message
+//     z = x_src + A u + a,   m = ReLU(z) + eps.
+// Edge term modes: 0 none, 1 e = u (k == c), 2 folded encoder e = A u (+ a when a is given).
+// Aggregations: 0 max, 1 softmax, 2 mean, 3 add. Nodes without in-edges aggregate to 0.
+//
+// Forward: one pass per destination node; its messages go to a per-thread (deg, c) buffer, then the reduction
+// (max with its tie count and single arg edge, softmax's max / sum-exp / weighted sum, or the sum) reads the buffer.
+// Backward: recomputes the messages of a node; max touches only the arg edge of untied (node, channel) entries and
+// recomputes a node's edges only where a tie exists. Gradients to sources are scattered into per-thread buffers
+// and reduced; gradients to edge features are written per edge (each edge belongs to one destination).
+// OpenMP over destination nodes; the inner loops run over c contiguous channels for the compiler to vectorise.
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// y += x; y += s x; y = x + b  (restrict parameters: the compiler vectorises these)
+template <typename T>
+inline void add_to(T* __restrict__ y, const T* __restrict__ x, int64_t c) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) y[j] += x[j];
+}
+template <typename T>
+inline void axpy(T* __restrict__ y, const T* __restrict__ x, T s, int64_t c) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) y[j] += s * x[j];
+}
+template <typename T>
+inline void sum_of(T* __restrict__ y, const T* __restrict__ x, const T* __restrict__ b, int64_t c) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) y[j] = x[j] + b[j];
+}
+template <typename T>
+inline T dot(const T* __restrict__ x, const T* __restrict__ y, int64_t c) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < c; ++j) s += x[j] * y[j];
+  return s;
+}
+
+template <typename scalar_t, typename index_t>
+struct Graph {
+  const scalar_t* x;      // (N, c)
+  const index_t* src;     // (E,)
+  const int64_t* rowptr;  // (N + 1,)
+  const scalar_t* u;      // (E, k) raw features (original order) or nullptr
+  const index_t* perm;    // (E,) sorted position -> original edge, or nullptr (identity)
+  const scalar_t* At;     // (k, c) transposed folded encoder, or nullptr
+  const scalar_t* a;      // (c,) or nullptr
+  int64_t c, k, mode;
+  scalar_t eps;
+
+  inline int64_t uidx(int64_t e) const { return perm ? static_cast<int64_t>(perm[e]) : e; }
+
+  // z (pre-ReLU) of edge e into zr[0..c)
+  inline void message(int64_t e, scalar_t* __restrict__ zr) const {
+    const scalar_t* xr = x + static_cast<int64_t>(src[e]) * c;
+    const scalar_t* ur = mode == 0 ? nullptr : u + uidx(e) * (mode == 1 ? c : k);
+    constexpr int64_t W = 16;                                            // channels held in registers
+    int64_t j0 = 0;
+    for (; j0 + W <= c; j0 += W) {                                       // x_j + a + A u, one store per block
+      scalar_t acc[W];
+      for (int64_t jj = 0; jj < W; ++jj) acc[jj] = xr[j0 + jj] + (a ? a[j0 + jj] : scalar_t(0));
+      if (mode == 2) {
+        for (int64_t q = 0; q < k; ++q) {
+          const scalar_t uq = ur[q];
+          const scalar_t* Aq = At + q * c + j0;
+          for (int64_t jj = 0; jj < W; ++jj) acc[jj] += Aq[jj] * uq;
+        }
+      } else if (mode == 1) {
+        for (int64_t jj = 0; jj < W; ++jj) acc[jj] += ur[j0 + jj];
+      }
+      for (int64_t jj = 0; jj < W; ++jj) zr[j0 + jj] = acc[jj];
+    }
+    if (j0 == c) return;
+    const int64_t r = c - j0;                                            // the remaining channels
+    if (a) {
+      sum_of(zr + j0, xr + j0, a + j0, r);
+    } else {
+      std::copy(xr + j0, xr + c, zr + j0);
+    }
+    if (mode == 1) {
+      add_to(zr + j0, ur + j0, r);
+    } else if (mode == 2) {
+      for (int64_t q = 0; q < k; ++q) axpy(zr + j0, At + q * c + j0, ur[q], r);
+    }
+  }
+};
+
+// o += ReLU(z) + eps; o = max(o, ReLU(z) + eps); m = ReLU(z) + eps, s = max(s, t m)  (restrict: vectorised)
+template <typename T>
+inline void add_relu(T* __restrict__ o, const T* __restrict__ z, int64_t c, T eps) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) o[j] += (z[j] > T(0) ? z[j] : T(0)) + eps;
+}
+template <typename T>
+inline void max_relu(T* __restrict__ o, const T* __restrict__ z, int64_t c, T eps) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) {
+    const T m = (z[j] > T(0) ? z[j] : T(0)) + eps;
+    o[j] = o[j] > m ? o[j] : m;
+  }
+}
+template <typename T>
+inline void relu_max_scaled(T* __restrict__ z, T* __restrict__ s, int64_t c, T eps, T t) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) {
+    z[j] = (z[j] > T(0) ? z[j] : T(0)) + eps;
+    const T v = z[j] * t;
+    s[j] = s[j] > v ? s[j] : v;
+  }
+}
+template <typename T>
+inline void relu_grad(T* __restrict__ dz, const T* __restrict__ z, const T* __restrict__ gn, int64_t c) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) dz[j] = z[j] > T(0) ? gn[j] : T(0);
+}
+
+// ties of one edge (position d among the node's edges): n += [m == o]; w = d where m == o and z > 0 (w stays -1
+// while no tie passes ReLU: then no edge of the (node, channel) gets a gradient)
+template <typename T>
+inline void count_ties(int32_t* __restrict__ n, int32_t* __restrict__ w, const T* __restrict__ z,
+                       const T* __restrict__ o, int64_t c, T eps, int32_t d) {
+#pragma omp simd
+  for (int64_t j = 0; j < c; ++j) {                                      // masks: no branch (vectorised)
+    const T zp = z[j] > T(0) ? z[j] : T(0);
+    const int32_t eq = zp + eps == o[j] ? -1 : 0;
+    const int32_t sel = z[j] > T(0) ? eq : 0;                            // a tie that passes ReLU
+    n[j] -= eq;
+    w[j] = (w[j] & ~sel) | (d & sel);
+  }
+}
+
+int64_t max_degree(const int64_t* rowptr, int64_t N) {
+  int64_t d = 0;
+  for (int64_t i = 0; i < N; ++i) d = std::max(d, rowptr[i + 1] - rowptr[i]);
+  return d;
+}
+
+template <typename scalar_t, typename index_t>
+void forward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, double t_, scalar_t* out,
+                  int32_t* cnt, int32_t* arg, scalar_t* M, scalar_t* S, int nthreads) {
+  const int64_t c = G.c;
+  const int64_t dmax = max_degree(G.rowptr, N);
+  const scalar_t t = static_cast<scalar_t>(t_), eps = G.eps;
+  const scalar_t guard = static_cast<scalar_t>(1e-16);
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<scalar_t> buf(std::max<int64_t>(dmax, 1) * c);
+    std::vector<scalar_t> acc(2 * c);
+#pragma omp for schedule(dynamic, 64)
+    for (int64_t i = 0; i < N; ++i) {
+      const int64_t lo = G.rowptr[i], deg = G.rowptr[i + 1] - lo;
+      scalar_t* __restrict__ o = out + i * c;
+      if (deg == 0) {
+        for (int64_t j = 0; j < c; ++j) o[j] = 0;
+        if (aggr == 0) for (int64_t j = 0; j < c; ++j) { cnt[i * c + j] = 0; arg[i * c + j] = -1; }
+        if (aggr == 1) for (int64_t j = 0; j < c; ++j) { M[i * c + j] = 0; S[i * c + j] = 1; }
+        continue;
+      }
+      scalar_t* __restrict__ B = buf.data();
+      for (int64_t d = 0; d < deg; ++d) G.message(lo + d, B + d * c);   // z, (deg, c)
+      if (aggr == 0) {
+        for (int64_t j = 0; j < c; ++j) o[j] = -std::numeric_limits<scalar_t>::infinity();
+        for (int64_t d = 0; d < deg; ++d) max_relu(o, B + d * c, c, eps);
+        int32_t* __restrict__ n = cnt + i * c;
+        int32_t* __restrict__ w = arg + i * c;
+        for (int64_t j = 0; j < c; ++j) { n[j] = 0; w[j] = -1; }
+        for (int64_t d = 0; d < deg; ++d)                                // ties: messages equal to the maximum
+          count_ties(n, w, B + d * c, o, c, eps, static_cast<int32_t>(d));
+      } else if (aggr == 1) {
+        scalar_t* __restrict__ mx = M + i * c;
+        scalar_t* __restrict__ s = S + i * c;
+        for (int64_t j = 0; j < c; ++j) { mx[j] = -std::numeric_limits<scalar_t>::infinity(); s[j] = 0; o[j] = 0; }
+        for (int64_t d = 0; d < deg; ++d) relu_max_scaled(B + d * c, mx, c, eps, t);   // m in place, max t m
+        for (int64_t d = 0; d < deg; ++d) {
+          const scalar_t* __restrict__ m = B + d * c;
+          for (int64_t j = 0; j < c; ++j) {
+            const scalar_t w = std::exp(m[j] * t - mx[j]);
+            s[j] += w;
+            o[j] += w * m[j];
+          }
+        }
+        for (int64_t j = 0; j < c; ++j) {
+          s[j] += guard;                                                 // PyG's guard; no in-edges handled above
+          o[j] /= s[j];
+        }
+      } else {
+        for (int64_t j = 0; j < c; ++j) o[j] = 0;
+        for (int64_t d = 0; d < deg; ++d) add_relu(o, B + d * c, c, eps);
+        if (aggr == 2) {
+          const scalar_t inv = scalar_t(1) / static_cast<scalar_t>(deg);
+          for (int64_t j = 0; j < c; ++j) o[j] *= inv;
+        }
+      }
+    }
+  }
+}
+
+template <typename scalar_t, typename index_t>
+struct Grads {
+  scalar_t* gx;   // (N, c) per thread
+  scalar_t* gwt;  // (k, c) per thread, transposed
+  scalar_t* gb;   // (c,) per thread
+  double gt;
+};
+
+// scatter the gradient dz (c,) of edge e to its source, the encoder and the edge features
+template <typename scalar_t, typename index_t>
+inline void scatter_edge(const Graph<scalar_t, index_t>& G, int64_t e, const scalar_t* __restrict__ dz,
+                         Grads<scalar_t, index_t>& R, scalar_t* gu) {
+  const int64_t c = G.c, k = G.k;
+  if (R.gx) add_to(R.gx + static_cast<int64_t>(G.src[e]) * c, dz, c);
+  if (R.gb) add_to(R.gb, dz, c);
+  if (G.mode == 2 && (R.gwt || gu)) {
+    const int64_t ue = G.uidx(e);
+    const scalar_t* ur = G.u + ue * k;
+    for (int64_t q = 0; q < k; ++q) {
+      if (R.gwt) axpy(R.gwt + q * c, dz, ur[q], c);
+      if (gu) gu[ue * k + q] += dot(G.At + q * c, dz, c);
+    }
+  } else if (G.mode == 1 && gu) {
+    add_to(gu + G.uidx(e) * c, dz, c);
+  }
+}
+
+// scatter the gradient gj of channel j of edge e alone (max without ties: one arg edge per channel)
+template <typename scalar_t, typename index_t>
+inline void scatter_channel(const Graph<scalar_t, index_t>& G, int64_t e, int64_t j, scalar_t gj,
+                            Grads<scalar_t, index_t>& R, scalar_t* gu) {
+  const int64_t c = G.c, k = G.k;
+  if (R.gx) R.gx[static_cast<int64_t>(G.src[e]) * c + j] += gj;
+  if (R.gb) R.gb[j] += gj;
+  if (G.mode == 2 && (R.gwt || gu)) {
+    const int64_t ue = G.uidx(e);
+    const scalar_t* ur = G.u + ue * k;
+    for (int64_t q = 0; q < k; ++q) {
+      if (R.gwt) R.gwt[q * c + j] += gj * ur[q];
+      if (gu) gu[ue * k + q] += gj * G.At[q * c + j];
+    }
+  } else if (G.mode == 1 && gu) {
+    gu[G.uidx(e) * c + j] += gj;
+  }
+}
+
+template <typename scalar_t, typename index_t>
+void backward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, double t_, const scalar_t* g,
+                   const scalar_t* out, const int32_t* cnt, const int32_t* arg, const scalar_t* M, const scalar_t* S,
+                   scalar_t* gx, scalar_t* gu, scalar_t* gw, scalar_t* gb, double* gt, bool need_t, int nthreads) {
+  const int64_t c = G.c, k = G.k;
+  const int64_t dmax = max_degree(G.rowptr, N);
+  const scalar_t t = static_cast<scalar_t>(t_), eps = G.eps;
+  // per-thread accumulators; thread 0 writes gx directly
+  std::vector<std::vector<scalar_t>> gx_t(nthreads > 1 && gx ? nthreads - 1 : 0);
+  std::vector<std::vector<scalar_t>> gw_t(nthreads), gb_t(nthreads);
+  std::vector<double> gt_t(nthreads, 0.0);
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int tid = thread_id();
+    if (gx && tid > 0) gx_t[tid - 1].assign(N * c, scalar_t(0));
+    if (gw) gw_t[tid].assign(k * c, scalar_t(0));
+    if (gb) gb_t[tid].assign(c, scalar_t(0));
+    Grads<scalar_t, index_t> R{gx ? (tid == 0 ? gx : gx_t[tid - 1].data()) : nullptr,
+                               gw ? gw_t[tid].data() : nullptr, gb ? gb_t[tid].data() : nullptr, 0.0};
+    std::vector<scalar_t> buf(std::max<int64_t>(dmax, 1) * c);
+    std::vector<scalar_t> dz(c), gn(c);
+#pragma omp barrier
+#pragma omp for schedule(dynamic, 64)
+    for (int64_t i = 0; i < N; ++i) {
+      const int64_t lo = G.rowptr[i], deg = G.rowptr[i + 1] - lo;
+      if (deg == 0) continue;
+      const scalar_t* gi = g + i * c;
+      const scalar_t* oi = out + i * c;
+      if (aggr == 0) {
+        const int32_t* n = cnt + i * c;
+        const int32_t* w = arg + i * c;                                 // arg position in the node
+        bool tied = false;
+        for (int64_t j = 0; j < c; ++j) {
+          if (n[j] > 1) {                                               // recompute only if a tie passes ReLU
+            tied = tied || w[j] >= 0;
+            continue;
+          }
+          if (w[j] < 0 || gi[j] == 0) continue;                       // the single maximum has z <= 0
+          scatter_channel(G, lo + w[j], j, gi[j], R, gu);
+        }
+        if (!tied) continue;
+        for (int64_t d = 0; d < deg; ++d) {                            // ties: split g evenly, then ReLU'
+          const int64_t e = lo + d;
+          G.message(e, buf.data());
+          const scalar_t* z = buf.data();
+          bool any = false;
+          for (int64_t j = 0; j < c; ++j) {
+            dz[j] = 0;
+            if (n[j] > 1 && z[j] > 0 && std::max(z[j], scalar_t(0)) + eps == oi[j]) {
+              dz[j] = gi[j] / static_cast<scalar_t>(n[j]);
+              any = true;
+            }
+          }
+          if (any) scatter_edge(G, e, dz.data(), R, gu);
+        }
+        continue;
+      }
+      if (aggr == 1) {
+        for (int64_t j = 0; j < c; ++j) gn[j] = gi[j] / S[i * c + j];
+      } else if (aggr == 2) {
+        const scalar_t inv = scalar_t(1) / static_cast<scalar_t>(deg);
+        for (int64_t j = 0; j < c; ++j) gn[j] = gi[j] * inv;
+      } else {
+        for (int64_t j = 0; j < c; ++j) gn[j] = gi[j];
+      }
+      const scalar_t* mx = M ? M + i * c : nullptr;
+      double gt_local = 0.0;
+      for (int64_t d = 0; d < deg; ++d) {
+        const int64_t e = lo + d;
+        scalar_t* __restrict__ z = buf.data();
+        G.message(e, z);
+        if (aggr == 1) {
+          scalar_t gtl = 0;
+          for (int64_t j = 0; j < c; ++j) {
+            const scalar_t m = std::max(z[j], scalar_t(0)) + eps;
+            const scalar_t gp = std::exp(m * t - mx[j]) * gn[j];           // g p
+            const scalar_t diff = m - oi[j];
+            gtl += gp * diff * diff;                                    // g p (m - out)^2: no cancellation
+            dz[j] = z[j] > 0 ? gp * (scalar_t(1) + t * diff) : scalar_t(0);
+          }
+          gt_local += gtl;
+        } else {
+          relu_grad(dz.data(), z, gn.data(), c);
+        }
+        scatter_edge(G, e, dz.data(), R, gu);
+      }
+      gt_t[tid] += gt_local;
+    }
+  }
+  std::vector<const scalar_t*> parts;                                   // a smaller team leaves some unused
+  for (auto& b : gx_t)
+    if (!b.empty()) parts.push_back(b.data());
+  if (gx && !parts.empty()) {
+    const int64_t total = N * c;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t p = 0; p < total; ++p) {
+      scalar_t s = gx[p];
+      for (const scalar_t* b : parts) s += b[p];
+      gx[p] = s;
+    }
+  }
+  for (int th = 0; th < nthreads; ++th) {
+    if (gw && !gw_t[th].empty())
+      for (int64_t q = 0; q < k; ++q)
+        for (int64_t j = 0; j < c; ++j) gw[j * k + q] += gw_t[th][q * c + j];
+    if (gb && !gb_t[th].empty())
+      for (int64_t j = 0; j < c; ++j) gb[j] += gb_t[th][j];
+    *gt += gt_t[th];
+  }
+  (void)need_t;
+}
+
+template <typename scalar_t, typename index_t>
+Graph<scalar_t, index_t> make_graph(const at::Tensor& x, const at::Tensor& src, const at::Tensor& rowptr,
+                                    const at::Tensor& u, const at::Tensor& perm, const at::Tensor& At,
+                                    const at::Tensor& a, int64_t mode, double eps) {
+  Graph<scalar_t, index_t> G;
+  G.x = x.data_ptr<scalar_t>();
+  G.src = src.data_ptr<index_t>();
+  G.rowptr = rowptr.data_ptr<int64_t>();
+  G.u = u.numel() ? u.data_ptr<scalar_t>() : nullptr;
+  G.perm = perm.numel() ? perm.data_ptr<index_t>() : nullptr;
+  G.At = At.numel() ? At.data_ptr<scalar_t>() : nullptr;
+  G.a = a.numel() ? a.data_ptr<scalar_t>() : nullptr;
+  G.c = x.size(1);
+  G.k = mode == 2 ? At.size(0) : (mode == 1 ? x.size(1) : 0);
+  G.mode = mode;
+  G.eps = static_cast<scalar_t>(eps);
+  return G;
+}
+
+void check(const at::Tensor& x, const at::Tensor& src, const at::Tensor& rowptr, const at::Tensor& u,
+           const at::Tensor& perm, const at::Tensor& At, const at::Tensor& a, int64_t mode) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.is_contiguous(), "x must be a contiguous (N, c) CPU tensor");
+  TORCH_CHECK(src.scalar_type() == at::kLong || src.scalar_type() == at::kInt, "src must be int64 or int32");
+  TORCH_CHECK(perm.numel() == 0 || perm.scalar_type() == src.scalar_type(), "perm must have src's dtype");
+  TORCH_CHECK(rowptr.scalar_type() == at::kLong && rowptr.numel() == x.size(0) + 1, "rowptr must be int64 (N+1)");
+  TORCH_CHECK(src.is_contiguous() && rowptr.is_contiguous() && perm.is_contiguous(), "indices must be contiguous");
+  if (mode == 1) TORCH_CHECK(u.dim() == 2 && u.size(1) == x.size(1) && u.is_contiguous(), "u must be (E, c)");
+  if (mode == 2) TORCH_CHECK(u.dim() == 2 && At.dim() == 2 && At.size(0) == u.size(1) && At.size(1) == x.size(1) &&
+                             u.is_contiguous() && At.is_contiguous(), "u (E, k) and At (k, c) must be contiguous");
+  for (const auto* p : {&u, &At, &a})
+    TORCH_CHECK(p->numel() == 0 || p->scalar_type() == x.scalar_type(), "all float inputs must share x's dtype");
+}
+
+std::vector<at::Tensor> forward(at::Tensor x, at::Tensor src, at::Tensor rowptr, at::Tensor u, at::Tensor perm,
+                                at::Tensor At, at::Tensor a, int64_t mode, int64_t aggr, double t, double eps,
+                                int64_t nthreads) {
+  check(x, src, rowptr, u, perm, At, a, mode);
+  const int64_t N = x.size(0), c = x.size(1);
+  auto out = at::empty({N, c}, x.options());
+  at::Tensor cnt, arg, M, S;
+  if (aggr == 0) {
+    cnt = at::empty({N, c}, x.options().dtype(at::kInt));
+    arg = at::empty({N, c}, x.options().dtype(at::kInt));
+  } else if (aggr == 1) {
+    M = at::empty({N, c}, x.options());
+    S = at::empty({N, c}, x.options());
+  }
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "genconv_forward", [&] {
+    auto run = [&](auto idx) {
+      using index_t = decltype(idx);
+      auto G = make_graph<scalar_t, index_t>(x, src, rowptr, u, perm, At, a, mode, eps);
+      forward_impl<scalar_t, index_t>(G, N, aggr, t, out.data_ptr<scalar_t>(),
+                                      aggr == 0 ? cnt.data_ptr<int32_t>() : nullptr,
+                                      aggr == 0 ? arg.data_ptr<int32_t>() : nullptr,
+                                      aggr == 1 ? M.data_ptr<scalar_t>() : nullptr,
+                                      aggr == 1 ? S.data_ptr<scalar_t>() : nullptr, static_cast<int>(nthreads));
+    };
+    if (src.scalar_type() == at::kInt) run(int32_t{0}); else run(int64_t{0});
+  });
+  if (aggr == 0) return {out, cnt, arg};
+  if (aggr == 1) return {out, M, S};
+  return {out};
+}
+
+std::vector<at::Tensor> backward(at::Tensor g, at::Tensor x, at::Tensor src, at::Tensor rowptr, at::Tensor u,
+                                 at::Tensor perm, at::Tensor At, at::Tensor a, int64_t mode, int64_t aggr, double t,
+                                 double eps, at::Tensor out, at::Tensor s1, at::Tensor s2, bool need_x, bool need_u,
+                                 bool need_w, bool need_b, bool need_t, int64_t nthreads) {
+  check(x, src, rowptr, u, perm, At, a, mode);
+  TORCH_CHECK(g.sizes() == x.sizes() && g.is_contiguous() && g.scalar_type() == x.scalar_type(), "bad gradient");
+  const int64_t N = x.size(0), c = x.size(1);
+  const int64_t k = mode == 2 ? At.size(0) : c;
+  auto gx = need_x ? at::zeros({N, c}, x.options()) : at::Tensor();
+  auto gu = need_u && mode ? at::zeros_like(u) : at::Tensor();
+  auto gw = need_w && mode == 2 ? at::zeros({c, k}, x.options()) : at::Tensor();
+  auto gb = need_b ? at::zeros({c}, x.options()) : at::Tensor();
+  double gt = 0.0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "genconv_backward", [&] {
+    auto run = [&](auto idx) {
+      using index_t = decltype(idx);
+      auto G = make_graph<scalar_t, index_t>(x, src, rowptr, u, perm, At, a, mode, eps);
+      backward_impl<scalar_t, index_t>(
+          G, N, aggr, t, g.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+          aggr == 0 ? s1.data_ptr<int32_t>() : nullptr, aggr == 0 ? s2.data_ptr<int32_t>() : nullptr,
+          aggr == 1 ? s1.data_ptr<scalar_t>() : nullptr, aggr == 1 ? s2.data_ptr<scalar_t>() : nullptr,
+          gx.defined() ? gx.data_ptr<scalar_t>() : nullptr, gu.defined() ? gu.data_ptr<scalar_t>() : nullptr,
+          gw.defined() ? gw.data_ptr<scalar_t>() : nullptr, gb.defined() ? gb.data_ptr<scalar_t>() : nullptr, &gt,
+          need_t, static_cast<int>(nthreads));
+    };
+    if (src.scalar_type() == at::kInt) run(int32_t{0}); else run(int64_t{0});
+  });
+  auto gt_tensor = at::full({1}, gt, x.options());
+  return {gx, gu, gw, gb, gt_tensor};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "GENConv aggregation per destination node (forward)");
+  m.def("backward", &backward, "GENConv aggregation per destination node (backward, recomputing messages)");
+}

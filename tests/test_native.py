@@ -1,0 +1,253 @@
+"""The native GENConv kernel (revgnn.native) equals the pure-torch kernel and PyG's GENConv, outputs and gradients,
+on destination-sorted edges; the sort is done once and is invisible to the caller."""
+import logging
+
+import pytest
+import torch
+from torch_geometric.nn import GENConv
+
+from revgnn import native
+from revgnn.fused import gen_aggregate, resolve_kernel, sort_by_destination
+
+AGGRS = ["max", "softmax", "mean", "add"]
+
+needs_native = pytest.mark.skipif(not native.available(), reason=f"native kernel not built: {native.error()}")
+
+
+def rel(a, b):
+    return float((a - b).detach().norm() / b.detach().norm().clamp_min(1e-300))
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+def graph(dtype, N=30, E=240, k=3, c=5, seed=0):
+    """Random graph with nodes N-3..N-1 without in-edges, self-loops, duplicate edges and exact ties (equal sources
+    sending equal features to one target), in random (unsorted) edge order."""
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, N - 3, (2, E), generator=g)
+    u = torch.randn(E, k, generator=g, dtype=dtype)
+    x = torch.randn(N, c, generator=g, dtype=dtype)
+    x[1] = x[0].abs() + 0.5
+    x[0] = x[1]
+    ties = torch.tensor([[0, 1, 4, 4, 6, 2], [3, 3, 4, 4, 6, 7]])      # 0->3, 1->3 tie; 4->4 twice; 6->6 loop
+    ei = torch.cat([ei, ties, ei[:, :7]], 1)                            # plus 7 duplicated edges
+    u = torch.cat([u, u[:1].expand(6, k).abs() + 20, u[:7]], 0)
+    return x, ei, u
+
+
+def pyg(aggr, c, k, dtype, t=1.3):
+    torch.manual_seed(1)
+    return GENConv(c, c, aggr=aggr, t=t, learn_t=aggr == "softmax", norm="layer", bias=True,
+                   edge_dim=k).to(dtype)
+
+
+def run(kernel, x, ei, u, conv, aggr, w):
+    """Output and gradients to x, u, A, a (and t) of gen_aggregate with ``kernel``."""
+    t = conv.aggr_module.t if aggr == "softmax" else 1.0
+    wrt = [x, u, conv.lin_edge.weight, conv.lin_edge.bias] + ([t] if aggr == "softmax" else [])
+    out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, aggr, t, conv.eps, 50, kernel=kernel)
+    return [out, *torch.autograd.grad((out * w).sum(), wrt)]
+
+
+def reference(x, ei, u, conv, aggr, w):
+    t = conv.aggr_module.t if aggr == "softmax" else None
+    wrt = [x, u, conv.lin_edge.weight, conv.lin_edge.bias] + ([t] if aggr == "softmax" else [])
+    out = conv.propagate(ei, x=(x, x), edge_attr=u)
+    return [out, *torch.autograd.grad((out * w).sum(), wrt)]
+
+
+@needs_native
+@pytest.mark.parametrize("aggr", AGGRS)
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 5e-5)], ids=["float64", "float32"])
+def test_native_equals_torch_and_pyg(aggr, dtype, tol, threads):
+    names = ["output", "x", "u", "A", "a", "t"]
+    for seed in (0, 1):
+        x, ei, u = graph(dtype, seed=seed)
+        x.requires_grad_()
+        u.requires_grad_()
+        conv = pyg(aggr, x.size(1), u.size(1), dtype)
+        w = torch.randn(x.size(0), x.size(1), dtype=dtype)
+        nat, tor, ref = (run("native", x, ei, u, conv, aggr, w), run("torch", x, ei, u, conv, aggr, w),
+                         reference(x, ei, u, conv, aggr, w))
+        assert torch.all(nat[0][-3:] == 0), "nodes without in-edges aggregate to 0"
+        for name, a, b, r in zip(names, nat, tor, ref):
+            assert rel(a, r) < tol, f"native {name} equals PyG's ({aggr}, {dtype}, {threads} threads)"
+            assert rel(b, r) < tol, f"torch {name} equals PyG's ({aggr}, {dtype}, {threads} threads)"
+
+
+@needs_native
+def test_native_max_tie_split_equals_pyg(threads):
+    """Positive exact ties (equal sources into node 3, a duplicated self-loop on 4): the gradient of the maximum is
+    split evenly among the tied edges, as PyG's scatter-max backward."""
+    x, ei, u = graph(torch.float64)
+    x.requires_grad_()
+    conv = pyg("max", x.size(1), u.size(1), torch.float64)
+    with torch.no_grad():
+        conv.lin_edge.weight.abs_()
+        conv.lin_edge.bias.fill_(100.0)
+    g = torch.zeros(x.size(0), x.size(1), dtype=torch.float64)
+    g[3] = 1.0
+    out = gen_aggregate(x, ei, u, conv.lin_edge.weight, conv.lin_edge.bias, "max", 1.0, conv.eps, kernel="native")
+    gx = torch.autograd.grad(out, x, g)[0]
+    gx_ref = torch.autograd.grad(conv.propagate(ei, x=(x, x), edge_attr=u), x, g)[0]
+    assert torch.allclose(gx, gx_ref, rtol=0, atol=1e-12), "native tie gradients equal PyG's"
+    assert torch.allclose(gx[0], torch.full_like(gx[0], 0.5)), "the tie is split evenly between the two edges"
+
+
+@needs_native
+@pytest.mark.parametrize("aggr", AGGRS)
+def test_native_without_edges(aggr, threads):
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    u = torch.randn(0, 3, dtype=torch.float64, requires_grad=True)
+    A = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    out = gen_aggregate(x, torch.zeros(2, 0, dtype=torch.long), u, A, a, aggr, kernel="native")
+    assert torch.equal(out, torch.zeros_like(x)), "E = 0: every node aggregates to 0"
+    for g in torch.autograd.grad(out.sum(), [x, u, A, a], allow_unused=True):
+        assert g is None or not g.any(), "E = 0: zero gradients"
+
+
+@needs_native
+@pytest.mark.parametrize("aggr", AGGRS)
+@pytest.mark.parametrize("edge_term", ["folded", "direct", "none"])
+def test_native_gradcheck_float64(aggr, edge_term):
+    """torch.autograd.gradcheck of the native kernel on a tiny graph (no exact ties, so max is differentiable)."""
+    g = torch.Generator().manual_seed(3)
+    N, c, k = 6, 3, 2
+    ei = torch.tensor([[0, 1, 2, 3, 4, 5, 1, 2, 0], [1, 0, 0, 2, 2, 2, 3, 5, 5]])
+    x = torch.randn(N, c, generator=g, dtype=torch.float64).requires_grad_()
+    t = torch.tensor([1.5], dtype=torch.float64, requires_grad=aggr == "softmax")
+    if edge_term == "folded":
+        u = torch.randn(ei.size(1), k, generator=g, dtype=torch.float64).requires_grad_()
+        A = torch.randn(c, k, generator=g, dtype=torch.float64).requires_grad_()
+        a = torch.randn(c, generator=g, dtype=torch.float64).requires_grad_()
+    elif edge_term == "direct":
+        u, A, a = torch.randn(ei.size(1), c, generator=g, dtype=torch.float64).requires_grad_(), None, None
+    else:
+        u, A, a = None, None, None
+
+    def f(x, u, A, a, t):
+        return gen_aggregate(x, ei, u, A, a, aggr, t, 1e-7, kernel="native")
+
+    assert torch.autograd.gradcheck(f, (x, u, A, a, t), eps=1e-6, atol=1e-6), "native gradients are the derivative"
+
+
+@needs_native
+@pytest.mark.parametrize("kernel", ["native", "torch"])
+def test_unsorted_input_equals_sorted_input(kernel):
+    """A user's unsorted graph gives the same results as the same graph sorted by destination, and gradients to its
+    edge features come back in the user's order."""
+    x, ei, u = graph(torch.float64, seed=4)
+    perm = torch.randperm(ei.size(1), generator=torch.Generator().manual_seed(0))
+    order = torch.sort(ei[1], stable=True).indices
+    A = torch.randn(x.size(1), u.size(1), dtype=torch.float64, requires_grad=True)
+    res = []
+    for p in (perm, order):
+        up = u[p].clone().requires_grad_()
+        out = gen_aggregate(x, ei[:, p].contiguous(), up, A, None, "softmax", 2.0, kernel=kernel)
+        gu = torch.autograd.grad(out.pow(2).sum(), up)[0]
+        gu_user = torch.empty_like(gu)
+        gu_user[p] = gu
+        res.append((out, gu_user))
+    assert rel(res[0][0], res[1][0]) < 1e-12, "the output does not depend on the edge order"
+    assert rel(res[0][1], res[1][1]) < 1e-12, "edge-feature gradients follow the user's edge order"
+
+
+def test_sort_is_cached_per_edge_index_and_redone_after_an_inplace_change():
+    x, ei, _ = graph(torch.float64)
+    a = sort_by_destination(ei, x.size(0))
+    assert sort_by_destination(ei, x.size(0)) is a, "the L layers of a model share one sort"
+    assert a.perm is not None and torch.all(a.dst[1:] >= a.dst[:-1]), "sorted by destination"
+    assert torch.equal(a.rowptr[1:] - a.rowptr[:-1], torch.bincount(ei[1], minlength=x.size(0))), "CSR row pointer"
+    ei[0, 0] = (ei[0, 0] + 1) % x.size(0)                               # in place: a new version
+    b = sort_by_destination(ei, x.size(0))
+    assert b is not a and torch.equal(b.src, ei[0][b.perm]), "an in-place change re-sorts"
+    srt = ei[:, b.perm].contiguous()
+    assert sort_by_destination(srt, x.size(0)).perm is None, "a sorted graph keeps its order (no permutation)"
+
+
+@needs_native
+def test_int32_indices_and_no_edge_features(threads):
+    x, ei, _ = graph(torch.float64, seed=2)
+    x.requires_grad_()
+    outs = [gen_aggregate(x, ei.to(dt), None, aggr="max", kernel=k) for dt in (torch.int32, torch.long)
+            for k in ("native", "torch")]
+    grads = [torch.autograd.grad(o.sum(), x)[0] for o in outs]
+    for o, g in zip(outs[1:], grads[1:]):
+        assert rel(o, outs[0]) < 1e-12 and rel(g, grads[0]) < 1e-12, "int32 and int64 indices, both kernels agree"
+
+
+def test_kernel_choice(monkeypatch, caplog):
+    assert resolve_kernel("torch") == "torch"
+    assert resolve_kernel("auto", torch.float16) == "torch", "float16 runs the torch kernel"
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        resolve_kernel("cuda")
+    with pytest.raises(ValueError, match="float32/float64 on CPU"):
+        resolve_kernel("native", torch.float16)
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setattr("torch.utils.cpp_extension.load", lambda **kw: (_ for _ in ()).throw(OSError("no g++")))
+    with caplog.at_level(logging.WARNING, logger="revgnn.native"):
+        assert resolve_kernel("auto") == "torch", "without a compiler, auto falls back to the torch kernel"
+    assert sum("unavailable" in r.message for r in caplog.records) == 1, "one line says so"
+    with pytest.raises(ValueError, match="could not be built.*kernel='torch'"):
+        resolve_kernel("native")
+
+
+def test_sort_graph_sorts_edge_tensors_alike():
+    from revgnn.fused import sort_graph
+    from revgnn.memory import synthetic_graph
+
+    data = synthetic_graph(80, 600, seed=0)
+    s = sort_graph(data)
+    assert torch.all(s.edge_index[1][1:] >= s.edge_index[1][:-1]), "edges sorted by destination"
+    key = lambda ei, ea: sorted(zip(ei[0].tolist(), ei[1].tolist(), map(tuple, ea.tolist())))  # noqa: E731
+    assert key(s.edge_index, s.edge_attr) == key(data.edge_index, data.edge_attr), "same edges, same features"
+    assert torch.equal(s.x, data.x) and torch.equal(s.y, data.y), "node tensors unchanged"
+
+
+def test_sort_cache_is_freed_with_the_graph():
+    import gc
+
+    from revgnn import fused
+
+    ei = torch.randint(0, 20, (2, 300))
+    se = sort_by_destination(ei, 20)
+    key = fused._key(ei, 20)
+    assert fused._sort_cache[key][-1] is se
+    saved = ei.detach()                                                 # another tensor object, same data
+    assert sort_by_destination(saved, 20) is se, "a copy of the same data (as autograd hands back) hits the cache"
+    del saved
+    del ei
+    gc.collect()
+    assert key not in fused._sort_cache or fused._sort_cache[key][-1] is not se, \
+        "the cached sort does not outlive its edge_index"
+
+
+@needs_native
+def test_model_kernel_choice_reaches_every_block_with_equal_results():
+    import torch.nn.functional as F
+
+    from revgnn import ModelConfig, build_model
+    from revgnn.layers import GENBlock
+    from revgnn.memory import synthetic_graph
+
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        ModelConfig(kernel="cuda")
+    data = synthetic_graph(90, 700, seed=1)
+    res = []
+    for kernel in ("native", "torch"):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig("rev", 3, 8, kernel=kernel)).double()
+        assert {b.kernel for b in model.modules() if isinstance(b, GENBlock)} == {kernel}
+        torch.manual_seed(7)
+        out = model(data.x.double(), data.edge_index, data.edge_attr.double(), data.species)
+        loss = F.binary_cross_entropy_with_logits(out, data.y.double())
+        res.append([out, *torch.autograd.grad(loss, list(model.parameters()))])
+    for a, b in zip(*res):
+        assert rel(a, b) < 1e-10, "RevGNN with the native kernel equals the torch kernel (outputs, every gradient)"
