@@ -311,7 +311,16 @@ def _config_block(mcfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
     t["accumulate"] = tcfg.accumulate * distributed.world_size()  # K ranks = accumulate K: one trajectory
     if t["accumulate"] == 1:
         del t["accumulate"]  # configs (and checkpoints) of ungrouped runs as before
-    return {"model": dataclasses.asdict(mcfg), "train": t}
+    model = dataclasses.asdict(mcfg)
+    del model["kernel"]  # how the fused sum is computed, not what is trained: a run resumes under either kernel
+    return {"model": model, "train": t}
+
+
+def _kernel_ran(mcfg: ModelConfig, device: torch.device) -> str:
+    """The GENConv kernel a run used: 'native' or 'torch' (the fused operator), or 'pyg' (PyG's GENConv)."""
+    from .fused import resolve_kernel
+
+    return resolve_kernel(mcfg.kernel, device=device.type) if mcfg.fused else "pyg"
 
 
 def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
@@ -377,7 +386,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         "history": state["history"],
         "train_parts": train_parts, "eval_parts": eval_parts,
         "wall_time_s": time.perf_counter() - start, **peak_memory_bytes(device), **environment(device),
-        **thread_info(), "recipe": tcfg.recipe,
+        **thread_info(), "recipe": tcfg.recipe, "kernel": _kernel_ran(mcfg, device),
     }
     if run_dir is not None and distributed.is_main():
         write_json(run_dir / "record.json", record)
