@@ -81,11 +81,14 @@ def read_official_state(path: str | os.PathLike, map_location="cpu") -> dict[str
                                 f"{OFFICIAL_REPO}/examples/ogb_eff/ogbn_proteins/README.md)")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:  # weights_only refused a global: a payload or a non-tensor object
-        found = str(err).split("\n")[0][:160]
-        raise CheckpointError(f"{path} holds Python objects besides tensors, which revgnn does not load (it would "
-                              f"run code); nothing in it was executed ({found})") from None
-    except Exception as err:  # a truncated zip, a text file, an old pickle: torch raises many types
+    except pickle.UnpicklingError as err:  # weights_only refused a global (a payload, a non-tensor object) or junk
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found is None:
+            raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or damaged?); download it "
+                                  "again") from None
+        raise CheckpointError(f"{path} holds Python objects besides tensors ({found.group(1)}), which revgnn does "
+                              "not load (it could run code); nothing in it was executed") from None
+    except Exception as err:  # a truncated zip, an empty file: torch raises many types
         raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or damaged? "
                               f"{type(err).__name__}); download it again") from None
     state = obj.get("model_state_dict", obj) if isinstance(obj, dict) else None

@@ -101,11 +101,8 @@ def read_run_checkpoint(path: Path) -> dict:
     import numpy as np
     import torch
 
-    allowed = [np.ndarray, np.dtype, type(np.dtype("uint32"))]
-    try:
-        allowed.append(np.core.multiarray._reconstruct)
-    except AttributeError:  # numpy >= 2.x spells it _core
-        allowed.append(np._core.multiarray._reconstruct)
+    core = getattr(np, "_core", None) or np.core                        # numpy 2 renamed numpy.core
+    allowed = [np.ndarray, np.dtype, type(np.dtype("uint32")), core.multiarray._reconstruct]
     try:
         with torch.serialization.safe_globals(allowed):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
