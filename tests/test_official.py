@@ -15,8 +15,15 @@ import pytest
 import torch
 
 from revgnn.cli import main
-from revgnn.official import (OGBN_PROTEINS_TAXA, CheckpointError, convert_state_dict, load_checkpoint,
-                             official_species_order, on_each_layer, read_official_state)
+from revgnn.official import (
+    OGBN_PROTEINS_TAXA,
+    CheckpointError,
+    convert_state_dict,
+    load_checkpoint,
+    official_species_order,
+    on_each_layer,
+    read_official_state,
+)
 
 DATA = Path(__file__).parent / "data" / "official"
 CKPT = DATA / "revgcn_L3_D16_C2.pth"

@@ -100,7 +100,6 @@ def main(official: str, out: str) -> None:
     from dataset import OGBNDataset
     from model_rev import RevGCN
     from ogb.nodeproppred import Evaluator
-
     from torch_geometric.data.data import Data, DataEdgeAttr, DataTensorAttr
     from torch_geometric.data.storage import EdgeStorage, GlobalStorage, NodeStorage
 
