@@ -56,32 +56,37 @@ def one(channels: int, layers: int, threads: int, nodes: int, edges: int) -> dic
     gen_s = time.perf_counter() - t0
     torch.manual_seed(0)
     model = RevGNN(8, channels, 112, layers, num_groups=2, edge_dim=8, num_species=8, aggr="max").eval()
-    marks = []                                                   # (time, VmHWM kB) after each layer
-    on_each_layer(model, lambda: marks.append((time.perf_counter(), _status_kb("VmHWM"))))
+    marks = []                                                   # (time, VmHWM kB, CPU time) after each layer
+    on_each_layer(model, lambda: marks.append((time.perf_counter(), _status_kb("VmHWM"), time.process_time())))
     with open("/proc/self/clear_refs", "w") as f:                # VmHWM := VmRSS: the pass's own peak is read
         f.write("5")
     rss_before = _status_kb("VmRSS") * 1024
     start = time.perf_counter()
     first = []
-    model.stack.layers[0][0].register_forward_pre_hook(lambda *_: first.append(time.perf_counter()) if not first
-                                                       else None)
+    model.stack.layers[0][0].register_forward_pre_hook(
+        lambda *_: first.append((time.perf_counter(), time.process_time())) if not first else None)
     with torch.no_grad():
         out = model(data.x, data.edge_index, data.edge_attr, species=data.species)
     end = time.perf_counter()
     assert out.shape == (nodes, 112) and bool(torch.isfinite(out).all()), "finite logits for every node"
-    layer_s = [b[0] - a for a, b in zip([first[0]] + [m[0] for m in marks[:-1]], marks)]
+    starts = [first[0]] + marks[:-1]
+    layer_s = [b[0] - a[0] for a, b in zip(starts, marks)]
+    layer_cpu = [b[2] - a[-1] for a, b in zip(starts, marks)]  # CPU seconds: less sensitive to a busy machine
     return {"channels": channels, "layers": layers, "threads": threads, "num_nodes": data.num_nodes,
             "num_edges": int(data.edge_index.size(1)), "generation_seconds": gen_s,
             "rss_before_bytes": rss_before, "rss_peak_after_layer_bytes": [m[1] * 1024 for m in marks],
-            "rss_peak_bytes": _status_kb("VmHWM") * 1024, "encode_seconds": first[0] - start,
-            "layer_seconds": layer_s, "head_seconds": end - marks[-1][0], "forward_seconds": end - start}
+            "rss_peak_bytes": _status_kb("VmHWM") * 1024, "encode_seconds": first[0][0] - start,
+            "layer_seconds": layer_s, "layer_cpu_seconds": layer_cpu, "head_seconds": end - marks[-1][0],
+            "forward_seconds": end - start}
 
 
 def extrapolate(run: dict) -> dict:
     L = TARGET_LAYERS.get(run["channels"], 1001)
     per_layer = statistics.median(run["layer_seconds"])
+    cpu = statistics.median(run["layer_cpu_seconds"]) if "layer_cpu_seconds" in run else None
     return {"layers": L, "seconds": run["encode_seconds"] + L * per_layer + run["head_seconds"],
-            "seconds_per_layer": per_layer, "peak_bytes": run["rss_peak_bytes"],
+            "seconds_per_layer": per_layer, "cpu_seconds_per_layer": cpu,
+            "cpu_seconds": None if cpu is None else L * cpu, "peak_bytes": run["rss_peak_bytes"],
             "note": "encoders + L x median measured layer + head; the peak is flat in L (O(ND) activations)"}
 
 
