@@ -93,7 +93,7 @@ def extrapolate(run: dict) -> dict:
 def campaign(shape: dict, out: str | None, settings=SETTINGS) -> dict:
     from provenance import provenance, save
 
-    runs = []
+    runs, prov = [], provenance("cpu")                           # the revision the runs start from
     for channels, layers, threads in settings:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         cmd = [sys.executable, __file__, "one", "--channels", str(channels), "--layers", str(layers),
@@ -107,7 +107,7 @@ def campaign(shape: dict, out: str | None, settings=SETTINGS) -> dict:
         run["loadavg_at_end"] = list(os.getloadavg())
         run["extrapolated"] = extrapolate(run)
         runs.append(run)
-        result = {"provenance": provenance("cpu"), "shape": shape, "runs": runs, "targets": _targets(runs)}
+        result = {"provenance": prov, "shape": shape, "runs": runs, "targets": _targets(runs)}
         path = save(out or "official_inference.json", result)  # after each run: a partial record survives
     print(f"wrote {path}")
     return result
