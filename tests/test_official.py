@@ -265,3 +265,49 @@ def test_payload_in_a_run_checkpoint_never_runs(tmp_path, capsys):
     path.write_bytes(buf.getvalue())
     code, _, err = _run(["evaluate", "--checkpoint", str(path), "--no-progress"], capsys)
     assert code == 2 and "nothing in it was executed" in err and not marker.exists(), "refused, payload not run"
+
+
+def _official_names(state):
+    """revgnn RevGNN names -> the official RevGCN's (the inverse of the loader's table), for shapes the fixture
+    lacks."""
+    heads = {"heads.species_encoder": "node_one_hot_encoder", "heads.node_encoder": "node_features_encoder",
+             "heads.edge_encoder": "edge_encoder", "heads.out_norm": "last_norm", "heads.out_lin": "node_pred_linear"}
+    block = {"norm": "norm", "conv.lin_edge": "gcn.edge_encoder", "conv.mlp.0": "gcn.mlp.0",
+             "conv.mlp.1": "gcn.mlp.1", "conv.mlp.4": "gcn.mlp.3"}
+    out = {}
+    for key, value in state.items():
+        head, _, leaf = key.rpartition(".")
+        if head in heads:
+            out[f"{heads[head]}.{leaf}"] = value
+        else:
+            _, _, layer, group, rest = head.split(".", 4)
+            out[f"gcns.{layer}._fn.Fms.{group}.{block[rest]}.{leaf}"] = value
+    return out
+
+
+@pytest.mark.parametrize("groups, layers", [(3, 2), (4, 5)])
+def test_depth_width_and_groups_are_read_from_the_names(tmp_path, groups, layers):
+    from revgnn.models import RevGNN
+
+    ref = RevGNN(8, 12, 112, layers, num_groups=groups, edge_dim=8, num_species=8)
+    path = tmp_path / "c.pth"
+    torch.save({"model_state_dict": _official_names(ref.state_dict())}, path)
+    got = load_checkpoint(path, taxa=range(1, 9))  # taxa 1..8: 8 % 8 = 0 puts the largest first, as E. coli
+    assert (got.num_layers, got.stack.num_groups) == (layers, groups), "L and C inferred"
+    ws = got.state_dict()["heads.species_encoder.weight"]
+    w0 = ref.state_dict()["heads.species_encoder.weight"]
+    assert torch.equal(ws[:, 7], w0[:, 0]) and torch.equal(ws[:, :7], w0[:, 1:]), "largest taxon: official column 0"
+
+
+def test_wrong_shapes_and_missing_tensors_are_named(tmp_path):
+    state = read_official_state(CKPT)
+    bad = dict(state)
+    bad["gcns.1._fn.Fms.0.gcn.mlp.3.weight"] = torch.zeros(8, 32)
+    path = tmp_path / "bad.pth"
+    torch.save({"model_state_dict": bad}, path)
+    with pytest.raises(CheckpointError, match=r"stack.layers.1.0.conv.mlp.4.weight has shape \(8, 32\)"):
+        load_checkpoint(path)
+    short = {k: v for k, v in state.items() if k != "gcns.2._fn.Fms.1.norm.bias"}
+    torch.save({"model_state_dict": short}, path)
+    with pytest.raises(CheckpointError, match="stack.layers.2.1.norm.bias"):
+        load_checkpoint(path)
