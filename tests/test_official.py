@@ -311,3 +311,19 @@ def test_wrong_shapes_and_missing_tensors_are_named(tmp_path):
     torch.save({"model_state_dict": short}, path)
     with pytest.raises(CheckpointError, match="stack.layers.2.1.norm.bias"):
         load_checkpoint(path)
+
+
+def test_inference_benchmark_reads_a_peak_and_a_time_per_layer():
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "benchmarks" / "official_inference.py"), "one", "--smoke", "--layers", "3"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root,
+                         env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    run = json.loads(res.stdout.strip().splitlines()[-1])
+    assert len(run["layer_seconds"]) == len(run["rss_peak_after_layer_bytes"]) == 3, "one mark per layer"
+    assert run["rss_peak_bytes"] >= run["rss_peak_after_layer_bytes"][-1] >= run["rss_before_bytes"] > 0
+    assert all(t > 0 for t in run["layer_seconds"]), "each layer timed"
