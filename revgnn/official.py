@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["OGBN_PROTEINS_TAXA", "CheckpointError", "official_species_order", "read_official_state",
-           "convert_state_dict", "load_checkpoint", "on_each_layer"]
+           "convert_state_dict", "model_from_state", "load_checkpoint", "on_each_layer"]
 
 OGBN_PROTEINS_TAXA = (3702, 4932, 6239, 7227, 7955, 9606, 10090, 511145)  # NCBI taxon ids of the 8 species, sorted
 OFFICIAL_REPO = "lightaime/deep_gcns_torch"
@@ -185,10 +185,16 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", taxa: Sequence[
     Raises:
         FileNotFoundError, CheckpointError (a ValueError): with one line saying what was found.
     """
+    model = model_from_state(read_official_state(path, map_location), taxa, fused, os.fspath(path))
+    return model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu").eval()
+
+
+def model_from_state(state: dict[str, Tensor], taxa: Sequence[int] = OGBN_PROTEINS_TAXA, fused: bool = True,
+                     path: str = "the checkpoint") -> nn.Module:
+    """:func:`load_checkpoint` for a state dict already read by :func:`read_official_state` (eval mode, CPU)."""
     from .models import RevGNN
 
-    state = read_official_state(path, map_location)
-    mapped, s = convert_state_dict(state, taxa, os.fspath(path))
+    mapped, s = convert_state_dict(state, taxa, path)
     model = RevGNN(s["in_channels"], s["hidden_channels"], s["out_channels"], s["num_layers"],
                    num_groups=s["num_groups"], dropout=0.0, edge_dim=s["edge_dim"], num_species=s["num_species"],
                    aggr="max", fused=fused)
@@ -203,7 +209,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", taxa: Sequence[
         raise CheckpointError(f"{path}: {k} has shape {got}, RevGNN L={s['num_layers']} D={s['hidden_channels']} "
                               f"C={s['num_groups']} expects {want} ({len(wrong)} such tensors)")
     model.load_state_dict(mapped, strict=True)
-    return model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu").eval()
+    return model.eval()
 
 
 def on_each_layer(model: nn.Module, callback: Callable[[], None]) -> list:

@@ -145,7 +145,7 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from revgnn.data import evaluate, load_dataset
-    from revgnn.official import OGBN_PROTEINS_TAXA, load_checkpoint, on_each_layer
+    from revgnn.official import OGBN_PROTEINS_TAXA, model_from_state, on_each_layer, read_official_state
     from revgnn.presets import ModelConfig, build_model
     from revgnn.runtime import apply_thread_policy
     from revgnn.train import predict
@@ -153,12 +153,10 @@ def run(args) -> int:
     apply_thread_policy(args.threads)
     kwargs, source = {}, {}
     if args.official_checkpoint is not None:
-        from revgnn.official import read_official_state
-
-        read_official_state(args.official_checkpoint)                 # a bad file answers before any data is read
+        state = read_official_state(args.official_checkpoint)         # a bad file answers before any data is read
         name = args.dataset or "ogbn-proteins"
         taxa = (_dataset_taxa(args.root, name) if name.lower() == "ogbn-proteins" else None) or OGBN_PROTEINS_TAXA
-        model = load_checkpoint(args.official_checkpoint, taxa=taxa)
+        model = model_from_state(state, taxa, path=str(args.official_checkpoint))
         source = {"official_checkpoint": str(args.official_checkpoint), "taxa": list(taxa)}
     else:
         path = run_checkpoint_file(Path(args.checkpoint))
