@@ -313,6 +313,7 @@ def test_wrong_shapes_and_missing_tensors_are_named(tmp_path):
         load_checkpoint(path)
 
 
+@pytest.mark.slow
 def test_inference_benchmark_reads_a_peak_and_a_time_per_layer():
     import os
     import subprocess
