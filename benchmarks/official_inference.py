@@ -130,6 +130,8 @@ def main(argv=None) -> int:
     p.add_argument("--nodes", type=int)
     p.add_argument("--edges", type=int)
     p.add_argument("--no-two-threads", action="store_true", help="campaign: skip the 2-thread point")
+    p.add_argument("--settings", nargs="+", metavar="DxLxT",
+                   help="campaign: these settings instead, e.g. 80x3x1 80x3x2 (channels x layers x threads)")
     p.add_argument("--out", help="record name under results/ (default official_inference[_smoke].json)")
     args = p.parse_args(argv)
     shape = dict(SMOKE if args.smoke else FULL)
@@ -139,6 +141,11 @@ def main(argv=None) -> int:
         print(json.dumps(one(args.channels, args.layers, args.threads, shape["nodes"], shape["edges"])))
         return 0
     settings = [s for s in SETTINGS if not (args.no_two_threads and s[2] > 1)]
+    if args.settings:
+        try:
+            settings = [tuple(int(v) for v in s.split("x")) for s in args.settings]
+        except ValueError:
+            p.error(f"--settings takes CHANNELSxLAYERSxTHREADS, e.g. 80x3x2 (got {args.settings})")
     result = campaign(shape, args.out or ("official_inference_smoke.json" if args.smoke else None), settings)
     for k, v in result["targets"].items():
         print(k, v)
