@@ -13,7 +13,9 @@ Items, in order of value (each in its own try/except: an out-of-memory error is 
    descending ladder that fits.
 3. The five 112-layer families of Fig. 1 at D = 64 (ResGNN, RevGNN, WT-ResGNN, WT-RevGNN, DEQ-GNN).
 4. The full-graph step (132,534 nodes, 79,122,504 edges) of RevGNN-64, only where the model has a fused (edge-chunked)
-   message-passing path (``ModelConfig.fused``); otherwise recorded as skipped.
+   message-passing path (``ModelConfig.fused``); otherwise recorded as skipped. With it, ``revgnn evaluate``'s cost:
+   full-graph no-grad inference at the RevGNN-Deep and -Wide widths at 4 and 16 layers (peak flat in L; time per
+   layer, extrapolated to 1001 and 448 layers).
 5. With budget left: the other Fig. 1 widths (80, 224) and ResGNN-64 deeper than 112 until it runs out of memory.
 
 Budget: each item carries an estimate of its seconds on one H100 (guesses from the paper's V100 epoch times,
@@ -56,6 +58,7 @@ FAMILIES = ("resgnn-64", "revgnn-64", "wt-resgnn-64", "wt-revgnn-64", "deq-gnn-6
 EXTRAS = ("revgnn-80", "revgnn-224", "wt-revgnn-80", "wt-revgnn-224", "deq-gnn-224", "resgnn-224")
 RES_LADDER = (96, 80, 64, 48, 32, 16)       # ResGNN-64 depths tried below 112 after an out-of-memory error
 RES_DEEPER = (224, 448, 896)                # and above 112, with budget left, until one runs out of memory
+INFERENCE_DEPTHS = (4, 16)                  # full-graph inference of the released shapes: two depths, same peak
 
 
 def has_fused() -> bool:
@@ -120,7 +123,7 @@ class Campaign:
 
     # measuring ----------------------------------------------------------------------------------------------
     def measure(self, cfg: ModelConfig, graph: str = "partition", preset: str | None = None,
-                repeats: int = 1) -> dict:
+                repeats: int = 1, train: bool = True) -> dict:
         """One training step of ``cfg``: a row with the StepMemory fields, or ``status: oom``.
 
         Args:
@@ -128,17 +131,19 @@ class Campaign:
             graph: ``partition`` or ``full``.
             preset: The paper's name for it, to compare with :data:`PAPER_GB`.
             repeats: Timed steps after one warm-up step (then one instrumented step gives the peak).
+            train: A training step; ``False`` measures one no-grad inference forward (eval mode).
         """
         cfg = self.shape(cfg)
         size = self.graph_size(graph)
-        row = {"preset": preset, "config": dataclasses.asdict(cfg), "graph": graph}
+        row = {"preset": preset, "config": dataclasses.asdict(cfg), "graph": graph,
+               "mode": "train" if train else "eval"}
         oom = None
         try:
             data = self.graph(graph)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="DEQ .* did not converge")
                 rec = measure_config(cfg, size["num_nodes"], size["num_edges"], device=str(self.device),
-                                     repeats=repeats, warmup=1, data=data)
+                                     train=train, repeats=repeats, warmup=1, data=data)
         except Exception as err:  # noqa: BLE001 - an out-of-memory error is a result; anything else is reported
             if not is_oom(err):
                 raise
@@ -189,7 +194,29 @@ class Campaign:
             return {"status": "skipped", "reason": "this revgnn has no fused message-passing path "
                     "(ModelConfig.fused); the unfused full-graph step holds (E, D) message tensors"}
         cfg = get_preset("revgnn-64").replace(fused=True)
-        return {"rows": [self.measure(cfg, graph="full", preset="revgnn-64 (full graph)")]}
+        return {"rows": [self.measure(cfg, graph="full", preset="revgnn-64 (full graph)")],
+                "inference": self.full_graph_inference()}
+
+    def full_graph_inference(self) -> dict:
+        """``revgnn evaluate``'s cost: one no-grad whole-graph forward of the released shapes (RevGNN-Deep, -Wide;
+        fused) at two small depths; the peak should not grow with L, and the time per layer (the difference of the
+        two, over the layers between them) extrapolates to the released depth (benchmarks/official_inference.py
+        measures the same on a CPU)."""
+        out = {}
+        for name, depths in (("revgnn-deep", INFERENCE_DEPTHS), ("revgnn-wide", INFERENCE_DEPTHS)):
+            full_depth = get_preset(name).num_layers
+            rows = [self.measure(get_preset(name).replace(num_layers=L, fused=True), graph="full", preset=None,
+                                 train=False) for L in depths]
+            entry = {"rows": rows, "layers": full_depth}
+            ok = [r for r in rows if r["status"] == "ok"]
+            if len(ok) == len(depths):
+                (a, b), (la, lb) = ok, [r["config"]["num_layers"] for r in ok]
+                per_layer = max(b["step_seconds"] - a["step_seconds"], 0.0) / max(lb - la, 1)
+                entry.update(seconds_per_layer=per_layer,
+                             seconds_extrapolated=a["step_seconds"] + (full_depth - la) * per_layer,
+                             peak_growth=b["peak_bytes"] / a["peak_bytes"])
+            out[name] = entry
+        return out
 
     def item_extras(self) -> dict:
         rows = [self.measure(get_preset(name), preset=name) for name in EXTRAS]
@@ -214,7 +241,7 @@ class Campaign:
             ("revgnn-wide", 75, lambda: self.item_preset("revgnn-wide")),
             ("resgnn-64-112", 20, self.item_resgnn_112),
             ("families-112", 40, self.item_families),
-            ("full-graph-revgnn-64", 150, self.item_full_graph),
+            ("full-graph-revgnn-64", 200, self.item_full_graph),
             ("extras-112", 90, self.item_extras),
             ("resgnn-64-deeper", 60, self.item_resgnn_deeper),
         ]

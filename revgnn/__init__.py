@@ -14,6 +14,7 @@ _EXPORTS = {
     "layers": ("DEQCell", "GENBlock", "shared_dropout_mask"),
     "memory": ("SavedTensorMeter", "StepMemory", "measure_config", "measure_in_subprocess", "measure_step"),
     "models": ("DEQGNN", "GraphHeads", "ResGNN", "RevGNN", "WTResGNN", "WTRevGNN"),
+    "official": ("load_checkpoint",),
     "partition": ("partition_subgraphs", "random_partition"),
     "presets": ("PAPER_PARAMS", "PRESETS", "ModelConfig", "build_model", "count_parameters", "get_preset",
                 "list_presets"),
@@ -31,6 +32,7 @@ __all__ = [
     "generate_synthetic_proteins",
     "random_partition", "partition_subgraphs", "TrainConfig", "fit", "predict",
     "SavedTensorMeter", "StepMemory", "measure_step", "measure_config", "measure_in_subprocess",
+    "load_checkpoint",
 ]
 
 

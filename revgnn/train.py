@@ -86,7 +86,8 @@ class TrainConfig:
         resume: Continue from checkpoints and finished records in ``out_dir``.
         restart: Discard the checkpoints and records of this configuration's seeds in ``out_dir`` and train them
             again. Without ``resume`` or ``restart``, a seed that has a checkpoint or a record there is refused.
-        keep_checkpoint: Keep ``checkpoint.pt`` (the last epoch's full training state) after a run finishes.
+        keep_checkpoint: Keep ``checkpoint.pt`` (the last epoch's full training state, and the best validation
+            epoch's weights, which ``revgnn evaluate --checkpoint`` scores) after a run finishes.
         force: Train even when the size estimate (:mod:`revgnn.budget`) says a step cannot fit in memory.
         label_reuse: Fraction of training nodes whose labels are input per epoch (0 disables).
         node_embeddings: Add a learnable embedding per node.
@@ -354,7 +355,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
             entry.update(_score(ds, logits))
             if state["best"] is None or entry["valid"] > state["best"]["valid"]:
                 state["best"] = {k: entry[k] for k in ("epoch", "train", "valid", "test")}
-                if tcfg.test_views:  # keep the best weights for the final multi-view test
+                if tcfg.test_views or tcfg.keep_checkpoint:  # for the final multi-view test, `revgnn evaluate`
                     state["best_model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
             bar.set_postfix(loss=f"{loss:.4f}", valid=f"{entry['valid']:.4f}")
         state["history"].append(entry)

@@ -1,0 +1,235 @@
+"""``revgnn evaluate``: score trained weights on a whole graph, by default with no partition (Li et al., ICML 2021).
+
+Examples::
+
+    revgnn evaluate --official-checkpoint revgnn_deep.pth --dataset ogbn-proteins --root DIR --json
+    revgnn evaluate --official-checkpoint revgnn_wide.pth --dataset ogbn-proteins --root DIR --device cuda
+    revgnn evaluate --official-checkpoint revgnn_wide.pth --dataset ogbn-proteins --eval-parts 3 --views 10
+    revgnn evaluate --checkpoint runs/x/run-seed0 --json       # a revgnn training checkpoint (config + weights)
+
+``--official-checkpoint`` reads the authors' released ``revgnn_deep.pth`` / ``revgnn_wide.pth``
+(:func:`revgnn.official.load_checkpoint`). By default the model runs once over the whole graph (fused GENConv, no
+grad: memory independent of the depth); ``--eval-parts 5`` is the official single view and ``--eval-parts 3
+--views 10`` its multi-view test (random node partitions, logits averaged). It prints train/valid/test ROC-AUC
+(OGB's rules) and, with ``--json``, one JSON object with the keys ``train``, ``valid`` and ``test``, as ``revgnn
+train`` uses them. A progress bar on stderr advances once per layer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("evaluate", help="score a checkpoint (the authors' or a run's) on the whole graph",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    w = p.add_mutually_exclusive_group(required=True)
+    w.add_argument("--official-checkpoint", metavar="PATH",
+                   help="the authors' revgnn_deep.pth or revgnn_wide.pth (lightaime/deep_gcns_torch)")
+    w.add_argument("--checkpoint", metavar="DIR",
+                   help="a revgnn train run folder holding checkpoint.pt (or the file itself)")
+    p.add_argument("--dataset", help="ogbn-proteins, synthetic-proteins[-full], ... (default: ogbn-proteins with "
+                                     "--official-checkpoint, the run's dataset with --checkpoint)")
+    p.add_argument("--root", help="data root (default $REVGNN_DATA or ~/.cache/revgnn)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
+    p.add_argument("--eval-parts", type=int, default=1,
+                   help="random node partition parts; 1 = the whole graph (default). Official: 5, or 3 with "
+                        "--views 10")
+    p.add_argument("--views", type=int, default=1, help="random partitions whose logits are averaged (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random partitions")
+    p.add_argument("--weights", default="best", choices=("best", "last"),
+                   help="with --checkpoint: the weights at the best validation epoch (default; the test score revgnn "
+                        "train reports) or the latest epoch's")
+    p.add_argument("--kernel", default="auto", choices=("auto", "native", "torch"),
+                   help="fused GENConv kernel: native C++ where it builds (auto), or pure torch")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: $OMP_NUM_THREADS, else 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+    return p
+
+
+def check_args(args) -> None:
+    """Raise a ValueError on bad arguments before any checkpoint or data is read."""
+    from revgnn.data import DATASETS, PLANETOID
+
+    if args.eval_parts < 1:
+        raise ValueError(f"--eval-parts must be >= 1 (got {args.eval_parts}); 1 is the whole graph")
+    if args.views < 1:
+        raise ValueError(f"--views must be >= 1 (got {args.views})")
+    if args.views > 1 and args.eval_parts == 1:
+        raise ValueError("--views > 1 needs --eval-parts > 1 (the whole graph is one view); e.g. --eval-parts 3 "
+                         "--views 10")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1 (got {args.threads})")
+    name = (args.dataset or "").lower()
+    if name and name not in DATASETS and not (name.startswith("planetoid:") and name[10:] in PLANETOID):
+        raise ValueError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
+    if args.official_checkpoint is not None and not Path(args.official_checkpoint).is_file():
+        raise FileNotFoundError(f"no checkpoint at {args.official_checkpoint}; download revgnn_deep.pth or "
+                                "revgnn_wide.pth (links: lightaime/deep_gcns_torch, examples/ogb_eff/ogbn_proteins/"
+                                "README.md)")
+    if args.checkpoint is not None and not Path(args.checkpoint).exists():
+        raise FileNotFoundError(f"no run folder or checkpoint at {args.checkpoint}")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
+
+
+def run_checkpoint_file(path: Path) -> Path:
+    """The ``checkpoint.pt`` of a run folder (``run-seedN``), of an --out folder with one such run, or the file."""
+    if path.is_file():
+        return path
+    if (path / "checkpoint.pt").is_file():
+        return path / "checkpoint.pt"
+    found = sorted(path.glob("run-seed*/checkpoint.pt"))
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ValueError(f"{path} holds {len(found)} runs with checkpoints; name one, e.g. --checkpoint "
+                         f"{found[0].parent}")
+    finished = sorted(path.glob("record.json")) + sorted(path.glob("run-seed*/record.json"))
+    if finished:
+        raise ValueError(f"{path} holds finished runs without checkpoint.pt (trained with --no-keep-checkpoint, or by "
+                         "an older revgnn): there are no weights to evaluate; their record.json has the scores")
+    raise ValueError(f"{path} holds no checkpoint.pt; give a revgnn train --out folder or one of its run-seedN "
+                     "folders")
+
+
+def read_run_checkpoint(path: Path) -> dict:
+    """A revgnn training checkpoint (``revgnn.train``'s layout) with its ``config`` parsed, read with
+    ``weights_only=True``: tensors and plain containers only, nothing in the file runs."""
+    import torch
+
+    from revgnn.train import CHECKPOINT_FORMAT
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # refused globals, a truncated zip: torch raises many types
+        raise ValueError(f"checkpoint {path} is unreadable or holds objects besides tensors ({type(err).__name__}); "
+                         "nothing in it was executed") from None
+    if not isinstance(ckpt, dict) or not {"config", "model"} <= set(ckpt):
+        raise ValueError(f"{path} is not a revgnn training checkpoint (no config and model); for the authors' "
+                         "revgnn_*.pth use --official-checkpoint")
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is a revgnn checkpoint of format {ckpt.get('format')!r}, this revgnn reads "
+                         f"{CHECKPOINT_FORMAT!r}; evaluate it with the revgnn that wrote it (its record.json has the "
+                         "scores)")
+    try:
+        config = json.loads(ckpt["config"])
+        if not isinstance(config.get("model"), dict) or not isinstance(config.get("train"), dict):
+            raise ValueError
+    except (TypeError, ValueError, AttributeError):
+        raise ValueError(f"{path}: its configuration is not the JSON text revgnn train writes") from None
+    return {**ckpt, "config": config}
+
+
+def run_weights(ckpt: dict, which: str) -> tuple[dict, int | None, str]:
+    """The state dict to score, its epoch and which it is. ``which='best'``: the weights at the best validation epoch
+    (those ``revgnn train`` reports its test score at), or the latest ones while no epoch has been evaluated;
+    ``'last'``: the latest epoch's."""
+    state = ckpt.get("state") if isinstance(ckpt.get("state"), dict) else {}
+    best, best_model = state.get("best"), state.get("best_model")
+    if which == "best" and isinstance(best, dict) and isinstance(best_model, dict):
+        return best_model, best.get("epoch"), "best"
+    return ckpt["model"], state.get("epoch"), "last"
+
+
+def _dataset_taxa(root, name: str):
+    """The taxon ids of an ogbn-proteins folder (its raw node_species file), sorted; None if not found."""
+    import numpy as np
+
+    from revgnn.data import default_root
+
+    raw = Path(root or default_root()) / "ogbn_proteins" / "raw"
+    for fname in ("node_species.csv.gz", "species.csv.gz"):   # ogb renames it on first processing
+        if (raw / fname).is_file():
+            return sorted(int(t) for t in np.unique(np.loadtxt(raw / fname, dtype=np.int64, ndmin=1)))
+    return None
+
+
+def _check_fits(model, ds) -> None:
+    heads = model.heads
+    want = {"tasks": (heads.out_lin.out_features, ds.num_tasks),
+            "edge features": (None if heads.edge_encoder is None else heads.edge_encoder.in_features, ds.edge_dim),
+            "species": (heads.num_species, ds.num_species)}
+    for what, (model_has, data_has) in want.items():
+        if model_has != data_has:
+            raise ValueError(f"the checkpoint's model expects {model_has} {what}, dataset {ds.name} has {data_has}; "
+                             "evaluate it on the dataset it was trained on")
+
+
+def run(args) -> int:
+    check_args(args)
+    import torch
+    from tqdm.auto import tqdm
+
+    from revgnn.data import evaluate, load_dataset
+    from revgnn.fused import resolve_kernel
+    from revgnn.official import OGBN_PROTEINS_TAXA, model_from_state, on_each_layer, read_official_state
+    from revgnn.presets import ModelConfig, _with_kernel, build_model
+    from revgnn.runtime import apply_thread_policy
+    from revgnn.train import predict
+
+    apply_thread_policy(args.threads)
+    kwargs, source = {}, {}
+    if args.official_checkpoint is not None:
+        state = read_official_state(args.official_checkpoint)         # a bad file answers before any data is read
+        name = args.dataset or "ogbn-proteins"
+        taxa = (_dataset_taxa(args.root, name) if name.lower() == "ogbn-proteins" else None) or OGBN_PROTEINS_TAXA
+        model = model_from_state(state, taxa, path=str(args.official_checkpoint))
+        source = {"official_checkpoint": str(args.official_checkpoint), "taxa": list(taxa)}
+    else:
+        path = run_checkpoint_file(Path(args.checkpoint))
+        ckpt = read_run_checkpoint(path)
+        train_cfg = ckpt["config"].get("train", {})
+        if train_cfg.get("label_reuse", 0):
+            raise ValueError(f"{path}: a run with label reuse needs the training labels as input; evaluate does "
+                             "not support it (its record.json has the scores)")
+        name = args.dataset or train_cfg.get("dataset", "synthetic-proteins")
+        if name == train_cfg.get("dataset"):
+            kwargs = dict(train_cfg.get("dataset_kwargs") or {})
+        try:
+            model = build_model(ModelConfig(**ckpt["config"]["model"]))
+        except TypeError as err:  # a field this revgnn does not know
+            raise ValueError(f"{path}: its model configuration does not fit this revgnn ({err})") from None
+        weights, epoch, which = run_weights(ckpt, args.weights)
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as err:
+            raise ValueError(f"{path}: the weights do not fit the model its config describes "
+                             f"({str(err).splitlines()[0][:160]})") from None
+        source = {"checkpoint": str(path), "epoch": epoch, "weights": which}
+    _with_kernel(model, args.kernel)
+    ds = load_dataset(name, args.root, **kwargs)
+    _check_fits(model, ds)
+    model = model.to(args.device).eval()
+    layers = getattr(model, "num_layers", 1)
+    views = args.views if args.eval_parts > 1 else 1
+    bar = tqdm(total=layers * args.eval_parts * views, unit="layer", disable=args.no_progress, file=sys.stderr,
+               desc=f"{name} L={layers}")
+    hooks = on_each_layer(model, lambda: bar.update(1))
+    try:
+        logits = predict(model, ds, args.eval_parts, views, torch.Generator().manual_seed(args.seed),
+                         device=args.device)
+    finally:
+        for h in hooks:
+            h.remove()
+        bar.close()
+    y = ds.data.y
+    scores = {s: evaluate(ds.metric, y[ds.split[s]], logits[ds.split[s]], reference=True)  # OGB's Evaluator
+              for s in ("train", "valid", "test")}
+    if args.json:
+        print(json.dumps({**scores, "metric": ds.metric, "dataset": ds.name, "eval_parts": args.eval_parts,
+                          "views": views, "seed": args.seed, "device": args.device, "num_layers": layers,
+                          "kernel": resolve_kernel(args.kernel, device=args.device.split(":")[0]), **source}))
+    else:
+        how = "whole graph" if args.eval_parts == 1 else f"{args.eval_parts} parts x {views} views"
+        which = f", {source['weights']} weights, epoch {source['epoch']}" if "weights" in source else ""
+        print(f"{ds.name} ({ds.metric}, {how}{which}): train {scores['train']:.4f}  valid {scores['valid']:.4f}  "
+              f"test {scores['test']:.4f}")
+    return 0

@@ -1,0 +1,223 @@
+"""The authors' released RevGNN checkpoints (Li et al., ICML 2021) as :class:`~revgnn.models.RevGNN` models.
+
+The official code (lightaime/deep_gcns_torch, ``examples/ogb_eff/ogbn_proteins``, commit 4f6681e) saves
+``{'epoch', 'model_state_dict', 'optimizer_state_dict', 'loss'}`` with ``torch.save``; its ``RevGCN`` names its
+tensors as below (l = layer, i = group), and :func:`load_checkpoint` maps each one, exactly once, to revgnn's:
+
+=====================================================  =============================================
+official ``RevGCN``                                     revgnn ``RevGNN``
+=====================================================  =============================================
+``node_one_hot_encoder`` Linear(8, 8)                   ``heads.species_encoder`` (columns by taxon id)
+``node_features_encoder`` Linear(16, D)                 ``heads.node_encoder``
+``edge_encoder`` Linear(8, D)                           ``heads.edge_encoder``
+``last_norm`` LayerNorm(D)                              ``heads.out_norm``
+``node_pred_linear`` Linear(D, T)                       ``heads.out_lin``
+``gcns.{l}._fn.Fms.{i}.norm`` LayerNorm(D/C)            ``stack.layers.{l}.{i}.norm``
+``gcns.{l}._fn.Fms.{i}.gcn.edge_encoder`` Lin(D, D/C)   ``stack.layers.{l}.{i}.conv.lin_edge``
+``gcns.{l}._fn.Fms.{i}.gcn.mlp.{0,1,3}``                ``stack.layers.{l}.{i}.conv.mlp.{0,1,4}``
+=====================================================  =============================================
+
+Node input. Both codes feed ``[x | species encoding]`` to the node encoder, with x the sum of each node's incident
+edge features over ``edge_index[0]`` (the official ``extract_node_features('add')``; revgnn's ogbn-proteins loader).
+
+Species. The official code numbers species with scikit-learn's ``LabelEncoder`` on ``taxon % max(taxon)``, so the
+largest taxon id (E. coli, 511145, which becomes 0) is one-hot column 0 and the others follow in increasing order;
+revgnn numbers species by sorted taxon id, so E. coli is species 7. The species encoder's input columns are permuted
+by taxon id (:func:`official_species_order`).
+
+The checkpoint is read with ``torch.load(weights_only=True)``: a file that holds anything but tensors and plain
+containers is refused, and no code in it runs.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["OGBN_PROTEINS_TAXA", "CheckpointError", "official_species_order", "read_official_state",
+           "convert_state_dict", "model_from_state", "load_checkpoint", "on_each_layer"]
+
+OGBN_PROTEINS_TAXA = (3702, 4932, 6239, 7227, 7955, 9606, 10090, 511145)  # NCBI taxon ids of the 8 species, sorted
+OFFICIAL_REPO = "lightaime/deep_gcns_torch"
+OFFICIAL_COMMIT = "4f6681eee2290e217bda941b5536452a7c09decb"
+
+_HEADS = {"node_one_hot_encoder": "heads.species_encoder", "node_features_encoder": "heads.node_encoder",
+          "edge_encoder": "heads.edge_encoder", "last_norm": "heads.out_norm", "node_pred_linear": "heads.out_lin"}
+_BLOCK = {"norm": "norm", "gcn.edge_encoder": "conv.lin_edge", "gcn.mlp.0": "conv.mlp.0", "gcn.mlp.1": "conv.mlp.1",
+          "gcn.mlp.3": "conv.mlp.4"}
+_BLOCK_KEY = re.compile(r"^gcns\.(\d+)\._fn\.Fms\.(\d+)\.(.+)\.(weight|bias)$")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable official RevGNN checkpoint; the message says what was found and what to do."""
+
+
+def official_species_order(taxa: Sequence[int]) -> list[int]:
+    """The taxon ids in the official code's one-hot column order: ``LabelEncoder`` sorts ``taxon % max(taxa)``.
+
+    >>> official_species_order([3702, 4932, 6239, 7227, 7955, 9606, 10090, 511145])[:2]
+    [511145, 3702]
+    """
+    taxa = sorted(int(t) for t in set(taxa))
+    top = max(taxa)
+    return sorted(taxa, key=lambda t: t % top)
+
+
+def read_official_state(path: str | os.PathLike, map_location="cpu") -> dict[str, Tensor]:
+    """The official model's state dict from ``path`` (``{'model_state_dict': ...}`` or a bare state dict).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: a truncated or damaged file, a pickle that would run code or build other objects, or a
+            file without tensors.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}; download revgnn_deep.pth or revgnn_wide.pth (links in "
+                                f"{OFFICIAL_REPO}/examples/ogb_eff/ogbn_proteins/README.md)")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # weights_only refused a global (a payload, a non-tensor object) or junk
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found is None:
+            raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or damaged?); download it "
+                                  "again") from None
+        raise CheckpointError(f"{path} holds Python objects besides tensors ({found.group(1)}), which revgnn does "
+                              "not load (it could run code); nothing in it was executed") from None
+    except Exception as err:  # a truncated zip, an empty file: torch raises many types
+        raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or damaged? "
+                              f"{type(err).__name__}); download it again") from None
+    state = obj.get("model_state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
+        kind = type(obj).__name__ if not isinstance(obj, dict) else f"a dict with keys {sorted(obj)[:6]}"
+        raise CheckpointError(f"{path} holds {kind}, not a model state dict; give the official revgnn_deep.pth or "
+                              "revgnn_wide.pth")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _shape_of(state: dict[str, Tensor], path: str) -> dict[str, int]:
+    """L, C, D, T, edge_dim, x_dim and num_species from the official key names and shapes."""
+    layers, groups = set(), set()
+    for key in state:
+        m = _BLOCK_KEY.match(key)
+        if m:
+            layers.add(int(m.group(1)))
+            groups.add(int(m.group(2)))
+    need = ("node_features_encoder.weight", "edge_encoder.weight", "node_pred_linear.weight")
+    missing = [k for k in need if k not in state]
+    if missing or not layers:
+        found = ", ".join(sorted(state)[:4])
+        raise CheckpointError(f"{path} is not an official RevGNN (RevGCN) checkpoint: it lacks "
+                              f"{missing or ['gcns.<l>._fn.Fms.<i>.* blocks']} (found {found}, ...)")
+    if layers != set(range(len(layers))) or groups != set(range(len(groups))) or len(groups) < 2:
+        raise CheckpointError(f"{path}: layers {sorted(layers)[:5]}... and groups {sorted(groups)} are not "
+                              "numbered 0..L-1 and 0..C-1 with C >= 2, as the official RevGCN numbers them")
+    D = state["node_features_encoder.weight"].size(0)
+    node_in = state["node_features_encoder.weight"].size(1)
+    one_hot = state.get("node_one_hot_encoder.weight")
+    species_dim = 0 if one_hot is None else one_hot.size(0)
+    return {"num_layers": len(layers), "num_groups": len(groups), "hidden_channels": D,
+            "out_channels": state["node_pred_linear.weight"].size(0),
+            "edge_dim": state["edge_encoder.weight"].size(1), "in_channels": node_in - species_dim,
+            "num_species": None if one_hot is None else one_hot.size(1), "species_dim": species_dim}
+
+
+def convert_state_dict(state: dict[str, Tensor], taxa: Sequence[int] = OGBN_PROTEINS_TAXA,
+                       path: str = "the checkpoint") -> tuple[dict[str, Tensor], dict[str, int]]:
+    """Map an official ``RevGCN`` state dict to revgnn ``RevGNN`` names (the module docstring's table).
+
+    Args:
+        state: The official state dict.
+        taxa: The dataset's taxon ids (any order); revgnn's species s is the s-th smallest. The species encoder's
+            columns move from the official order (:func:`official_species_order`) to revgnn's.
+        path: Named in errors.
+
+    Returns:
+        (revgnn state dict, shape) with shape's ``num_layers``, ``num_groups``, ``hidden_channels``,
+        ``out_channels``, ``edge_dim``, ``in_channels``, ``num_species``.
+
+    Raises:
+        CheckpointError: a tensor without a place, a place without a tensor, or a wrong shape.
+    """
+    shape = _shape_of(state, path)
+    out, used = {}, []
+    for key, value in state.items():
+        head, _, leaf = key.rpartition(".")
+        m = _BLOCK_KEY.match(key)
+        if head in _HEADS and leaf in ("weight", "bias"):
+            out[f"{_HEADS[head]}.{leaf}"] = value
+        elif m and m.group(3) in _BLOCK:
+            out[f"stack.layers.{m.group(1)}.{m.group(2)}.{_BLOCK[m.group(3)]}.{m.group(4)}"] = value
+        else:
+            raise CheckpointError(f"{path}: tensor {key!r} {tuple(value.shape)} has no place in RevGNN (this "
+                                  "loader reads the released RevGNN-Deep/Wide: max aggregation, 2-layer MLPs, "
+                                  "no message norm, no learned temperature)")
+        used.append(key)
+    if shape["num_species"] is not None:
+        order = official_species_order(taxa)
+        if len(order) != shape["num_species"]:
+            raise CheckpointError(f"{path} encodes {shape['num_species']} species but the dataset has "
+                                  f"{len(order)} taxon ids ({sorted(order)})")
+        column = [order.index(t) for t in sorted(order)]      # revgnn species s -> official one-hot column
+        w = out["heads.species_encoder.weight"]               # (8, S), official columns
+        out["heads.species_encoder.weight"] = w[:, column].contiguous()
+    assert len(used) == len(out) == len(state), "each official tensor is used exactly once"
+    return out, shape
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu", taxa: Sequence[int] = OGBN_PROTEINS_TAXA,
+                    fused: bool = True) -> nn.Module:
+    """A ready :class:`~revgnn.models.RevGNN` (eval mode) with the weights of an official RevGNN checkpoint.
+
+    L, D, C, the tasks and the input widths are read from the keys and shapes; every tensor is mapped exactly once
+    and checked against the model's own (names and shapes). Dropout is 0: the released models are for inference.
+
+    Args:
+        path: ``revgnn_deep.pth`` / ``revgnn_wide.pth`` (a ``{'model_state_dict': ...}`` dict) or a bare state dict.
+        map_location: As :func:`torch.load`.
+        taxa: The dataset's taxon ids (default: ogbn-proteins'), which fix the species columns.
+        fused: Use the fused edge-chunked GENConv (bounded memory on the whole graph). (default: ``True``)
+
+    Raises:
+        FileNotFoundError, CheckpointError (a ValueError): with one line saying what was found.
+    """
+    model = model_from_state(read_official_state(path, map_location), taxa, fused, os.fspath(path))
+    return model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu").eval()
+
+
+def model_from_state(state: dict[str, Tensor], taxa: Sequence[int] = OGBN_PROTEINS_TAXA, fused: bool = True,
+                     path: str = "the checkpoint") -> nn.Module:
+    """:func:`load_checkpoint` for a state dict already read by :func:`read_official_state` (eval mode, CPU)."""
+    from .models import RevGNN
+
+    mapped, s = convert_state_dict(state, taxa, path)
+    model = RevGNN(s["in_channels"], s["hidden_channels"], s["out_channels"], s["num_layers"],
+                   num_groups=s["num_groups"], dropout=0.0, edge_dim=s["edge_dim"], num_species=s["num_species"],
+                   aggr="max", fused=fused)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(mapped))
+    if missing:
+        raise CheckpointError(f"{path}: no official tensor for {missing[:3]} ({len(missing)} in all); is it a "
+                              "RevGCN checkpoint with conv_encode_edge, one-hot species and 2-layer MLPs?")
+    wrong = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in mapped.items() if v.shape != own[k].shape]
+    if wrong:
+        k, got, want = wrong[0]
+        raise CheckpointError(f"{path}: {k} has shape {got}, RevGNN L={s['num_layers']} D={s['hidden_channels']} "
+                              f"C={s['num_groups']} expects {want} ({len(wrong)} such tensors)")
+    model.load_state_dict(mapped, strict=True)
+    return model.eval()
+
+
+def on_each_layer(model: nn.Module, callback: Callable[[], None]) -> list:
+    """Call ``callback()`` after each reversible layer of a RevGNN's forward pass (a forward hook on the layer's
+    last group block), e.g. to advance a progress bar or time the layers. Returns the hook handles (``.remove()``).
+    """
+    stack = getattr(model, "stack", None)
+    if stack is None:
+        return []
+    blocks = {id(layer[-1]): layer[-1] for layer in stack.layers}  # a weight-tied layer is one module
+    return [b.register_forward_hook(lambda *_: callback()) for b in blocks.values()]
