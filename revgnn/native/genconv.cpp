@@ -6,8 +6,9 @@
 // Edge term modes: 0 none, 1 e = u (k == c), 2 folded encoder e = A u (+ a when a is given).
 // Aggregations: 0 max, 1 softmax, 2 mean, 3 add. Nodes without in-edges aggregate to 0.
 //
-// Forward: one pass per destination node; its messages go to a per-thread (deg, c) buffer, then the reduction
-// (max with its tie count and single arg edge, softmax's max / sum-exp / weighted sum, or the sum) reads the buffer.
+// Forward: one pass per destination node. Max keeps its running maximum, tie count and arg edge as each message is
+// computed (no buffer); softmax, mean and add put the node's messages in a per-thread (deg, c) buffer and reduce it
+// (softmax's max / sum-exp / weighted sum, or the sum).
 // Backward: recomputes the messages of a node; max touches only the arg edge of untied (node, channel) entries and
 // recomputes a node's edges only where a tie exists. Gradients to sources are scattered into per-thread buffers
 // and reduced; gradients to edge features are written per edge (each edge belongs to one destination).
@@ -16,7 +17,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -66,59 +69,162 @@ struct Graph {
   const index_t* perm;    // (E,) sorted position -> original edge, or nullptr (identity)
   const scalar_t* At;     // (k, c) transposed folded encoder, or nullptr
   const scalar_t* a;      // (c,) or nullptr
-  int64_t c, k, mode;
+  int64_t c, k, mode, E;
   scalar_t eps;
 
   inline int64_t uidx(int64_t e) const { return perm ? static_cast<int64_t>(perm[e]) : e; }
+  inline const scalar_t* xrow(int64_t e) const { return x + static_cast<int64_t>(src[e]) * c; }
+  inline const scalar_t* urow(int64_t e) const {
+    return mode == 0 ? nullptr : u + uidx(e) * (mode == 1 ? c : k);
+  }
+  // the source row (and a permuted edge-feature row) of edge e into the cache ahead of use: the gather from a
+  // random source is the kernel's main memory stall
+  inline void prefetch(int64_t e) const {
+    if (e >= E) return;
+    const char* p = reinterpret_cast<const char*>(xrow(e));
+    for (int64_t b = 0; b < c * static_cast<int64_t>(sizeof(scalar_t)); b += 64) __builtin_prefetch(p + b);
+    __builtin_prefetch(p + c * sizeof(scalar_t) - 1);
+    if (perm && mode) __builtin_prefetch(urow(e));
+  }
 
-  // z (pre-ReLU) of edge e into zr[0..c)
-  inline void message(int64_t e, scalar_t* __restrict__ zr) const {
-    const scalar_t* xr = x + static_cast<int64_t>(src[e]) * c;
-    const scalar_t* ur = mode == 0 ? nullptr : u + uidx(e) * (mode == 1 ? c : k);
-    constexpr int64_t W = 16;                                            // channels held in registers
-    int64_t j0 = 0;
-    for (; j0 + W <= c; j0 += W) {                                       // x_j + a + A u, one store per block
-      scalar_t acc[W];
-      for (int64_t jj = 0; jj < W; ++jj) acc[jj] = xr[j0 + jj] + (a ? a[j0 + jj] : scalar_t(0));
-      if (mode == 2) {
-        for (int64_t q = 0; q < k; ++q) {
-          const scalar_t uq = ur[q];
-          const scalar_t* Aq = At + q * c + j0;
-          for (int64_t jj = 0; jj < W; ++jj) acc[jj] += Aq[jj] * uq;
-        }
-      } else if (mode == 1) {
-        for (int64_t jj = 0; jj < W; ++jj) acc[jj] += ur[j0 + jj];
-      }
-      for (int64_t jj = 0; jj < W; ++jj) zr[j0 + jj] = acc[jj];
-    }
-    if (j0 == c) return;
-    const int64_t r = c - j0;                                            // the remaining channels
+  // z (pre-ReLU) of edge e into zr[0..c): the 8-lane path (float32, c % 8 == 0) or the generic one; forward and
+  // backward both call this, so the recomputed z equals the forward's bit for bit (max's ties depend on it)
+  inline void message(int64_t e, scalar_t* __restrict__ zr) const;
+
+  inline void message_generic(int64_t e, scalar_t* __restrict__ zr) const {
+    const scalar_t* xr = xrow(e);
+    const scalar_t* ur = urow(e);
+    // z = x_j + a, then z += u_q A_q for each raw feature q: whole rows of c contiguous channels (vectorised; the
+    // row stays in L1 across the k passes)
     if (a) {
-      sum_of(zr + j0, xr + j0, a + j0, r);
+      sum_of(zr, xr, a, c);
     } else {
-      std::copy(xr + j0, xr + c, zr + j0);
+      std::copy(xr, xr + c, zr);
     }
     if (mode == 1) {
-      add_to(zr + j0, ur + j0, r);
+      add_to(zr, ur, c);
     } else if (mode == 2) {
-      for (int64_t q = 0; q < k; ++q) axpy(zr + j0, At + q * c + j0, ur[q], r);
+      for (int64_t q = 0; q < k; ++q) axpy(zr, At + q * c, ur[q], c);
     }
   }
 };
 
-// o += ReLU(z) + eps; o = max(o, ReLU(z) + eps); m = ReLU(z) + eps, s = max(s, t m)  (restrict: vectorised)
+// 8-lane vectors (GCC/Clang vector extensions): one AVX register in the avx2 build, two SSE halves in the generic
+// one. The float32 path of max keeps a group of up to kGroup vectors of channels, their running maximum, tie count
+// and arg edge in registers while it walks a node's edges: each message is computed once and never stored.
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+inline v8f load8(const float* p) { v8f v; std::memcpy(&v, p, sizeof v); return v; }
+inline v8i load8(const int32_t* p) { v8i v; std::memcpy(&v, p, sizeof v); return v; }
+inline void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
+inline void store8(int32_t* p, v8i v) { std::memcpy(p, &v, sizeof v); }
+constexpr int kGroup = 6;     // vectors of channels per pass over a node's edges (registers: z, o, n, w per vector)
+constexpr int64_t kAhead = 8;  // edges between a row's prefetch and its use
+
+template <typename scalar_t>
+inline bool lanes8(int64_t c) { return std::is_same<scalar_t, float>::value && c % 8 == 0 && c > 0; }
+
+// channels j..j+7 of z for the edge with source row xr and feature row ur: x + a, then + u (MODE 1) or + u_q A_q
+// for q = 0..k-1 (MODE 2), in the generic path's order
+template <int MODE>
+inline v8f message8(const float* __restrict__ xr, const float* __restrict__ ur, const float* __restrict__ a,
+                    const float* __restrict__ At, int64_t c, int64_t k, int64_t j) {
+  v8f z = load8(xr + j);
+  if (a) z += load8(a + j);
+  if (MODE == 1) {
+    z += load8(ur + j);
+  } else if (MODE == 2) {
+    for (int64_t q = 0; q < k; ++q) z += ur[q] * load8(At + q * c + j);
+  }
+  return z;
+}
+
+template <int MODE, typename index_t>
+inline void message_row8(const Graph<float, index_t>& G, int64_t e, float* __restrict__ zr) {
+  const float* xr = G.xrow(e);
+  const float* ur = G.urow(e);
+  for (int64_t j = 0; j < G.c; j += 8) store8(zr + j, message8<MODE>(xr, ur, G.a, G.At, G.c, G.k, j));
+}
+
+template <typename scalar_t, typename index_t>
+inline void Graph<scalar_t, index_t>::message(int64_t e, scalar_t* __restrict__ zr) const {
+  if constexpr (std::is_same<scalar_t, float>::value) {
+    if (lanes8<scalar_t>(c)) {
+      if (mode == 2) message_row8<2>(*this, e, zr);
+      else if (mode == 1) message_row8<1>(*this, e, zr);
+      else message_row8<0>(*this, e, zr);
+      return;
+    }
+  }
+  message_generic(e, zr);
+}
+
+// max over a node's edges lo..lo+deg-1, channels 8 v0 .. 8 (v0 + NV) - 1, with the tie count n and arg edge w (see
+// max_track); float32, c % 8 == 0. NV and MODE are compile-time: the NV vectors of z, o, n and w stay in registers
+template <int MODE, int NV, typename index_t>
+void max_pass8(const Graph<float, index_t>& G, int64_t lo, int64_t deg, int64_t v0, float* o, int32_t* n,
+               int32_t* w) {
+  const float* __restrict__ a = G.a;
+  const float* __restrict__ At = G.At;
+  const int64_t c = G.c, k = G.k;
+  const v8f zero{}, veps = zero + G.eps, ninf = zero - std::numeric_limits<float>::infinity();
+  const v8i one = v8i{} + 1, none = v8i{} - 1;
+  v8f vo[NV];
+  v8i vn[NV], vw[NV];
+  for (int g = 0; g < NV; ++g) { vo[g] = ninf; vn[g] = v8i{}; vw[g] = none; }
+  for (int64_t d = 0; d < deg; ++d) {
+    const int64_t e = lo + d;
+    G.prefetch(e + kAhead);
+    const float* xr = G.xrow(e);
+    const float* ur = G.urow(e);
+    const v8i dv = v8i{} + static_cast<int32_t>(d);
+    for (int g = 0; g < NV; ++g) {
+      const v8f z = message8<MODE>(xr, ur, a, At, c, k, (v0 + g) * 8);
+      const v8i pos = z > zero;
+      const v8f m = (pos ? z : zero) + veps;
+      const v8i gt = m > vo[g], eq = m == vo[g];
+      vn[g] = gt ? one : vn[g] - eq;                                    // eq is -1 where true
+      vw[g] = gt ? (pos ? dv : none) : ((eq & pos) ? dv : vw[g]);
+      vo[g] = gt ? m : vo[g];
+    }
+  }
+  for (int g = 0; g < NV; ++g) {
+    const int64_t j = (v0 + g) * 8;
+    store8(o + j, vo[g]);
+    store8(n + j, vn[g]);
+    store8(w + j, vw[g]);
+  }
+}
+
+template <int MODE, typename index_t>
+void max_node8_mode(const Graph<float, index_t>& G, int64_t lo, int64_t deg, float* o, int32_t* n, int32_t* w) {
+  const int64_t nvec = G.c / 8;
+  const int64_t passes = (nvec + kGroup - 1) / kGroup, per = (nvec + passes - 1) / passes;
+  for (int64_t v0 = 0; v0 < nvec; v0 += per) {
+    switch (std::min(per, nvec - v0)) {
+      case 1: max_pass8<MODE, 1>(G, lo, deg, v0, o, n, w); break;
+      case 2: max_pass8<MODE, 2>(G, lo, deg, v0, o, n, w); break;
+      case 3: max_pass8<MODE, 3>(G, lo, deg, v0, o, n, w); break;
+      case 4: max_pass8<MODE, 4>(G, lo, deg, v0, o, n, w); break;
+      case 5: max_pass8<MODE, 5>(G, lo, deg, v0, o, n, w); break;
+      default: max_pass8<MODE, kGroup>(G, lo, deg, v0, o, n, w); break;
+    }
+  }
+}
+
+// max over a node's edges lo..lo+deg-1 with its tie count n and arg edge w (see max_track), float32, c % 8 == 0
+template <typename index_t>
+void max_node8(const Graph<float, index_t>& G, int64_t lo, int64_t deg, float* o, int32_t* n, int32_t* w) {
+  if (G.mode == 2) max_node8_mode<2>(G, lo, deg, o, n, w);
+  else if (G.mode == 1) max_node8_mode<1>(G, lo, deg, o, n, w);
+  else max_node8_mode<0>(G, lo, deg, o, n, w);
+}
+
+// o += ReLU(z) + eps; m = ReLU(z) + eps, s = max(s, t m)  (restrict: vectorised)
 template <typename T>
 inline void add_relu(T* __restrict__ o, const T* __restrict__ z, int64_t c, T eps) {
 #pragma omp simd
   for (int64_t j = 0; j < c; ++j) o[j] += (z[j] > T(0) ? z[j] : T(0)) + eps;
-}
-template <typename T>
-inline void max_relu(T* __restrict__ o, const T* __restrict__ z, int64_t c, T eps) {
-#pragma omp simd
-  for (int64_t j = 0; j < c; ++j) {
-    const T m = (z[j] > T(0) ? z[j] : T(0)) + eps;
-    o[j] = o[j] > m ? o[j] : m;
-  }
 }
 template <typename T>
 inline void relu_max_scaled(T* __restrict__ z, T* __restrict__ s, int64_t c, T eps, T t) {
@@ -135,18 +241,22 @@ inline void relu_grad(T* __restrict__ dz, const T* __restrict__ z, const T* __re
   for (int64_t j = 0; j < c; ++j) dz[j] = z[j] > T(0) ? gn[j] : T(0);
 }
 
-// ties of one edge (position d among the node's edges): n += [m == o]; w = d where m == o and z > 0 (w stays -1
-// while no tie passes ReLU: then no edge of the (node, channel) gets a gradient)
+// the running maximum of a node with its tie bookkeeping, one edge (position d among the node's edges) at a time:
+// m = ReLU(z) + eps; a larger m restarts the count (n = 1) and the arg edge (w = d, or -1 when z <= 0: such a maximum
+// passes no gradient); an equal m counts one more tie (n += 1) and, when it passes ReLU, becomes the arg edge. At the
+// end n is the number of edges whose message equals the maximum and w the last of them with z > 0 (-1 if none).
+// Branch-free selects over float and int32 lanes: the compiler vectorises it.
 template <typename T>
-inline void count_ties(int32_t* __restrict__ n, int32_t* __restrict__ w, const T* __restrict__ z,
-                       const T* __restrict__ o, int64_t c, T eps, int32_t d) {
+inline void max_track(T* __restrict__ o, int32_t* __restrict__ n, int32_t* __restrict__ w, const T* __restrict__ z,
+                      int64_t c, T eps, int32_t d) {
 #pragma omp simd
-  for (int64_t j = 0; j < c; ++j) {                                      // masks: no branch (vectorised)
-    const T zp = z[j] > T(0) ? z[j] : T(0);
-    const int32_t eq = zp + eps == o[j] ? -1 : 0;
-    const int32_t sel = z[j] > T(0) ? eq : 0;                            // a tie that passes ReLU
-    n[j] -= eq;
-    w[j] = (w[j] & ~sel) | (d & sel);
+  for (int64_t j = 0; j < c; ++j) {
+    const T zj = z[j];
+    const T m = (zj > T(0) ? zj : T(0)) + eps;
+    const bool gt = m > o[j], eq = m == o[j], pos = zj > T(0);
+    n[j] = gt ? 1 : (eq ? n[j] + 1 : n[j]);
+    w[j] = gt ? (pos ? d : -1) : ((eq && pos) ? d : w[j]);
+    o[j] = gt ? m : o[j];
   }
 }
 
@@ -178,16 +288,28 @@ void forward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, do
         continue;
       }
       scalar_t* __restrict__ B = buf.data();
-      for (int64_t d = 0; d < deg; ++d) G.message(lo + d, B + d * c);   // z, (deg, c)
-      if (aggr == 0) {
-        for (int64_t j = 0; j < c; ++j) o[j] = -std::numeric_limits<scalar_t>::infinity();
-        for (int64_t d = 0; d < deg; ++d) max_relu(o, B + d * c, c, eps);
+      if (aggr == 0) {                                                   // one pass: no (deg, c) buffer
         int32_t* __restrict__ n = cnt + i * c;
         int32_t* __restrict__ w = arg + i * c;
-        for (int64_t j = 0; j < c; ++j) { n[j] = 0; w[j] = -1; }
-        for (int64_t d = 0; d < deg; ++d)                                // ties: messages equal to the maximum
-          count_ties(n, w, B + d * c, o, c, eps, static_cast<int32_t>(d));
-      } else if (aggr == 1) {
+        if constexpr (std::is_same<scalar_t, float>::value) {
+          if (lanes8<scalar_t>(c)) {
+            max_node8(G, lo, deg, o, n, w);
+            continue;
+          }
+        }
+        for (int64_t j = 0; j < c; ++j) { o[j] = -std::numeric_limits<scalar_t>::infinity(); n[j] = 0; w[j] = -1; }
+        for (int64_t d = 0; d < deg; ++d) {
+          G.prefetch(lo + d + kAhead);
+          G.message(lo + d, B);
+          max_track(o, n, w, B, c, eps, static_cast<int32_t>(d));
+        }
+        continue;
+      }
+      for (int64_t d = 0; d < deg; ++d) {                                // z, (deg, c)
+        G.prefetch(lo + d + kAhead);
+        G.message(lo + d, B + d * c);
+      }
+      if (aggr == 1) {
         scalar_t* __restrict__ mx = M + i * c;
         scalar_t* __restrict__ s = S + i * c;
         for (int64_t j = 0; j < c; ++j) { mx[j] = -std::numeric_limits<scalar_t>::infinity(); s[j] = 0; o[j] = 0; }
@@ -332,6 +454,7 @@ void backward_impl(const Graph<scalar_t, index_t>& G, int64_t N, int64_t aggr, d
       for (int64_t d = 0; d < deg; ++d) {
         const int64_t e = lo + d;
         scalar_t* __restrict__ z = buf.data();
+        G.prefetch(e + kAhead);
         G.message(e, z);
         if (aggr == 1) {
           scalar_t gtl = 0;
@@ -389,6 +512,7 @@ Graph<scalar_t, index_t> make_graph(const at::Tensor& x, const at::Tensor& src, 
   G.c = x.size(1);
   G.k = mode == 2 ? At.size(0) : (mode == 1 ? x.size(1) : 0);
   G.mode = mode;
+  G.E = src.numel();
   G.eps = static_cast<scalar_t>(eps);
   return G;
 }
