@@ -16,7 +16,9 @@ Items, in order of value (each in its own try/except: an out-of-memory error is 
    message-passing path (``ModelConfig.fused``); otherwise recorded as skipped. With it, ``revgnn evaluate``'s cost:
    full-graph no-grad inference at the RevGNN-Deep and -Wide widths at 4 and 16 layers (peak flat in L; time per
    layer, extrapolated to 1001 and 448 layers).
-5. With budget left: the other Fig. 1 widths (80, 224) and ResGNN-64 deeper than 112 until it runs out of memory.
+5. The fused operator's pure-torch kernel against PyG's GENConv: a RevGNN-80 step at 16 layers on the partition
+   (step time and peak ratio; the native C++ kernel is CPU-only and timed by ``benchmarks/fused.py kernels``).
+6. With budget left: the other Fig. 1 widths (80, 224) and ResGNN-64 deeper than 112 until it runs out of memory.
 
 Budget: each item carries an estimate of its seconds on one H100 (guesses from the paper's V100 epoch times,
 583 s / 739 s for 10 parts + evaluation); estimates are rescaled by the measured/estimated ratio of the items done,
@@ -42,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import RESULTS, provenance  # noqa: E402
 
 from revgnn import ModelConfig, get_preset  # noqa: E402
+from revgnn.fused import resolve_kernel  # noqa: E402
 from revgnn.memory import measure_config, synthetic_graph  # noqa: E402
 from revgnn.records import write_json  # noqa: E402
 from revgnn.synthetic import FULL_SIZE  # noqa: E402
@@ -152,6 +155,7 @@ class Campaign:
             _free(self.device)
             return {**row, "status": "oom", "error": oom}
         row.update(status="ok", **rec.to_dict())
+        row["kernel"] = resolve_kernel(cfg.kernel, device=self.device.type) if cfg.fused else "pyg"
         if self.device.type == "cuda":
             row["peak_reserved_bytes"] = int(torch.cuda.max_memory_reserved(self.device))
         row["peak_gb"], row["peak_gib"] = rec.peak_bytes / GB, rec.peak_bytes / 2**30
@@ -218,6 +222,19 @@ class Campaign:
             out[name] = entry
         return out
 
+    def item_fused_kernels(self) -> dict:
+        """The fused operator's pure-torch kernel against PyG's GENConv on this device: one RevGNN-80 training step
+        at 16 layers on the partition, median of 3 (the native C++ kernel runs on CPUs only; ``benchmarks/fused.py
+        kernels`` times it there). The row's ``kernel`` names what ran."""
+        cfg = get_preset("revgnn-80").replace(num_layers=16)
+        rows = [self.measure(cfg.replace(fused=True, kernel="torch"), repeats=3),
+                self.measure(cfg.replace(fused=False), repeats=3)]
+        out = {"rows": rows}
+        if all(r["status"] == "ok" for r in rows):
+            out["fused_torch_over_pyg_step"] = rows[0]["step_seconds"] / rows[1]["step_seconds"]
+            out["fused_torch_over_pyg_peak"] = rows[0]["peak_bytes"] / rows[1]["peak_bytes"]
+        return out
+
     def item_extras(self) -> dict:
         rows = [self.measure(get_preset(name), preset=name) for name in EXTRAS]
         return {"rows": rows}
@@ -242,6 +259,7 @@ class Campaign:
             ("resgnn-64-112", 20, self.item_resgnn_112),
             ("families-112", 40, self.item_families),
             ("full-graph-revgnn-64", 200, self.item_full_graph),
+            ("fused-kernels-partition", 30, self.item_fused_kernels),
             ("extras-112", 90, self.item_extras),
             ("resgnn-64-deeper", 60, self.item_resgnn_deeper),
         ]

@@ -12,8 +12,8 @@ import gpu_campaign  # noqa: E402
 
 from revgnn.memory import StepMemory  # noqa: E402
 
-ITEMS = ("revgnn-deep", "revgnn-wide", "resgnn-64-112", "families-112", "full-graph-revgnn-64", "extras-112",
-         "resgnn-64-deeper")
+ITEMS = ("revgnn-deep", "revgnn-wide", "resgnn-64-112", "families-112", "full-graph-revgnn-64",
+         "fused-kernels-partition", "extras-112", "resgnn-64-deeper")
 
 
 def _run(tmp_path, *argv):
@@ -47,6 +47,10 @@ def test_smoke_mode_measures_every_item_and_names_the_device(tmp_path):
     assert deep["config"]["model"] == "rev" and deep["config"]["num_layers"] == 32, "RevGNN-Deep at sqrt(1001) layers"
     fams = [row["config"]["model"] for row in r["items"]["families-112"]["rows"]]
     assert fams == ["res", "rev", "wt-res", "wt-rev", "deq"], "the five 112-layer families of Fig. 1"
+    kern = r["items"]["fused-kernels-partition"]
+    assert kern["status"] == "ok" and [row["kernel"] for row in kern["rows"]] == ["torch", "pyg"], \
+        "the fused pure-torch kernel and PyG's GENConv, each named"
+    assert kern["fused_torch_over_pyg_step"] > 0 and kern["fused_torch_over_pyg_peak"] > 0
     full = r["items"]["full-graph-revgnn-64"]
     if gpu_campaign.has_fused():
         assert full["status"] == "ok" and full["rows"][0]["config"]["fused"] is True
