@@ -42,24 +42,29 @@ def _floor(graph_bytes: int, num_nodes: int, hidden_channels: int, num_parameter
 
 def edge_sweep(num_nodes: int, edge_counts: Sequence[int], config: ModelConfig, seed: int = 0,
                repeats: int = 1, pyg_max_edges: int | None = None) -> list[dict]:
-    """One training step of ``config``, fused and with PyG's GENConv, on ``synthetic-proteins`` graphs of
-    ``num_nodes`` nodes and each of ``edge_counts`` edges (:func:`revgnn.memory.measure_config`). PyG's path runs
-    only up to ``pyg_max_edges`` edges (it needs about 2 KB per edge at D = 80).
+    """One training step of ``config`` on ``synthetic-proteins`` graphs of ``num_nodes`` nodes and each of
+    ``edge_counts`` edges (:func:`revgnn.memory.measure_config`): fused with each kernel that runs here (the native
+    C++ one where it builds, and pure torch) and with PyG's GENConv. PyG's path runs only up to ``pyg_max_edges``
+    edges (it needs about 2 KB per edge at D = 80).
 
-    Returns records with ``num_edges``, ``fused``, ``peak_bytes``, ``step_seconds``, ``floor_bytes``.
+    Returns records with ``num_edges``, ``fused``, ``kernel`` (``native``, ``torch`` or ``pyg``), ``peak_bytes``,
+    ``step_seconds``, ``floor_bytes``.
     """
+    from .fused import resolve_kernel
     from .memory import measure_config, synthetic_graph
 
+    kernels = ["native", "torch"] if resolve_kernel("auto") == "native" else ["torch"]
     records = []
     for E in edge_counts:
         data = synthetic_graph(num_nodes, E, seed)
-        for fused in (True, False):
+        for kernel in [*kernels, "pyg"]:
+            fused = kernel != "pyg"
             if not fused and pyg_max_edges is not None and E > pyg_max_edges:
                 continue
-            cfg = config.replace(fused=fused)
+            cfg = config.replace(fused=fused, kernel=kernel if fused else "auto")
             rec = measure_config(cfg, 0, 0, data=data, repeats=repeats, seed=seed)
             torch.manual_seed(seed)
-            records.append({"num_nodes": num_nodes, "num_edges": rec.num_edges, "fused": fused,
+            records.append({"num_nodes": num_nodes, "num_edges": rec.num_edges, "fused": fused, "kernel": kernel,
                             "peak_bytes": rec.peak_bytes, "step_seconds": rec.step_seconds,
                             "floor_bytes": floor_bytes(data, build_model(cfg), cfg.hidden_channels),
                             "layers": cfg.num_layers, "channels": cfg.hidden_channels, "source": "live",
@@ -73,7 +78,8 @@ def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] =
 
     ``peak_kind`` says what ``peak_bytes`` is: ``"tensors"`` (the allocator's peak, as ``revgnn memory``) or
     ``"resident"`` (the process's peak resident set size over an un-instrumented ``full`` step, which also counts
-    the Python and libtorch process itself; used when the run was not profiled).
+    the Python and libtorch process itself; used when the run was not profiled). ``kernel`` is the fused kernel the
+    record names (records from before the native kernel, which name none, ran the pure-torch one), or ``pyg``.
     """
     from .records import read_json
 
@@ -82,7 +88,8 @@ def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] =
     if path.is_file():
         result = read_json(path)
         for row in result["rows"]:
-            records.append({**row, "step_seconds": row.get("step_seconds_profiled"), "source": str(path),
+            records.append({**row, "kernel": _kernel_of(row.get("config", row), row["fused"]),
+                            "step_seconds": row.get("step_seconds_profiled"), "source": str(path),
                             "peak_kind": "tensors", "provenance": result.get("provenance", {})})
     for f in full_files:
         f = Path(f)
@@ -92,6 +99,8 @@ def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] =
                 m = r["record"]
                 records.append({"num_nodes": m["num_nodes"], "num_edges": m["num_edges"],
                                 "fused": m["model"].get("fused", True), "peak_bytes": m["peak_bytes"],
+                                "kernel": m["model"].get("kernel_ran") or _kernel_of(m["model"],
+                                                                                     m["model"].get("fused", True)),
                                 "peak_kind": "tensors", "step_seconds": m["step_seconds"],
                                 "floor_bytes": r["floor_bytes"], "layers": m["model"]["num_layers"],
                                 "channels": m["model"]["hidden_channels"], "source": str(f),
@@ -99,13 +108,25 @@ def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] =
                 continue
             tensors = r.get("peak_tensor_bytes")
             records.append({"num_nodes": r["graph"]["num_nodes"], "num_edges": r["graph"]["num_edges"],
-                            "fused": r["config"]["fused"],
+                            "fused": r["config"]["fused"], "kernel": r.get("kernel_ran") or _kernel_of(
+                                r["config"], r["config"]["fused"]),
                             "peak_bytes": tensors if tensors is not None else r["rss_peak_bytes"],
                             "peak_kind": "tensors" if tensors is not None else "resident",
                             "step_seconds": r["step_seconds"], "floor_bytes": r["floor_bytes"],
                             "layers": r["config"]["num_layers"], "channels": r["config"]["hidden_channels"],
                             "source": str(f), "provenance": r.get("provenance", {})})
     return records
+
+
+def _kernel_of(config: dict, fused: bool) -> str:
+    if not fused:
+        return "pyg"
+    kernel = config.get("kernel", "torch")
+    return "torch" if kernel == "auto" else kernel  # 'auto' in a record written before kernel_ran: not resolvable
+
+
+_PATHS = {"native": ("fused, native kernel", "tab:purple", "o"), "torch": ("fused, pure-torch kernel", "tab:blue", "o"),
+          "pyg": ("PyG GENConv", "tab:red", "s")}
 
 
 def plot_step_vs_edges(records: Sequence[dict]):
@@ -120,16 +141,21 @@ def plot_step_vs_edges(records: Sequence[dict]):
     groups, floors = {}, set()
     for r in records:
         live = r.get("source") == "live"
-        groups.setdefault((r["fused"], live, r.get("peak_kind", "tensors")), []).append(r)
-    for (fused, live, kind), rows in sorted(groups.items()):
+        kernel = r.get("kernel") or _kernel_of({}, r["fused"])
+        groups.setdefault((kernel, live, r.get("peak_kind", "tensors")), []).append(r)
+    order = list(_PATHS)
+    for (kernel, live, kind), rows in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1:])):
         rows = sorted(rows, key=lambda r: r["num_edges"])
-        label = f"{'fused' if fused else 'PyG GENConv'} ({'live' if live else 'committed'})"
-        style = dict(marker="o" if fused else "s", linestyle="--" if live else "-",
-                     color="tab:blue" if fused else "tab:red", alpha=0.6 if live else 1.0, label=label)
+        fused = kernel != "pyg"
+        name, color, marker = _PATHS[kernel]
+        label = f"{name} ({'live' if live else 'committed'})"
+        style = dict(marker=marker, linestyle="--" if live else "-", color=color, alpha=0.6 if live else 1.0,
+                     label=label)
         if kind == "resident":  # whole-graph steps measured by the process's resident set, not the allocator
-            label = (f"{'fused' if fused else 'PyG GENConv'}, whole graph, L = "
+            label = (f"{name}, whole graph, L = "
                      f"{', '.join(str(r['layers']) for r in rows)} (resident set, committed)")
-            style.update(marker="*", markersize=12, linestyle="none", color="tab:green", label=label)
+            style.update(marker="*", markersize=12, linestyle="none", label=label,
+                         markeredgecolor="black", markeredgewidth=0.6)
         E = [r["num_edges"] for r in rows]
         ax_m.plot(E, [r["peak_bytes"] / 2**30 for r in rows], **style)
         ax_t.plot(E, [r["step_seconds"] for r in rows], **style)
