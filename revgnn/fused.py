@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["gen_aggregate", "default_chunk_size", "sort_by_destination", "sort_graph", "resolve_kernel",
+__all__ = ["gen_aggregate", "default_chunk_size", "sort_by_destination", "sort_graph", "sort_graph_", "resolve_kernel",
            "SortedEdges", "AGGRS", "KERNELS", "DEFAULT_BUDGET_BYTES"]
 
 AGGRS = ("max", "softmax", "mean", "add", "sum")
@@ -129,6 +129,57 @@ def sort_by_destination(edge_index: Tensor, num_nodes: int) -> SortedEdges:
     result = SortedEdges(src.contiguous(), dst.contiguous(), rowptr, perm)
     _store(_sort_cache, edge_index, key, result)
     return result
+
+
+def destination_order(dst: Tensor, num_nodes: int, chunk: int = 1 << 22) -> Tensor:
+    """The stable permutation that sorts ``dst`` (sorted position -> edge), by a counting sort over chunks of
+    ``chunk`` edges: int32 where E < 2^31, with transients of one chunk, so a 79M-edge graph is ordered in 0.3 GB
+    beyond the permutation itself (``torch.sort`` needs about 2.5 GB there)."""
+    E = dst.numel()
+    dtype = torch.int32 if E < 2**31 else torch.long
+    counts = torch.bincount(dst, minlength=num_nodes)
+    fill = torch.zeros(num_nodes + 1, dtype=torch.long, device=dst.device)
+    torch.cumsum(counts, 0, out=fill[1:])                              # next free sorted position of each node
+    del counts
+    perm = torch.empty(E, dtype=dtype, device=dst.device)
+    for lo in range(0, E, chunk):
+        d = dst[lo:lo + chunk]
+        keys, idx = torch.sort(d, stable=True)
+        n = keys.numel()
+        new_run = torch.ones(n, dtype=torch.bool, device=dst.device)
+        new_run[1:] = keys[1:] != keys[:-1]
+        starts = torch.nonzero(new_run).squeeze(1)
+        run_len = torch.diff(starts, append=torch.tensor([n], device=dst.device))
+        rank = torch.arange(n, device=dst.device) - torch.repeat_interleave(starts, run_len)  # rank among equal keys
+        perm[fill[keys] + rank] = (idx + lo).to(dtype)
+        fill.index_add_(0, keys[starts], run_len)
+    return perm
+
+
+def sort_graph_(data):
+    """Sort a PyG ``Data``'s edges by destination **in place** (``edge_index`` and every (E, ...) edge tensor
+    permuted alike) and return it. The transient memory is an int32 permutation (:func:`destination_order`) and one
+    row or column at a time, about 12 bytes per edge, instead of a sorted second copy of the graph; a sorted graph
+    needs no permutation and no sorted copies in :func:`sort_by_destination`'s cache (79M edges: 1.9 GB less for the
+    whole run). Use it on graphs this package loaded; :func:`sort_graph` leaves the caller's graph alone."""
+    ei = data.edge_index
+    E = ei.size(1)
+    if E <= 1 or bool((ei[1, 1:] >= ei[1, :-1]).all()):
+        return data
+    perm = destination_order(ei[1], int(data.num_nodes))
+    for row in (0, 1):
+        ei[row].copy_(ei[row].index_select(0, perm))
+    for key, value in data:
+        if key == "edge_index" or not isinstance(value, Tensor) or value.dim() == 0 or value.size(0) != E \
+                or not data.is_edge_attr(key):
+            continue
+        flat = value.view(E, -1) if value.is_contiguous() else None
+        if flat is None:
+            data[key] = value.index_select(0, perm)
+            continue
+        for j in range(flat.size(1)):                                  # one column's copy at a time
+            flat[:, j].copy_(flat[:, j].index_select(0, perm))
+    return data
 
 
 def _drop(cache: dict, key: tuple, value) -> None:

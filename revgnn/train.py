@@ -402,10 +402,21 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
 
 
+def _load_sorted(tcfg: TrainConfig) -> GraphDataset:
+    """``tcfg``'s dataset with its edges sorted by destination in place (:func:`revgnn.fused.sort_graph_`): the fused
+    kernels then need no permutation and no sorted copies of the whole graph. A dataset passed to :func:`fit` is used
+    as it is."""
+    from .fused import sort_graph_
+
+    ds = load_dataset(tcfg.dataset, root=tcfg.root, **tcfg.dataset_kwargs)
+    sort_graph_(ds.data)
+    return ds
+
+
 def _fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphDataset | None = None) -> dict[str, Any]:
     """The runs and summary of :func:`fit`, after its checks, folder lock and signal handlers."""
     tcfg = train_config
-    ds = dataset or load_dataset(tcfg.dataset, root=tcfg.root, **tcfg.dataset_kwargs)
+    ds = dataset or _load_sorted(tcfg)
     mcfg = adapt_model_config(model_config, ds, tcfg)
     out = Path(tcfg.out_dir) if tcfg.out_dir else None
     records = []
@@ -729,7 +740,7 @@ def fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphData
     out = Path(tcfg.out_dir) if tcfg.out_dir else None
     main = os.environ.get("RANK", "0") == "0"  # one lock per job (torchrun: its rank 0)
     distributed.agree(lambda: _preflight(model_config, tcfg, out, main))
-    ds = dataset or distributed.agree(lambda: load_dataset(tcfg.dataset, root=tcfg.root, **tcfg.dataset_kwargs))
+    ds = dataset or distributed.agree(lambda: _load_sorted(tcfg))
     mcfg = adapt_model_config(model_config, ds, tcfg)
 
     def checks():

@@ -218,6 +218,35 @@ def test_sort_graph_sorts_edge_tensors_alike():
     assert torch.equal(s.x, data.x) and torch.equal(s.y, data.y), "node tensors unchanged"
 
 
+@pytest.mark.parametrize("E,N,chunk", [(0, 5, 4), (1, 5, 4), (3000, 37, 64), (5000, 3, 100), (777, 1000, 7),
+                                       (20000, 500, 1 << 22)])
+def test_destination_order_is_the_stable_sort(E, N, chunk):
+    from revgnn.fused import destination_order
+
+    dst = torch.randint(0, N, (E,), generator=torch.Generator().manual_seed(E))
+    perm = destination_order(dst, N, chunk=chunk)
+    assert perm.dtype == torch.int32 and torch.equal(perm.long(), torch.sort(dst, stable=True).indices)
+
+
+def test_sort_graph_in_place_equals_sort_graph_and_the_loaders_use_it():
+    from revgnn.fused import sort_by_destination, sort_graph, sort_graph_
+    from revgnn.memory import synthetic_graph
+
+    data = synthetic_graph(80, 600, seed=0)
+    want = sort_graph(data)
+    ei, ea = data.edge_index, data.edge_attr
+    got = sort_graph_(data)
+    assert got is data and got.edge_index is ei and got.edge_attr is ea, "the same tensors, sorted in place"
+    for key in ("edge_index", "edge_attr", "x", "y"):
+        assert torch.equal(got[key], want[key]), key
+    assert sort_by_destination(got.edge_index, got.num_nodes).perm is None, "a sorted graph needs no permutation"
+    assert sort_graph_(data) is data and torch.equal(data.edge_index, want.edge_index), "sorting twice: no change"
+    from revgnn.train import TrainConfig, _load_sorted
+
+    ds = _load_sorted(TrainConfig(dataset="synthetic-proteins", dataset_kwargs={"num_nodes": 300, "num_edges": 3000}))
+    assert bool((ds.data.edge_index[1, 1:] >= ds.data.edge_index[1, :-1]).all()), "fit's dataset comes sorted"
+
+
 def test_sort_cache_is_freed_with_the_graph():
     import gc
 

@@ -169,7 +169,7 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from revgnn.data import evaluate, load_dataset
-    from revgnn.fused import resolve_kernel
+    from revgnn.fused import resolve_kernel, sort_graph_
     from revgnn.official import OGBN_PROTEINS_TAXA, model_from_state, on_each_layer, read_official_state
     from revgnn.presets import ModelConfig, _with_kernel, build_model
     from revgnn.runtime import apply_thread_policy
@@ -206,6 +206,7 @@ def run(args) -> int:
         source = {"checkpoint": str(path), "epoch": epoch, "weights": which}
     _with_kernel(model, args.kernel)
     ds = load_dataset(name, args.root, **kwargs)
+    sort_graph_(ds.data)                   # in place: no permutation or sorted copies of the whole graph in the kernels
     _check_fits(model, ds)
     model = model.to(args.device).eval()
     layers = getattr(model, "num_layers", 1)
