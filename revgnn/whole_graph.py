@@ -137,7 +137,7 @@ def plot_step_vs_edges(records: Sequence[dict]):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FormatStrFormatter
 
-    fig, (ax_m, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_m, ax_t) = plt.subplots(1, 2, figsize=(11, 5.2), layout="constrained")
     groups, floors = {}, set()
     for r in records:
         live = r.get("source") == "live"
@@ -156,6 +156,8 @@ def plot_step_vs_edges(records: Sequence[dict]):
                      f"{', '.join(str(r['layers']) for r in rows)} (resident set, committed)")
             style.update(marker="*", markersize=12, linestyle="none", label=label,
                          markeredgecolor="black", markeredgewidth=0.6)
+        if kernel == "native":
+            style["zorder"] = 4                                         # drawn over the torch points it meets
         E = [r["num_edges"] for r in rows]
         ax_m.plot(E, [r["peak_bytes"] / 2**30 for r in rows], **style)
         ax_t.plot(E, [r["step_seconds"] for r in rows], **style)
@@ -172,6 +174,6 @@ def plot_step_vs_edges(records: Sequence[dict]):
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax_m.legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = ax_m.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)  # off the data
     return fig

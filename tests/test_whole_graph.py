@@ -31,5 +31,5 @@ def test_committed_records_name_their_kernel(tmp_path):
     rows = load_edge_records(tmp_path / "absent.json", [tmp_path / "old.json", tmp_path / "new.json"])
     assert [r["kernel"] for r in rows] == ["torch", "native"], "a record without a kernel ran the pure-torch one"
     fig = plot_step_vs_edges(rows)
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any("native kernel" in t for t in labels) and any("pure-torch kernel" in t for t in labels), labels
