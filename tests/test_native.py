@@ -108,6 +108,47 @@ def test_native_max_tie_split_equals_pyg(dtype, c, threads):
 
 
 @needs_native
+@pytest.mark.parametrize("c", [16, 24, 40, 56, 112], ids=lambda c: f"c{c}")
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("order", ["unsorted", "sorted"])
+def test_native_max_encoder_path_k8(c, bias, order, threads):
+    """Max in float32 with k = 8 raw edge features (ogbn-proteins' k) takes the kernel's encoder-in-registers path
+    (passes of up to 3 vectors of channels in the AVX-512 build, 1 in the others): outputs and every gradient equal
+    PyG's, with exact positive ties whose gradient is split (the backward's recomputed messages must equal the
+    forward's bit for bit), with and without the encoder's bias, on unsorted (permuted edge features) and sorted
+    edges."""
+    for seed in (0, 1):
+        x, ei, u = graph(torch.float32, seed=seed, c=c, k=8)
+        if order == "sorted":
+            perm = torch.sort(ei[1], stable=True).indices
+            ei, u = ei[:, perm], u[perm]
+        x.requires_grad_()
+        u.requires_grad_()
+        conv = pyg("max", c, 8, torch.float32)
+        with torch.no_grad():
+            conv.lin_edge.weight.abs_()                     # the 0 -> 3 / 1 -> 3 tie and 4 -> 4 pass ReLU
+            if not bias:
+                conv.lin_edge.bias.zero_()
+        a = conv.lin_edge.bias if bias else None
+        w = torch.randn(x.size(0), c)
+        wrt = [x, u, conv.lin_edge.weight] + ([a] if bias else [])
+        outs = []
+        for kernel in ("native", "torch"):
+            out = gen_aggregate(x, ei, u, conv.lin_edge.weight, a, "max", 1.0, conv.eps, kernel=kernel)
+            outs.append([out, *torch.autograd.grad((out * w).sum(), wrt)])
+        ref = conv.propagate(ei, x=(x, x), edge_attr=u)
+        ref = [ref, *torch.autograd.grad((ref * w).sum(), wrt)]
+        for name, n, t, r in zip(["output", "x", "u", "A", "a"], *outs, ref):
+            assert rel(n, r) < 5e-6, f"native {name} equals PyG's (c = {c}, bias {bias}, {order})"
+            assert rel(t, r) < 5e-6, f"torch {name} equals PyG's (c = {c}, bias {bias}, {order})"
+        g = torch.zeros(x.size(0), c)
+        g[3] = 1.0
+        out = gen_aggregate(x, ei, u, conv.lin_edge.weight, a, "max", 1.0, conv.eps, kernel="native")
+        gx = torch.autograd.grad(out, x, g)[0]
+        assert torch.allclose(gx[0], torch.full_like(gx[0], 0.5)), "the tie into node 3 is split evenly"
+
+
+@needs_native
 @pytest.mark.parametrize("aggr", AGGRS)
 def test_native_without_edges(aggr, threads):
     x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
@@ -289,38 +330,50 @@ def test_model_kernel_choice_reaches_every_block_with_equal_results():
         assert rel(a, b) < 1e-10, "RevGNN with the native kernel equals the torch kernel (outputs, every gradient)"
 
 
-_GENERIC_CHECK = """
+_VARIANT_CHECK = """
+import sys
 import torch
 from revgnn import native
 from revgnn.fused import gen_aggregate
-assert native.load() is not None and native.isa() == "generic", native.error()
+variant = sys.argv[1]
+assert native.load() is not None and native.isa() == variant == native._state["isa"], native.error()
 torch.manual_seed(0)
-for c in (5, 16):                                   # the scalar loops and the 8-lane path as SSE pairs
+for c, k in ((5, 3), (16, 3), (16, 8), (40, 8)):    # scalar loops, the 8-lane path, the encoder-in-registers path
     x = torch.randn(40, c, requires_grad=True)
     ei = torch.randint(0, 37, (2, 300))
     ei = torch.cat([ei, torch.tensor([[0, 1], [3, 3]])], 1)
     with torch.no_grad():
-        x[1] = x[0]                                 # an exact tie into node 3
-    u = torch.randn(ei.size(1), 3)
-    A, a = torch.randn(c, 3, requires_grad=True), torch.randn(c, requires_grad=True)
+        x[1] = x[0].abs() + 0.5
+        x[0] = x[1]                                 # an exact positive tie into node 3
+    u = torch.randn(ei.size(1), k)
+    u[-2:] = u[-1].abs()
+    A, a = torch.randn(c, k).abs().requires_grad_(), torch.randn(c, requires_grad=True)
     res = []
-    for k in ("native", "torch"):
-        out = gen_aggregate(x, ei, u, A, a, "max", kernel=k)
+    for kern in ("native", "torch"):
+        out = gen_aggregate(x, ei, u, A, a, "max", kernel=kern)
         res.append([out, *torch.autograd.grad(out.square().sum(), [x, A, a])])
     for p, q in zip(*res):
-        assert (p - q).norm() <= 1e-5 * q.norm(), (c, float((p - q).norm() / q.norm()))
-print("generic ok")
+        assert (p - q).norm() <= 1e-5 * q.norm(), (c, k, float((p - q).norm() / q.norm()))
+print(variant, "ok")
 """
 
 
 @pytest.mark.slow
-def test_generic_build_equals_torch(tmp_path):
-    """The generic (no AVX2) build, which machines without AVX2 load, compiles and equals the torch kernel (max, with
-    a tie, c = 5 and the 8-lane c = 16); it is built in a fresh extension folder (about a minute)."""
+@pytest.mark.parametrize("variant", ["generic", "avx2"])
+def test_other_builds_equal_torch(variant, tmp_path):
+    """The builds this machine does not load by default (the generic one, which CPUs without AVX2 load, and the AVX2
+    one where the CPU has AVX-512) compile and equal the torch kernel: max with an exact tie, c = 5 (scalar loops),
+    16 (the 8-lane path) and k = 8 (the encoder-in-registers path); each is built in a fresh extension folder
+    (about a minute each)."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "REVGNN_NATIVE_ISA": "generic", "TORCH_EXTENSIONS_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-c", _GENERIC_CHECK], env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0 and "generic ok" in run.stdout, run.stderr[-2000:]
+    if variant == native.isa():
+        pytest.skip(f"{variant} is this machine's default build: the rest of this file tests it")
+    if variant == "avx2" and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("this CPU has no AVX2")
+    env = {**os.environ, "REVGNN_NATIVE_ISA": variant, "TORCH_EXTENSIONS_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", _VARIANT_CHECK, variant], env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0 and f"{variant} ok" in run.stdout, run.stderr[-2000:]

@@ -1,8 +1,9 @@
 r"""The native CPU kernel of GENConv's aggregation (Li et al., 2020; 2021) on destination-sorted edges.
 
 A torch C++ extension (``genconv.cpp``) built on first use with ``torch.utils.cpp_extension.load`` (g++ and ninja,
-``-O3 -fopenmp -fno-trapping-math``; a second build adds ``-mavx2 -mfma`` and is chosen at run time where the CPU
-has AVX2, the generic one elsewhere or if that build fails) and cached under ``$TORCH_EXTENSIONS_DIR`` or
+``-O3 -fopenmp -fno-trapping-math``; one more build, chosen at run time from what the CPU has, adds
+``-mavx512f -mavx512vl -mavx512bw -mavx512dq -mavx2 -mfma`` (AVX-512: 32 vector registers, which hold the folded
+encoder's columns) or ``-mavx2 -mfma``; the generic one runs elsewhere or if that build fails) and cached under ``$TORCH_EXTENSIONS_DIR`` or
 ``~/.cache/revgnn/torch_extensions``. The first build, measured on this project's shared 2-core machine, took
 56-130 s of wall time for one variant (42-54 s of compiler CPU time; 56 s at load average 1.5, 130 s at 6.5 under
 ``nice``); later processes load the cached library in 0.3 s. ``make setup`` pre-builds it; it needs g++ (or
@@ -33,7 +34,9 @@ _state: dict = {}
 
 
 _FLAGS = ["-O3", "-fopenmp", "-fno-trapping-math"]
-_ISA = {"generic": [], "avx2": ["-mavx2", "-mfma"]}      # the avx2 build runs only where the CPU has it
+_ISA = {"generic": [], "avx2": ["-mavx2", "-mfma"],      # a build runs only where the CPU has its instructions
+        "avx512": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mavx2", "-mfma"]}
+_FALLBACK = {"avx512": ["avx512", "avx2", "generic"], "avx2": ["avx2", "generic"], "generic": ["generic"]}
 
 
 def _build_dir(name: str) -> Path:
@@ -45,24 +48,25 @@ def _build_dir(name: str) -> Path:
 
 
 def isa() -> str:
-    """The instruction-set variant this machine runs: ``"avx2"`` where torch reports AVX2 or AVX-512 (and
-    ``REVGNN_NATIVE_ISA`` does not say ``generic``), else ``"generic"`` (SSE2 on x86-64, the compiler's default)."""
+    """The instruction-set variant this machine runs: ``"avx512"`` where torch reports AVX-512, ``"avx2"`` where it
+    reports AVX2, else ``"generic"`` (SSE2 on x86-64, the compiler's default). ``REVGNN_NATIVE_ISA`` (one of these
+    names) overrides the choice; it should name one the CPU has."""
     wanted = os.environ.get("REVGNN_NATIVE_ISA", "auto")
     if wanted in _ISA:
         return wanted
-    return "avx2" if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") else "generic"
+    return {"AVX512": "avx512", "AVX2": "avx2"}.get(torch.backends.cpu.get_cpu_capability(), "generic")
 
 
 def load(verbose: bool = False):
     """The compiled extension module, building it on first use; ``None`` (with one logged line) if it cannot be
-    built. The outcome is remembered for the process. The AVX2/FMA variant is chosen at run time where the CPU
-    supports it; if it fails to build, the generic one is used."""
+    built. The outcome is remembered for the process. The AVX-512 or AVX2 variant is chosen at run time where the
+    CPU supports it; if it fails to build, the next one down is tried, down to the generic one."""
     if "module" in _state:
         return _state["module"]
     from torch.utils.cpp_extension import load as _load
 
     module, errors, t0 = None, [], time.perf_counter()
-    for variant in dict.fromkeys([isa(), "generic"]):
+    for variant in _FALLBACK[isa()]:
         name = "revgnn_genconv" if variant == "generic" else f"revgnn_genconv_{variant}"
         try:
             module = _load(name=name, sources=[str(_SOURCE)], build_directory=str(_build_dir(name)),

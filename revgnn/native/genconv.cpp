@@ -212,10 +212,100 @@ void max_node8_mode(const Graph<float, index_t>& G, int64_t lo, int64_t deg, flo
   }
 }
 
+// The folded encoder with k == kEncK raw features: NV vectors of channels per pass over a node's edges, with the
+// encoder's kEncK x NV vectors held in registers (read once per pass, not once per edge), the edge's raw features
+// broadcast once for the NV vectors, and the running maximum, tie count and arg edge as in max_pass8. z is formed in
+// message8's order (x, + a, then + u_q A_q for q = 0..k-1, each a fused multiply-add as there), so the backward's
+// recomputed z is the same bit for bit. kEncNV vectors fit the registers: 3 with AVX-512's 32 (3 x 8 for A), 1 with
+// AVX2's 16. Measured on the partition shape (c = 40, one thread, a standalone harness): the op's forward 2.3x
+// faster than max_pass8 in the AVX-512 build, 1.5x in the AVX2 build.
+constexpr int kEncK = 8;
+#ifdef __AVX512F__
+constexpr int kEncNV = 3;
+#else
+constexpr int kEncNV = 1;
+#endif
+
+template <int NV, typename index_t>
+void max_pass8_enc(const Graph<float, index_t>& G, int64_t lo, int64_t deg, int64_t j0, float* o, int32_t* n,
+                   int32_t* w) {
+  constexpr int K = kEncK;
+  const int64_t c = G.c;
+  const bool has_a = G.a != nullptr;
+  const v8f zero{}, veps = zero + G.eps, ninf = zero - std::numeric_limits<float>::infinity();
+  const v8i one = v8i{} + 1, none = v8i{} - 1;
+  v8f A[NV][K], av[NV], vo[NV];
+  v8i vn[NV], vw[NV];
+#pragma GCC unroll 8
+  for (int g = 0; g < NV; ++g) {
+#pragma GCC unroll 16
+    for (int q = 0; q < K; ++q) A[g][q] = load8(G.At + q * c + j0 + 8 * g);
+    av[g] = has_a ? load8(G.a + j0 + 8 * g) : zero;
+    vo[g] = ninf;
+    vn[g] = v8i{};
+    vw[g] = none;
+  }
+  v8i dv = v8i{};
+  const float* __restrict__ x = G.x;
+  for (int64_t d = 0; d < deg; ++d) {
+    const int64_t e = lo + d;
+    if (d + kAhead < deg) {                                  // this pass's channels of a row kAhead edges on
+      const float* pf = G.xrow(e + kAhead) + j0;
+      __builtin_prefetch(pf);
+      __builtin_prefetch(pf + 8 * NV - 1);
+      if (G.perm) __builtin_prefetch(G.urow(e + kAhead));
+    }
+    const float* xr = x + static_cast<int64_t>(G.src[e]) * c + j0;
+    const float* ur = G.urow(e);
+    float uq[K];
+#pragma GCC unroll 16
+    for (int q = 0; q < K; ++q) uq[q] = ur[q];
+#pragma GCC unroll 8
+    for (int g = 0; g < NV; ++g) {
+      v8f z = load8(xr + 8 * g);
+      if (has_a) z += av[g];
+#pragma GCC unroll 16
+      for (int q = 0; q < K; ++q) z += uq[q] * A[g][q];
+      const v8i pos = z > zero;
+      const v8f m = (pos ? z : zero) + veps;
+      const v8i gt = m > vo[g], eq = m == vo[g];
+      vn[g] = gt ? one : vn[g] - eq;                                    // eq is -1 where true
+      vw[g] = gt ? (pos ? dv : none) : ((eq & pos) ? dv : vw[g]);
+      vo[g] = gt ? m : vo[g];
+    }
+    dv += one;
+  }
+#pragma GCC unroll 8
+  for (int g = 0; g < NV; ++g) {
+    store8(o + j0 + 8 * g, vo[g]);
+    store8(n + j0 + 8 * g, vn[g]);
+    store8(w + j0 + 8 * g, vw[g]);
+  }
+}
+
+template <typename index_t>
+void max_node8_enc(const Graph<float, index_t>& G, int64_t lo, int64_t deg, float* o, int32_t* n, int32_t* w) {
+  const int64_t nvec = G.c / 8;
+  const int64_t passes = (nvec + kEncNV - 1) / kEncNV, per = (nvec + passes - 1) / passes;   // balanced passes
+  for (int64_t v0 = 0; v0 < nvec; v0 += per) {
+    const int64_t j0 = v0 * 8;
+    switch (std::min(per, nvec - v0)) {
+      case 1: max_pass8_enc<1>(G, lo, deg, j0, o, n, w); break;
+#if defined(__AVX512F__)
+      case 2: max_pass8_enc<2>(G, lo, deg, j0, o, n, w); break;
+      default: max_pass8_enc<3>(G, lo, deg, j0, o, n, w); break;
+#else
+      default: max_pass8_enc<1>(G, lo, deg, j0, o, n, w); break;
+#endif
+    }
+  }
+}
+
 // max over a node's edges lo..lo+deg-1 with its tie count n and arg edge w (see max_track), float32, c % 8 == 0
 template <typename index_t>
 void max_node8(const Graph<float, index_t>& G, int64_t lo, int64_t deg, float* o, int32_t* n, int32_t* w) {
-  if (G.mode == 2) max_node8_mode<2>(G, lo, deg, o, n, w);
+  if (G.mode == 2 && G.k == kEncK) max_node8_enc(G, lo, deg, o, n, w);
+  else if (G.mode == 2) max_node8_mode<2>(G, lo, deg, o, n, w);
   else if (G.mode == 1) max_node8_mode<1>(G, lo, deg, o, n, w);
   else max_node8_mode<0>(G, lo, deg, o, n, w);
 }
