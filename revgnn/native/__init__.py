@@ -1,14 +1,15 @@
 r"""The native CPU kernel of GENConv's aggregation (Li et al., 2020; 2021) on destination-sorted edges.
 
 A torch C++ extension (``genconv.cpp``) built on first use with ``torch.utils.cpp_extension.load`` (g++ and ninja,
-``-O3 -fopenmp -fno-trapping-math``; one more build, chosen at run time from what the CPU has, adds
-``-mavx512f -mavx512vl -mavx512bw -mavx512dq -mavx2 -mfma`` (AVX-512: 32 vector registers, which hold the folded
-encoder's columns) or ``-mavx2 -mfma``; the generic one runs elsewhere or if that build fails) and cached under ``$TORCH_EXTENSIONS_DIR`` or
-``~/.cache/revgnn/torch_extensions``. The first build, measured on this project's shared 2-core machine, took
-56-130 s of wall time for one variant (42-54 s of compiler CPU time; 56 s at load average 1.5, 130 s at 6.5 under
-``nice``); later processes load the cached library in 0.3 s. ``make setup`` pre-builds it; it needs g++ (or
-another C++17 compiler), the Python headers and ninja (a pip dependency). Where it cannot be built, :func:`load`
-returns ``None`` after one logged line and :func:`revgnn.fused.gen_aggregate` runs its pure-torch path.
+``-O3 -fopenmp -fno-trapping-math``; one more build, chosen at run time from what the CPU has, adds ``-mavx512f
+-mavx512vl -mavx512bw -mavx512dq -mavx2 -mfma`` (AVX-512: 32 vector registers, which hold the folded encoder's
+columns) or ``-mavx2 -mfma``; the generic one runs elsewhere or if that build fails) and cached under
+``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/revgnn/torch_extensions``. The first build, measured on this project's
+shared 2-core machine, took 56-130 s of wall time for one variant (42-54 s of compiler CPU time; 56 s at load
+average 1.5, 130 s at 6.5 under ``nice``); later processes load the cached library in 0.3 s. ``make setup``
+pre-builds it; it needs g++ (or another C++17 compiler), the Python headers and ninja (a pip dependency). Where it
+cannot be built, :func:`load` returns ``None`` after one logged line and :func:`revgnn.fused.gen_aggregate` runs its
+pure-torch path.
 
 Per destination node i (rows rowptr[i]..rowptr[i+1] of the sorted edges) the kernel computes the messages
 m_ij = ReLU(x_j + A u_ij + a) + eps into a per-thread buffer and reduces them (max with its tie count and arg edge,
