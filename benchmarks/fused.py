@@ -167,7 +167,7 @@ def full(args) -> dict:
         "graph": {"num_nodes": data.num_nodes, "num_edges": int(data.edge_index.size(1)),
                   "generation_seconds": gen_seconds, "edge_index_dtype": str(data.edge_index.dtype),
                   "sorted_at_load": args.sort_at_load, "sort_seconds": sort_seconds},
-        "kernel_ran": _kernel_ran(cfg),
+        "kernel_ran": _kernel_ran(cfg), "native_isa": _native_isa(),
         "config": dataclasses.asdict(cfg), "num_parameters": count_parameters(step.model),
         "peak_tensor_bytes": peak, "rss_before_step_bytes": rss_before, "rss_peak_bytes": rss_peak,
         "floor_bytes": floor, "step_seconds": seconds, "step_note": "one un-instrumented first step (Adam state "
@@ -277,6 +277,13 @@ def _kernel_ran(cfg: ModelConfig) -> str:
     from revgnn.fused import resolve_kernel
 
     return resolve_kernel(cfg.kernel) if cfg.fused else "pyg"
+
+
+def _native_isa() -> str | None:
+    """The native kernel's build that this process loaded (``avx512``, ``avx2``, ``generic``), if it loaded one."""
+    from revgnn import native
+
+    return native._state.get("isa")
 
 
 def _old_gen_aggregate(rev: str):
@@ -391,7 +398,8 @@ def kernels(args) -> dict:
             "op_native_over_torch": {"value": op_med["native"] / op_med["torch"], "target": "(report)"}})
     return {"graph": {"num_nodes": data.num_nodes, "num_edges": int(data.edge_index.size(1))},
             "layers": args.layers, "channels": args.channels, "repeats": args.repeats, "old_rev": args.old_rev,
-            "native_available": native_ok, "native_load_seconds": load_seconds, "native_error": native.error(),
+            "native_available": native_ok, "native_isa": _native_isa(), "native_load_seconds": load_seconds,
+            "native_error": native.error(),
             "loadavg": load, "step_seconds": med, "step_seconds_all": times, "seconds_per_layer": per_layer,
             "lower_bound_seconds_per_layer": list(bound), "matmul_gflops_1t": [peak_before, peak],
             "lower_bound_at_measured_peak_seconds_per_layer": list(measured_bound),

@@ -77,7 +77,11 @@ def one(channels: int, layers: int, threads: int, nodes: int, edges: int) -> dic
     starts = [first[0]] + marks[:-1]
     layer_s = [b[0] - a[0] for a, b in zip(starts, marks)]
     layer_cpu = [b[2] - a[-1] for a, b in zip(starts, marks)]  # CPU seconds: less sensitive to a busy machine
-    return {"channels": channels, "layers": layers, "threads": threads, "num_nodes": data.num_nodes,
+    from revgnn import native
+    from revgnn.fused import resolve_kernel
+
+    return {"channels": channels, "layers": layers, "threads": threads, "kernel": resolve_kernel("auto"),
+            "native_isa": native._state.get("isa"), "num_nodes": data.num_nodes,
             "num_edges": int(data.edge_index.size(1)), "generation_seconds": gen_s, "sort_seconds": sort_s,
             "rss_load_peak_bytes": load_peak,
             "rss_before_bytes": rss_before, "rss_peak_after_layer_bytes": [m[1] * 1024 for m in marks],
