@@ -212,19 +212,14 @@ void max_node8_mode(const Graph<float, index_t>& G, int64_t lo, int64_t deg, flo
   }
 }
 
-// The folded encoder with k == kEncK raw features: NV vectors of channels per pass over a node's edges, with the
-// encoder's kEncK x NV vectors held in registers (read once per pass, not once per edge), the edge's raw features
-// broadcast once for the NV vectors, and the running maximum, tie count and arg edge as in max_pass8. z is formed in
-// message8's order (x, + a, then + u_q A_q for q = 0..k-1, each a fused multiply-add as there), so the backward's
-// recomputed z is the same bit for bit. kEncNV vectors fit the registers: 3 with AVX-512's 32 (3 x 8 for A), 1 with
-// AVX2's 16. Measured on the partition shape (c = 40, one thread, a standalone harness): the op's forward 2.3x
-// faster than max_pass8 in the AVX-512 build, 1.5x in the AVX2 build.
+// The folded encoder with k == kEncK raw features: one vector of channels per pass over a node's edges, with the
+// encoder's kEncK columns for those channels held in registers (read once per pass, not once per edge), and the
+// running maximum, tie count and arg edge as in max_pass8. z is formed in message8's order (x, + a, then + u_q A_q
+// for q = 0..k-1, each a fused multiply-add as there), lane for lane, so the backward's recomputed z is the same bit
+// for bit. The AVX-512 build runs 16-lane passes (and an 8-lane one for a remainder of 8 channels), the others 8-lane
+// ones. Measured on the partition shape (c = 40, one thread, a standalone harness, AVX-512 build): the op's forward
+// 2.5-3x faster than max_pass8; passes of 2 or 3 vectors were slower than one (register pressure).
 constexpr int kEncK = 8;
-#ifdef __AVX512F__
-constexpr int kEncNV = 3;
-#else
-constexpr int kEncNV = 1;
-#endif
 
 template <int NV, typename index_t>
 void max_pass8_enc(const Graph<float, index_t>& G, int64_t lo, int64_t deg, int64_t j0, float* o, int32_t* n,
@@ -283,22 +278,62 @@ void max_pass8_enc(const Graph<float, index_t>& G, int64_t lo, int64_t deg, int6
   }
 }
 
+#ifdef __AVX512F__
+// max_pass8_enc<1> on 16 lanes (channels j0..j0+15): one AVX-512 register per vector
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+inline v16f load16(const float* p) { v16f v; std::memcpy(&v, p, sizeof v); return v; }
+inline void store16(float* p, v16f v) { std::memcpy(p, &v, sizeof v); }
+inline void store16(int32_t* p, v16i v) { std::memcpy(p, &v, sizeof v); }
+
+template <typename index_t>
+void max_pass16_enc(const Graph<float, index_t>& G, int64_t lo, int64_t deg, int64_t j0, float* o, int32_t* n,
+                    int32_t* w) {
+  constexpr int K = kEncK;
+  const int64_t c = G.c;
+  const bool has_a = G.a != nullptr;
+  const v16f zero{}, veps = zero + G.eps;
+  const v16i one = v16i{} + 1, none = v16i{} - 1;
+  v16f A[K];
+#pragma GCC unroll 16
+  for (int q = 0; q < K; ++q) A[q] = load16(G.At + q * c + j0);
+  const v16f av = has_a ? load16(G.a + j0) : zero;
+  v16f vo = zero - std::numeric_limits<float>::infinity();
+  v16i vn = v16i{}, vw = none, dv = v16i{};
+  for (int64_t d = 0; d < deg; ++d) {
+    const int64_t e = lo + d;
+    if (d + kAhead < deg) {
+      const float* pf = G.xrow(e + kAhead) + j0;
+      __builtin_prefetch(pf);
+      __builtin_prefetch(pf + 15);
+      if (G.perm) __builtin_prefetch(G.urow(e + kAhead));
+    }
+    const float* ur = G.urow(e);
+    v16f z = load16(G.x + static_cast<int64_t>(G.src[e]) * c + j0);
+    if (has_a) z += av;
+#pragma GCC unroll 16
+    for (int q = 0; q < K; ++q) z += ur[q] * A[q];
+    const v16i pos = z > zero;
+    const v16f m = (pos ? z : zero) + veps;
+    const v16i gt = m > vo, eq = m == vo;
+    vn = gt ? one : vn - eq;
+    vw = gt ? (pos ? dv : none) : ((eq & pos) ? dv : vw);
+    vo = gt ? m : vo;
+    dv += one;
+  }
+  store16(o + j0, vo);
+  store16(n + j0, vn);
+  store16(w + j0, vw);
+}
+#endif
+
 template <typename index_t>
 void max_node8_enc(const Graph<float, index_t>& G, int64_t lo, int64_t deg, float* o, int32_t* n, int32_t* w) {
-  const int64_t nvec = G.c / 8;
-  const int64_t passes = (nvec + kEncNV - 1) / kEncNV, per = (nvec + passes - 1) / passes;   // balanced passes
-  for (int64_t v0 = 0; v0 < nvec; v0 += per) {
-    const int64_t j0 = v0 * 8;
-    switch (std::min(per, nvec - v0)) {
-      case 1: max_pass8_enc<1>(G, lo, deg, j0, o, n, w); break;
-#if defined(__AVX512F__)
-      case 2: max_pass8_enc<2>(G, lo, deg, j0, o, n, w); break;
-      default: max_pass8_enc<3>(G, lo, deg, j0, o, n, w); break;
-#else
-      default: max_pass8_enc<1>(G, lo, deg, j0, o, n, w); break;
+  int64_t j0 = 0;
+#ifdef __AVX512F__
+  for (; j0 + 16 <= G.c; j0 += 16) max_pass16_enc(G, lo, deg, j0, o, n, w);
 #endif
-    }
-  }
+  for (; j0 < G.c; j0 += 8) max_pass8_enc<1>(G, lo, deg, j0, o, n, w);
 }
 
 // max over a node's edges lo..lo+deg-1 with its tie count n and arg edge w (see max_track), float32, c % 8 == 0
