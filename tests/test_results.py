@@ -140,3 +140,35 @@ def test_recorded_accuracy_commands_still_parse_and_build():
             ds = load_dataset(tcfg.dataset, **tcfg.dataset_kwargs)
             model = build_model(adapt_model_config(mcfg, ds, tcfg))
             assert count_parameters(model) == row["params"], f"{path.name} {row['name']}: the command builds the model"
+
+
+def test_checkpoints_page_cost_section_is_generated_from_the_record(tmp_path):
+    """The "Check the published numbers" page includes its cost section, generated from
+    results/official_inference.json: every row's layer times, peaks and extrapolation come from the record, and
+    another record gives another text."""
+    from revgnn.book.build import GENERATED_DIR, write_generated
+    from revgnn.book.prose import official_cost
+
+    page = (ROOT / "book" / "checkpoints.md").read_text()
+    assert "```{include} ../_build/_generated/official_cost.md" in page, "the page includes the generated section"
+    record = json.loads((ROOT / "results" / "official_inference.json").read_text())
+    text = official_cost(record)
+    for r in record["runs"]:
+        ex = r["extrapolated"]
+        assert ", ".join(f"{t:.1f}" for t in r["layer_seconds"]) in text, "each layer's time, as recorded"
+        assert f"{ex['layers']} layers:" in text and f"({ex['seconds_per_layer']:.1f} s a layer)" in text
+        assert f"peak {ex['peak_bytes'] / 1e9:.2f} GB" in text
+    assert record["provenance"]["git_revision"][:7] in text, "the record's revision"
+    # a different record: different numbers, a peak over the target and no 2-thread sentence
+    fake = json.loads(json.dumps(record))
+    fake["runs"] = [dict(fake["runs"][0], threads=1, layer_seconds=[1.4, 3.5, 3.5], rss_peak_after_layer_bytes=[
+        6.1e9, 6.2e9, 6.2e9], extrapolated=dict(fake["runs"][0]["extrapolated"], seconds_per_layer=3.5,
+                                                    seconds=7200.0, peak_bytes=6.2e9))]
+    other = official_cost(fake)
+    assert "1.4, 3.5, 3.5" in other and "2.0 h (3.5 s a layer)" in other and "over the 6 GB target" in other
+    assert "Two threads" not in other
+    # the build writes it where the page includes it
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "official_inference.json").write_text(json.dumps(fake))
+    folder = write_generated(tmp_path)
+    assert folder == tmp_path / GENERATED_DIR and (folder / "official_cost.md").read_text().strip() == other.strip()

@@ -21,6 +21,7 @@ thread pool thrashes as soon as anything else runs. The top layer of :mod:`revgn
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import subprocess
@@ -37,7 +38,7 @@ from tqdm import tqdm
 from .claims import check_claims, claims_table
 from .offline import check_offline, ensure_mathjax
 from .params import BookError, check_parameter_names
-from .prose import depth_reading
+from .prose import depth_reading, official_cost
 from .records import accuracy_records
 from .sources import accuracy_results_table
 
@@ -265,7 +266,9 @@ def write_generated(root: Path) -> Path:
     """Write the book's generated Markdown into ``_build/_generated/``, so the pages quote the committed files as
     they are: ``accuracy.md`` (every ``results/accuracy_*.json``, included by the results page), ``claims.md`` (the
     claims overview of ``results/accuracy_fig1.json``, :func:`revgnn.book.claims.claims_table`) and ``depth.md`` (the
-    committed depth sweeps' steps, :func:`revgnn.book.prose.depth_reading`); returns that folder."""
+    committed depth sweeps' steps, :func:`revgnn.book.prose.depth_reading`) and ``official_cost.md`` (what
+    ``revgnn evaluate`` costs, from ``results/official_inference.json``, :func:`revgnn.book.prose.official_cost`,
+    included by the "Check the published numbers" page); returns that folder."""
     folder = root / GENERATED_DIR
     folder.mkdir(parents=True, exist_ok=True)
     results = root / "results"
@@ -275,6 +278,10 @@ def write_generated(root: Path) -> Path:
                                        "No committed record `results/accuracy_fig1.json` in this revision.") + "\n")
     sweeps = [r for name in DEPTH_FILES for r in accuracy_records(results / name)]
     (folder / "depth.md").write_text(depth_reading(sweeps) + "\n")
+    cost = results / "official_inference.json"
+    (folder / "official_cost.md").write_text((official_cost(json.loads(cost.read_text())) if cost.is_file() else
+                                              "No committed record `results/official_inference.json` in this "
+                                              "revision.") + "\n")
     return folder
 
 

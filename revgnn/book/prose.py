@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from .records import MODEL_NAMES, _pct, markdown_table
 
 __all__ = ["memory_reading", "depth_reading", "sweep_steps", "reproduce_reading", "deq_solver_note", "deq_caps_reading",
-           "FLAT"]
+           "official_cost", "FLAT"]
 
 FLAT = 1.10  # a peak is called flat when its largest value is at most 10 % above its smallest
 
@@ -221,3 +221,82 @@ def deq_caps_reading(record: dict, source: str = "") -> str:
             f"{graph.get('num_nodes', '?'):,} nodes, D = {fig4.get('hidden_channels')}, tolerance 0, seeds "
             f"{', '.join(str(run['seed']) for run in runs)}). Relative residual after each cap; iterations needed to "
             f"come within 1e-4, per seed: {words}.\n\n" + markdown_table(rows, columns))
+
+
+_RELEASED = {80: "RevGNN-Deep", 224: "RevGNN-Wide"}
+
+
+def _si_bytes(value: float) -> str:
+    return f"{value / 1e6:,.0f} MB" if abs(value) >= 1e6 else f"{value / 1e3:,.0f} kB"
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def official_cost(record: dict, source: str = "results/official_inference.json") -> str:
+    """The "Check the published numbers" page's cost section, from ``benchmarks/official_inference.py``'s record:
+    one row per fresh process (width, threads, layers run, the peak resident set after each layer, each layer's time,
+    the extrapolation to the released depth), the provenance line, the load phase, how the peak grows after the first
+    layers and, where the record has a 1- and a 2-thread run at one width, the thread speed-up."""
+    runs = record.get("runs") or []
+    if not runs:
+        return f"No runs in `{source}`."
+    rows = []
+    for r in runs:
+        ex = r["extrapolated"]
+        rows.append({
+            "width": f"D = {r['channels']}, C = 2 ({_RELEASED.get(r['channels'], 'not a released width')})",
+            "threads": r["threads"], "layers": r["layers"],
+            "peaks": ", ".join(f"{b / 1e9:.2f}" for b in r["rss_peak_after_layer_bytes"]),
+            "times": ", ".join(f"{t:.1f}" for t in r["layer_seconds"]),
+            "extrapolated": f"{ex['layers']} layers: {_hours(ex['seconds'])} ({ex['seconds_per_layer']:.1f} s a layer);"
+                            f" peak {ex['peak_bytes'] / 1e9:.2f} GB"})
+    table = markdown_table(rows, [("width", "width (the released model)"), ("threads", "threads"),
+                                  ("layers", "layers run"), ("peaks", "peak resident set after each layer (GB)"),
+                                  ("times", "time of each layer (s)"),
+                                  ("extrapolated", "extrapolated to the released depth")])
+    prov = record.get("provenance", {})
+    versions = prov.get("versions", {})
+    kernels = sorted({f"{r.get('kernel', 'not recorded')}" + (f" ({r['native_isa']} build)" if r.get("native_isa")
+                                                                else "") for r in runs})
+    loads = [x for r in runs for x in (r.get("loadavg_at_start", [None])[0], r.get("loadavg_at_end", [None])[0])
+             if x is not None]
+    load = f", load average {min(loads):.1f}-{max(loads):.1f} (1 min, at each process's start and end)" if loads else ""
+    parts = [table, "",
+             f"Generated from `{source}`: "
+             f"`{prov.get('command', 'python benchmarks/official_inference.py')}` at revision "
+             f"`{str(prov.get('git_revision', 'unknown'))[:7]}`, {prov.get('cpu_model', 'CPU not recorded')} "
+             f"({prov.get('cpu_count', '?')} cores), torch {versions.get('torch', '?')}, PyG "
+             f"{versions.get('torch_geometric', '?')}, GENConv kernel: {', '.join(kernels)}; one fresh process per "
+             f"row{load}."]
+    gen = [r["generation_seconds"] for r in runs]
+    sort = [r["sort_seconds"] for r in runs]
+    load_peak = max(r["rss_load_peak_bytes"] for r in runs)
+    before = [r["rss_before_bytes"] for r in runs]
+    parts += ["", f"Each process first builds the graph ({min(gen):.0f}-{max(gen):.0f} s) and sorts its edges by "
+              f"destination in place, as `revgnn evaluate` does after loading ({min(sort):.0f}-{max(sort):.0f} s); "
+              f"that load phase peaked at {load_peak / 1e9:.2f} GB. The resident set before the pass was "
+              f"{min(before) / 1e9:.2f}-{max(before) / 1e9:.2f} GB."]
+    growth = []
+    for r in runs:
+        peaks = r["rss_peak_after_layer_bytes"]
+        if len(peaks) >= 3:
+            later = max(b - a for a, b in zip(peaks[1:], peaks[2:]))
+            growth.append(f"{_si_bytes(peaks[1] - peaks[0])} in the second layer and at most "
+                          f"{_si_bytes(max(later, 0))} a layer after it (D = {r['channels']}, {r['threads']} "
+                          f"thread{'s' if r['threads'] > 1 else ''})")
+    peak = max(r["extrapolated"]["peak_bytes"] for r in runs)
+    flat = record.get("targets", {}).get("peak_last_layer_over_first_layer", {}).get("value")
+    sentence = (f"The peak rises by {'; by '.join(growth)}. " if growth else "") + (
+        f"The largest peak is {peak / 1e9:.2f} GB, {'under' if peak <= 6e9 else 'over'} the 6 GB target"
+        + (f"; the last layer's peak is {flat:.3f} × the first layer's" if flat is not None else "") +
+        ". The time is extrapolated as encoders + L × (median time of a layer) + head.")
+    parts += ["", sentence]
+    one = {r["channels"]: r for r in runs if r["threads"] == 1}
+    two = [r for r in runs if r["threads"] == 2 and r["channels"] in one]
+    for r in two:
+        s1, s2 = one[r["channels"]]["extrapolated"]["seconds_per_layer"], r["extrapolated"]["seconds_per_layer"]
+        parts[-1] += (f" Two threads made a layer at D = {r['channels']} {s1 / s2:.2f} × faster than one ({s1:.1f} s "
+                      f"→ {s2:.1f} s).")
+    return "\n".join(parts)
