@@ -50,8 +50,10 @@ def one(channels: int, layers: int, threads: int, nodes: int, edges: int) -> dic
     from revgnn.memory import synthetic_graph
     from revgnn.models import RevGNN
     from revgnn.official import on_each_layer
+    from revgnn.runtime import fix_mmap_threshold
 
     torch.set_num_threads(threads)
+    mmap_fixed = fix_mmap_threshold()                           # as revgnn evaluate does
     t0 = time.perf_counter()
     data = synthetic_graph(nodes, edges, seed=0)
     gen_s = time.perf_counter() - t0
@@ -81,7 +83,8 @@ def one(channels: int, layers: int, threads: int, nodes: int, edges: int) -> dic
     from revgnn.fused import resolve_kernel
 
     return {"channels": channels, "layers": layers, "threads": threads, "kernel": resolve_kernel("auto"),
-            "native_isa": native._state.get("isa"), "num_nodes": data.num_nodes,
+            "native_isa": native._state.get("isa"), "malloc_mmap_threshold_fixed": mmap_fixed,
+            "num_nodes": data.num_nodes,
             "num_edges": int(data.edge_index.size(1)), "generation_seconds": gen_s, "sort_seconds": sort_s,
             "rss_load_peak_bytes": load_peak,
             "rss_before_bytes": rss_before, "rss_peak_after_layer_bytes": [m[1] * 1024 for m in marks],

@@ -319,3 +319,21 @@ def test_inference_benchmark_reads_a_peak_and_a_time_per_layer():
     assert len(run["layer_seconds"]) == len(run["rss_peak_after_layer_bytes"]) == 3, "one mark per layer"
     assert run["rss_peak_bytes"] >= run["rss_peak_after_layer_bytes"][-1] >= run["rss_before_bytes"] > 0
     assert all(t > 0 for t in run["layer_seconds"]), "each layer timed"
+
+
+
+def test_evaluate_fixes_the_mmap_threshold(monkeypatch, proteins_root, capsys):
+    """revgnn evaluate fixes glibc's mmap threshold before the pass (so the whole graph's peak stays flat in L), and
+    on glibc the call takes effect."""
+    import platform
+
+    from revgnn import runtime
+
+    if platform.libc_ver()[0] == "glibc":
+        assert runtime.fix_mmap_threshold(), "mallopt(M_MMAP_THRESHOLD) takes effect on glibc"
+    calls = []
+    real = runtime.fix_mmap_threshold
+    monkeypatch.setattr(runtime, "fix_mmap_threshold", lambda *a: calls.append(a) or real(*a))
+    code, _, _ = _run(["evaluate", "--official-checkpoint", str(CKPT), "--dataset", "ogbn-proteins", "--root",
+                       str(proteins_root), "--json", "--no-progress"], capsys)
+    assert code == 0 and calls, "evaluate called fix_mmap_threshold"

@@ -172,10 +172,11 @@ def run(args) -> int:
     from revgnn.fused import resolve_kernel, sort_graph_
     from revgnn.official import OGBN_PROTEINS_TAXA, model_from_state, on_each_layer, read_official_state
     from revgnn.presets import ModelConfig, _with_kernel, build_model
-    from revgnn.runtime import apply_thread_policy
+    from revgnn.runtime import apply_thread_policy, fix_mmap_threshold
     from revgnn.train import predict
 
     apply_thread_policy(args.threads)
+    fix_mmap_threshold()                   # the peak stays flat over a whole graph's layers (see its docstring)
     kwargs, source = {}, {}
     if args.official_checkpoint is not None:
         state = read_official_state(args.official_checkpoint)         # a bad file answers before any data is read
