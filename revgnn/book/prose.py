@@ -230,6 +230,11 @@ def _si_bytes(value: float) -> str:
     return f"{value / 1e6:,.0f} MB" if abs(value) >= 1e6 else f"{value / 1e3:,.0f} kB"
 
 
+def _span(values: Sequence[float], fmt: str) -> str:
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
@@ -274,10 +279,10 @@ def official_cost(record: dict, source: str = "results/official_inference.json")
     sort = [r["sort_seconds"] for r in runs]
     load_peak = max(r["rss_load_peak_bytes"] for r in runs)
     before = [r["rss_before_bytes"] for r in runs]
-    parts += ["", f"Each process first builds the graph ({min(gen):.0f}-{max(gen):.0f} s) and sorts its edges by "
-              f"destination in place, as `revgnn evaluate` does after loading ({min(sort):.0f}-{max(sort):.0f} s); "
+    parts += ["", f"Each process first builds the graph ({_span(gen, '.0f')} s) and sorts its edges by "
+              f"destination in place, as `revgnn evaluate` does after loading ({_span(sort, '.0f')} s); "
               f"that load phase peaked at {load_peak / 1e9:.2f} GB. The resident set before the pass was "
-              f"{min(before) / 1e9:.2f}-{max(before) / 1e9:.2f} GB."]
+              f"{_span([b / 1e9 for b in before], '.2f')} GB."]
     growth = []
     for r in runs:
         peaks = r["rss_peak_after_layer_bytes"]
