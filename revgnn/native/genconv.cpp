@@ -126,6 +126,21 @@ inline bool lanes8(int64_t c) { return std::is_same<scalar_t, float>::value && c
 
 // channels j..j+7 of z for the edge with source row xr and feature row ur: x + a, then + u (MODE 1) or + u_q A_q
 // for q = 0..k-1 (MODE 2), in the generic path's order
+// one edge's step of the running maximum of a vector of channels (see max_track): m = ReLU(z) + eps against the
+// maximum o; a larger m restarts the tie count n at 1 and sets the arg edge w to d (or -1 where z <= 0); an equal m
+// adds 1 to n (eq is -1 where true) and, where z > 0, sets w to d. VF/VI: float/int32 vectors of one width.
+template <typename VF, typename VI>
+inline void track_lanes(VF z, VF veps, VF& o, VI& n, VI& w, VI dv) {
+  const VF zero{};
+  const VI one = VI{} + 1, none = VI{} - 1;
+  const VI pos = z > zero;
+  const VF m = (pos ? z : zero) + veps;
+  const VI gt = m > o, eq = m == o;
+  n = gt ? one : n - eq;
+  w = gt ? (pos ? dv : none) : ((eq & pos) ? dv : w);
+  o = gt ? m : o;
+}
+
 template <int MODE>
 inline v8f message8(const float* __restrict__ xr, const float* __restrict__ ur, const float* __restrict__ a,
                     const float* __restrict__ At, int64_t c, int64_t k, int64_t j) {
@@ -168,7 +183,7 @@ void max_pass8(const Graph<float, index_t>& G, int64_t lo, int64_t deg, int64_t 
   const float* __restrict__ At = G.At;
   const int64_t c = G.c, k = G.k;
   const v8f zero{}, veps = zero + G.eps, ninf = zero - std::numeric_limits<float>::infinity();
-  const v8i one = v8i{} + 1, none = v8i{} - 1;
+  const v8i none = v8i{} - 1;
   v8f vo[NV];
   v8i vn[NV], vw[NV];
   for (int g = 0; g < NV; ++g) { vo[g] = ninf; vn[g] = v8i{}; vw[g] = none; }
@@ -180,12 +195,7 @@ void max_pass8(const Graph<float, index_t>& G, int64_t lo, int64_t deg, int64_t 
     const v8i dv = v8i{} + static_cast<int32_t>(d);
     for (int g = 0; g < NV; ++g) {
       const v8f z = message8<MODE>(xr, ur, a, At, c, k, (v0 + g) * 8);
-      const v8i pos = z > zero;
-      const v8f m = (pos ? z : zero) + veps;
-      const v8i gt = m > vo[g], eq = m == vo[g];
-      vn[g] = gt ? one : vn[g] - eq;                                    // eq is -1 where true
-      vw[g] = gt ? (pos ? dv : none) : ((eq & pos) ? dv : vw[g]);
-      vo[g] = gt ? m : vo[g];
+      track_lanes(z, veps, vo[g], vn[g], vw[g], dv);
     }
   }
   for (int g = 0; g < NV; ++g) {
@@ -261,12 +271,7 @@ void max_pass8_enc(const Graph<float, index_t>& G, int64_t lo, int64_t deg, int6
       if (has_a) z += av[g];
 #pragma GCC unroll 16
       for (int q = 0; q < K; ++q) z += uq[q] * A[g][q];
-      const v8i pos = z > zero;
-      const v8f m = (pos ? z : zero) + veps;
-      const v8i gt = m > vo[g], eq = m == vo[g];
-      vn[g] = gt ? one : vn[g] - eq;                                    // eq is -1 where true
-      vw[g] = gt ? (pos ? dv : none) : ((eq & pos) ? dv : vw[g]);
-      vo[g] = gt ? m : vo[g];
+      track_lanes(z, veps, vo[g], vn[g], vw[g], dv);
     }
     dv += one;
   }
@@ -313,12 +318,7 @@ void max_pass16_enc(const Graph<float, index_t>& G, int64_t lo, int64_t deg, int
     if (has_a) z += av;
 #pragma GCC unroll 16
     for (int q = 0; q < K; ++q) z += ur[q] * A[q];
-    const v16i pos = z > zero;
-    const v16f m = (pos ? z : zero) + veps;
-    const v16i gt = m > vo, eq = m == vo;
-    vn = gt ? one : vn - eq;
-    vw = gt ? (pos ? dv : none) : ((eq & pos) ? dv : vw);
-    vo = gt ? m : vo;
+    track_lanes(z, veps, vo, vn, vw, dv);
     dv += one;
   }
   store16(o + j0, vo);
