@@ -231,109 +231,60 @@ void max_node8_mode(const Graph<float, index_t>& G, int64_t lo, int64_t deg, flo
 // 2.5-3x faster than max_pass8; passes of 2 or 3 vectors were slower than one (register pressure).
 constexpr int kEncK = 8;
 
-template <int NV, typename index_t>
-void max_pass8_enc(const Graph<float, index_t>& G, int64_t lo, int64_t deg, int64_t j0, float* o, int32_t* n,
-                   int32_t* w) {
+#ifdef __AVX512F__
+typedef float v16f __attribute__((vector_size(64)));      // one AVX-512 register
+typedef int32_t v16i __attribute__((vector_size(64)));
+#endif
+template <typename V>
+inline V loadv(const void* p) { V v; std::memcpy(&v, p, sizeof v); return v; }
+template <typename V>
+inline void storev(void* p, V v) { std::memcpy(p, &v, sizeof v); }
+
+// channels j0 .. j0 + W - 1 (W: the lanes of VF) of max over a node's edges lo..lo+deg-1, with the encoder's kEncK
+// columns for those channels in registers; the tie count n and arg edge w as in max_pass8
+template <typename VF, typename VI, typename index_t>
+void max_pass_enc(const Graph<float, index_t>& G, int64_t lo, int64_t deg, int64_t j0, float* o, int32_t* n,
+                  int32_t* w) {
   constexpr int K = kEncK;
+  constexpr int64_t W = sizeof(VF) / sizeof(float);
   const int64_t c = G.c;
   const bool has_a = G.a != nullptr;
-  const v8f zero{}, veps = zero + G.eps, ninf = zero - std::numeric_limits<float>::infinity();
-  const v8i one = v8i{} + 1, none = v8i{} - 1;
-  v8f A[NV][K], av[NV], vo[NV];
-  v8i vn[NV], vw[NV];
-#pragma GCC unroll 8
-  for (int g = 0; g < NV; ++g) {
+  const VF zero{}, veps = zero + G.eps;
+  const VI one = VI{} + 1;
+  VF A[K];
 #pragma GCC unroll 16
-    for (int q = 0; q < K; ++q) A[g][q] = load8(G.At + q * c + j0 + 8 * g);
-    av[g] = has_a ? load8(G.a + j0 + 8 * g) : zero;
-    vo[g] = ninf;
-    vn[g] = v8i{};
-    vw[g] = none;
-  }
-  v8i dv = v8i{};
-  const float* __restrict__ x = G.x;
+  for (int q = 0; q < K; ++q) A[q] = loadv<VF>(G.At + q * c + j0);
+  const VF av = has_a ? loadv<VF>(G.a + j0) : zero;
+  VF vo = zero - std::numeric_limits<float>::infinity();
+  VI vn = VI{}, vw = VI{} - 1, dv = VI{};
   for (int64_t d = 0; d < deg; ++d) {
     const int64_t e = lo + d;
     if (d + kAhead < deg) {                                  // this pass's channels of a row kAhead edges on
       const float* pf = G.xrow(e + kAhead) + j0;
       __builtin_prefetch(pf);
-      __builtin_prefetch(pf + 8 * NV - 1);
-      if (G.perm) __builtin_prefetch(G.urow(e + kAhead));
-    }
-    const float* xr = x + static_cast<int64_t>(G.src[e]) * c + j0;
-    const float* ur = G.urow(e);
-    float uq[K];
-#pragma GCC unroll 16
-    for (int q = 0; q < K; ++q) uq[q] = ur[q];
-#pragma GCC unroll 8
-    for (int g = 0; g < NV; ++g) {
-      v8f z = load8(xr + 8 * g);
-      if (has_a) z += av[g];
-#pragma GCC unroll 16
-      for (int q = 0; q < K; ++q) z += uq[q] * A[g][q];
-      track_lanes(z, veps, vo[g], vn[g], vw[g], dv);
-    }
-    dv += one;
-  }
-#pragma GCC unroll 8
-  for (int g = 0; g < NV; ++g) {
-    store8(o + j0 + 8 * g, vo[g]);
-    store8(n + j0 + 8 * g, vn[g]);
-    store8(w + j0 + 8 * g, vw[g]);
-  }
-}
-
-#ifdef __AVX512F__
-// max_pass8_enc<1> on 16 lanes (channels j0..j0+15): one AVX-512 register per vector
-typedef float v16f __attribute__((vector_size(64)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-inline v16f load16(const float* p) { v16f v; std::memcpy(&v, p, sizeof v); return v; }
-inline void store16(float* p, v16f v) { std::memcpy(p, &v, sizeof v); }
-inline void store16(int32_t* p, v16i v) { std::memcpy(p, &v, sizeof v); }
-
-template <typename index_t>
-void max_pass16_enc(const Graph<float, index_t>& G, int64_t lo, int64_t deg, int64_t j0, float* o, int32_t* n,
-                    int32_t* w) {
-  constexpr int K = kEncK;
-  const int64_t c = G.c;
-  const bool has_a = G.a != nullptr;
-  const v16f zero{}, veps = zero + G.eps;
-  const v16i one = v16i{} + 1, none = v16i{} - 1;
-  v16f A[K];
-#pragma GCC unroll 16
-  for (int q = 0; q < K; ++q) A[q] = load16(G.At + q * c + j0);
-  const v16f av = has_a ? load16(G.a + j0) : zero;
-  v16f vo = zero - std::numeric_limits<float>::infinity();
-  v16i vn = v16i{}, vw = none, dv = v16i{};
-  for (int64_t d = 0; d < deg; ++d) {
-    const int64_t e = lo + d;
-    if (d + kAhead < deg) {
-      const float* pf = G.xrow(e + kAhead) + j0;
-      __builtin_prefetch(pf);
-      __builtin_prefetch(pf + 15);
+      __builtin_prefetch(pf + W - 1);
       if (G.perm) __builtin_prefetch(G.urow(e + kAhead));
     }
     const float* ur = G.urow(e);
-    v16f z = load16(G.x + static_cast<int64_t>(G.src[e]) * c + j0);
+    VF z = loadv<VF>(G.x + static_cast<int64_t>(G.src[e]) * c + j0);
     if (has_a) z += av;
 #pragma GCC unroll 16
     for (int q = 0; q < K; ++q) z += ur[q] * A[q];
     track_lanes(z, veps, vo, vn, vw, dv);
     dv += one;
   }
-  store16(o + j0, vo);
-  store16(n + j0, vn);
-  store16(w + j0, vw);
+  storev(o + j0, vo);
+  storev(n + j0, vn);
+  storev(w + j0, vw);
 }
-#endif
 
 template <typename index_t>
 void max_node8_enc(const Graph<float, index_t>& G, int64_t lo, int64_t deg, float* o, int32_t* n, int32_t* w) {
   int64_t j0 = 0;
 #ifdef __AVX512F__
-  for (; j0 + 16 <= G.c; j0 += 16) max_pass16_enc(G, lo, deg, j0, o, n, w);
+  for (; j0 + 16 <= G.c; j0 += 16) max_pass_enc<v16f, v16i>(G, lo, deg, j0, o, n, w);
 #endif
-  for (; j0 < G.c; j0 += 8) max_pass8_enc<1>(G, lo, deg, j0, o, n, w);
+  for (; j0 < G.c; j0 += 8) max_pass_enc<v8f, v8i>(G, lo, deg, j0, o, n, w);
 }
 
 // max over a node's edges lo..lo+deg-1 with its tie count n and arg edge w (see max_track), float32, c % 8 == 0
