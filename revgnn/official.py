@@ -50,6 +50,9 @@ _HEADS = {"node_one_hot_encoder": "heads.species_encoder", "node_features_encode
 _BLOCK = {"norm": "norm", "gcn.edge_encoder": "conv.lin_edge", "gcn.mlp.0": "conv.mlp.0", "gcn.mlp.1": "conv.mlp.1",
           "gcn.mlp.3": "conv.mlp.4"}
 _BLOCK_KEY = re.compile(r"^gcns\.(\d+)\._fn\.Fms\.(\d+)\.(.+)\.(weight|bias)$")
+_REVGNN_BLOCK_KEY = re.compile(r"^stack\.layers\.(\d+)\.(\d+)\.(.+)\.(weight|bias)$")
+_LINEAR_WEIGHTS = ("node_one_hot_encoder.weight", "node_features_encoder.weight", "edge_encoder.weight",
+                   "node_pred_linear.weight")  # the sizes _shape_of reads: each (out, in)
 
 
 class CheckpointError(ValueError):
@@ -96,11 +99,55 @@ def read_official_state(path: str | os.PathLike, map_location="cpu") -> dict[str
         kind = type(obj).__name__ if not isinstance(obj, dict) else f"a dict with keys {sorted(obj)[:6]}"
         raise CheckpointError(f"{path} holds {kind}, not a model state dict; give the official revgnn_deep.pth or "
                               "revgnn_wide.pth")
+    odd = next((k for k in state if not isinstance(k, str)), None)
+    if odd is not None:
+        raise CheckpointError(f"{path}: its state dict has the key {odd!r}, which is not a tensor name; give the "
+                              "official revgnn_deep.pth or revgnn_wide.pth")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _revgnn_name(key: str) -> str | None:
+    """The revgnn ``RevGNN`` name of an official ``RevGCN`` tensor name (the module docstring's table), or None."""
+    head, _, leaf = key.rpartition(".")
+    m = _BLOCK_KEY.match(key)
+    if head in _HEADS and leaf in ("weight", "bias"):
+        return f"{_HEADS[head]}.{leaf}"
+    if m and m.group(3) in _BLOCK:
+        return f"stack.layers.{m.group(1)}.{m.group(2)}.{_BLOCK[m.group(3)]}.{m.group(4)}"
+    return None
+
+
+def _official_name(name: str) -> str:
+    """The official ``RevGCN`` name of a revgnn ``RevGNN`` tensor name (the inverse of :func:`_revgnn_name`)."""
+    head, _, leaf = name.rpartition(".")
+    for official, ours in _HEADS.items():
+        if head == ours:
+            return f"{official}.{leaf}"
+    m = _REVGNN_BLOCK_KEY.match(name)
+    for official, ours in _BLOCK.items():
+        if m and m.group(3) == ours:
+            return f"gcns.{m.group(1)}._fn.Fms.{m.group(2)}.{official}.{m.group(4)}"
+    return name
+
+
+def _check_pairs(state: dict[str, Tensor], path: str) -> None:
+    """Every mapped layer has both its weight and its bias: one without the other is a damaged or edited file (and
+    a missing species weight would otherwise make the model quietly lose its species input)."""
+    for key in state:
+        head, _, leaf = key.rpartition(".")
+        other = f"{head}.{'bias' if leaf == 'weight' else 'weight'}"
+        if _revgnn_name(key) is not None and other not in state:
+            raise CheckpointError(f"{path}: tensor {other!r} (revgnn's {_revgnn_name(other)}) is missing while "
+                                  f"{key!r} is there; the file is incomplete or was edited: download it again")
 
 
 def _shape_of(state: dict[str, Tensor], path: str) -> dict[str, int]:
     """L, C, D, T, edge_dim, x_dim and num_species from the official key names and shapes."""
+    _check_pairs(state, path)
+    for key in _LINEAR_WEIGHTS:
+        if key in state and state[key].dim() != 2:
+            raise CheckpointError(f"{path}: tensor {key!r} has shape {tuple(state[key].shape)}; a Linear layer's "
+                                  "weight is 2-D (out, in): the file is damaged or was edited, download it again")
     layers, groups = set(), set()
     for key in state:
         m = _BLOCK_KEY.match(key)
@@ -146,12 +193,9 @@ def convert_state_dict(state: dict[str, Tensor], taxa: Sequence[int] = OGBN_PROT
     shape = _shape_of(state, path)
     out, used = {}, []
     for key, value in state.items():
-        head, _, leaf = key.rpartition(".")
-        m = _BLOCK_KEY.match(key)
-        if head in _HEADS and leaf in ("weight", "bias"):
-            out[f"{_HEADS[head]}.{leaf}"] = value
-        elif m and m.group(3) in _BLOCK:
-            out[f"stack.layers.{m.group(1)}.{m.group(2)}.{_BLOCK[m.group(3)]}.{m.group(4)}"] = value
+        name = _revgnn_name(key)
+        if name is not None:
+            out[name] = value
         else:
             raise CheckpointError(f"{path}: tensor {key!r} {tuple(value.shape)} has no place in RevGNN (this "
                                   "loader reads the released RevGNN-Deep/Wide: max aggregation, 2-layer MLPs, "
@@ -201,8 +245,14 @@ def model_from_state(state: dict[str, Tensor], taxa: Sequence[int] = OGBN_PROTEI
     own = model.state_dict()
     missing = sorted(set(own) - set(mapped))
     if missing:
-        raise CheckpointError(f"{path}: no official tensor for {missing[:3]} ({len(missing)} in all); is it a "
-                              "RevGCN checkpoint with conv_encode_edge, one-hot species and 2-layer MLPs?")
+        raise CheckpointError(f"{path}: tensor {_official_name(missing[0])!r} (revgnn's {missing[0]}) is missing "
+                              f"({len(missing)} in all); is it a RevGCN checkpoint with conv_encode_edge, one-hot "
+                              "species and 2-layer MLPs?")
+    extra = sorted(set(mapped) - set(own))
+    if extra:  # e.g. a species encoder's tensors in a model read as having no species input
+        raise CheckpointError(f"{path}: tensor {_official_name(extra[0])!r} has no place in RevGNN "
+                              f"L={s['num_layers']} D={s['hidden_channels']} C={s['num_groups']} as its other "
+                              f"tensors describe it ({len(extra)} such tensors)")
     wrong = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in mapped.items() if v.shape != own[k].shape]
     if wrong:
         k, got, want = wrong[0]

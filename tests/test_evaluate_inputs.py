@@ -1,0 +1,84 @@
+"""Issue 30, ``revgnn evaluate``'s inputs: every bad checkpoint, flag or data file is one line and exit status 2 that
+names the file, tensor or flag and says what to do; nothing of the user's is changed and no file runs code.
+
+The checkpoints are edits of the official fixture (tests/data/official, see test_official.py) and of a tiny
+``revgnn train`` run; refusals come before the data is read, so most cases need no data root.
+"""
+from pathlib import Path
+
+import pytest
+import torch
+from test_official import CKPT, _run
+
+
+def one_line(err: str) -> str:
+    err = err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, f"one line, no traceback: {err!r}"
+    return err
+
+
+def official_state() -> dict:
+    return dict(torch.load(CKPT, weights_only=True)["model_state_dict"])
+
+
+def save_official(path: Path, state: dict) -> Path:
+    torch.save({**torch.load(CKPT, weights_only=True), "model_state_dict": state}, path)
+    return path
+
+
+def refused(argv, capsys) -> str:
+    """Run ``revgnn evaluate``; assert exit 2 and one line; return the line."""
+    code, out, err = _run(["evaluate", "--no-progress", *map(str, argv)], capsys)
+    assert code == 2 and not out, f"refused with exit 2 ({code}): {err!r}"
+    return one_line(err)
+
+
+def refused_official(tmp_path, capsys, state: dict, *argv) -> str:
+    path = save_official(tmp_path / "edited.pth", state)
+    before = path.read_bytes()
+    line = refused(["--official-checkpoint", path, "--root", tmp_path, *argv], capsys)
+    assert path.read_bytes() == before, "the user's checkpoint is unchanged"
+    assert str(path) in line, f"the line names the file: {line}"
+    return line
+
+
+# --- missing, extra and partial tensors ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drop, named", [
+    ("node_one_hot_encoder.weight", "'node_one_hot_encoder.weight'"),      # its bias kept: the issue's KeyError
+    ("node_one_hot_encoder.bias", "'node_one_hot_encoder.bias'"),
+    ("gcns.1._fn.Fms.0.gcn.mlp.3.weight", "'gcns.1._fn.Fms.0.gcn.mlp.3.weight'"),
+    ("last_norm.bias", "'last_norm.bias'"),
+])
+def test_a_missing_half_of_a_layer_is_named(tmp_path, capsys, drop, named):
+    state = official_state()
+    del state[drop]
+    line = refused_official(tmp_path, capsys, state)
+    assert named in line and "missing" in line, f"the missing tensor is named: {line}"
+
+
+def test_a_whole_missing_layer_and_an_extra_tensor_are_named(tmp_path, capsys):
+    state = official_state()
+    for leaf in ("weight", "bias"):
+        del state[f"gcns.2._fn.Fms.1.gcn.mlp.0.{leaf}"]
+    line = refused_official(tmp_path, capsys, state)
+    assert "'gcns.2._fn.Fms.1.gcn.mlp.0.bias' (revgnn's stack.layers.2.1.conv.mlp.0.bias) is missing" in line, line
+    state = {**official_state(), "gcns.0._fn.Fms.0.gcn.extra.weight": torch.zeros(2)}
+    line = refused_official(tmp_path, capsys, state)
+    assert "'gcns.0._fn.Fms.0.gcn.extra.weight'" in line and "no place" in line, line
+
+
+@pytest.mark.parametrize("key, value", [
+    ("node_features_encoder.weight", torch.zeros(16)),     # 1-D where the loader reads two sizes
+    ("node_pred_linear.weight", torch.tensor(0.0)),
+    ("node_one_hot_encoder.weight", torch.zeros(8)),
+])
+def test_a_tensor_of_the_wrong_rank_is_named(tmp_path, capsys, key, value):
+    line = refused_official(tmp_path, capsys, {**official_state(), key: value})
+    assert repr(key) in line and "shape" in line, f"the tensor and its shape are named: {line}"
+
+
+def test_a_state_dict_with_non_text_keys_is_refused(tmp_path, capsys):
+    line = refused_official(tmp_path, capsys, {**official_state(), 3: torch.zeros(1)})
+    assert "3" in line and "name" in line, line
