@@ -33,13 +33,13 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 __all__ = ["OGBN_PROTEINS_TAXA", "CheckpointError", "official_species_order", "read_official_state",
-           "convert_state_dict", "model_from_state", "load_checkpoint", "on_each_layer"]
+           "check_weights", "convert_state_dict", "model_from_state", "load_checkpoint", "on_each_layer"]
 
 OGBN_PROTEINS_TAXA = (3702, 4932, 6239, 7227, 7955, 9606, 10090, 511145)  # NCBI taxon ids of the 8 species, sorted
 OFFICIAL_REPO = "lightaime/deep_gcns_torch"
@@ -70,13 +70,61 @@ def official_species_order(taxa: Sequence[int]) -> list[int]:
     return sorted(taxa, key=lambda t: t % top)
 
 
+def check_weights(weights: Mapping, path: str, like: Mapping[str, Tensor] | None = None,
+                  advice: str = "the file is damaged or was edited: download it again") -> None:
+    """Refuse, naming the file and the tensor, what ``load_state_dict`` would turn into a traceback or copy without a
+    word: a value that is not a tensor, a sparse (or other non-strided) layout, a meta tensor (a shape without data),
+    a complex, integer or bool dtype where the weights are floats (copying would drop the imaginary part or pass
+    integers off as weights), and NaN or infinite values, also those a float64 value becomes in the float32 model.
+    A real floating dtype other than the model's is converted as ``load_state_dict`` converts it (float16 and
+    bfloat16 exactly, float64 to the nearest float32).
+
+    Args:
+        weights: Name -> tensor, as read from ``path``.
+        path: Named in errors.
+        like: The model's own state dict: the names, shapes and dtypes to expect (None: floating-point tensors of any
+            name and shape).
+        advice: What the user can do, ending each error line.
+
+    Raises:
+        CheckpointError: the first problem, in one line.
+    """
+    if like is not None:
+        missing, extra = sorted(set(like) - set(weights), key=str), sorted(set(weights) - set(like), key=str)
+        if missing or extra:
+            which, names = ("is missing", missing) if missing else ("has no place in the model", extra)
+            raise CheckpointError(f"{path}: tensor {names[0]!r} {which} ({len(names)} such tensors); {advice}")
+    for name, value in weights.items():
+        where = f"{path}: tensor {name!r}"
+        if not isinstance(value, Tensor):
+            raise CheckpointError(f"{where} is a {type(value).__name__}, not a tensor; {advice}")
+        if value.layout != torch.strided or value.is_nested:
+            raise CheckpointError(f"{where} is stored as {value.layout} ({'nested' if value.is_nested else 'sparse'}); "
+                                  f"revgnn loads dense tensors only and converts none; {advice}")
+        if value.is_meta:
+            raise CheckpointError(f"{where} is a meta tensor: a shape without data, so there are no weights to load; "
+                                  f"{advice}")
+        want = torch.float32 if like is None else like[name].dtype
+        if (not value.is_floating_point()) if want.is_floating_point else value.dtype != want:
+            raise CheckpointError(f"{where} has dtype {value.dtype} where the model holds {want}; revgnn casts no "
+                                  f"complex, integer or bool tensor to weights; {advice}")
+        if like is not None and value.shape != like[name].shape:
+            raise CheckpointError(f"{where} has shape {tuple(value.shape)}, the model's is {tuple(like[name].shape)}; "
+                                  f"{advice}")
+        if want.is_floating_point and not bool(torch.isfinite(value.to(want)).all()):
+            beyond = bool(torch.isfinite(value).all())  # finite in its own dtype: too large for the model's
+            raise CheckpointError(f"{where} holds " + (f"values beyond {want}'s range (NaN or infinite in the model)"
+                                                       if beyond else "NaN or infinite values") + f"; {advice}")
+
+
 def read_official_state(path: str | os.PathLike, map_location="cpu") -> dict[str, Tensor]:
-    """The official model's state dict from ``path`` (``{'model_state_dict': ...}`` or a bare state dict).
+    """The official model's state dict from ``path`` (``{'model_state_dict': ...}`` or a bare state dict), each tensor
+    checked by :func:`check_weights` (dense, with data, real floats, finite).
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: a truncated or damaged file, a pickle that would run code or build other objects, or a
-            file without tensors.
+        CheckpointError: a truncated or damaged file, a pickle that would run code or build other objects, a
+            file without tensors, or a tensor :func:`check_weights` refuses.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -103,6 +151,7 @@ def read_official_state(path: str | os.PathLike, map_location="cpu") -> dict[str
     if odd is not None:
         raise CheckpointError(f"{path}: its state dict has the key {odd!r}, which is not a tensor name; give the "
                               "official revgnn_deep.pth or revgnn_wide.pth")
+    check_weights(state, path)
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 

@@ -82,3 +82,44 @@ def test_a_tensor_of_the_wrong_rank_is_named(tmp_path, capsys, key, value):
 def test_a_state_dict_with_non_text_keys_is_refused(tmp_path, capsys):
     line = refused_official(tmp_path, capsys, {**official_state(), 3: torch.zeros(1)})
     assert "3" in line and "name" in line, line
+
+
+# --- what a tensor holds: layout, device, dtype, finite values ----------------------------------------------------
+
+
+def _complex(w):
+    return torch.complex(w, torch.ones_like(w))
+
+
+@pytest.mark.parametrize("kind, edit, phrase", [
+    ("sparse", lambda w: w.to_sparse(), "sparse"),
+    ("sparse csr", lambda w: w.to_sparse_csr(), "sparse"),
+    ("meta", lambda w: torch.empty_like(w, device="meta"), "meta"),
+    ("complex", _complex, "complex64"),
+    ("integer", lambda w: w.round().long(), "int64"),
+    ("bool", lambda w: w > 0, "bool"),
+])
+def test_a_tensor_that_is_not_dense_real_floats_is_refused_by_name(tmp_path, capsys, kind, edit, phrase):
+    state = official_state()
+    state["edge_encoder.weight"] = edit(state["edge_encoder.weight"])
+    line = refused_official(tmp_path, capsys, state)
+    assert "'edge_encoder.weight'" in line and phrase in line, f"{kind}: the tensor and what it is are named: {line}"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_official_weight_is_refused_at_load_time(tmp_path, capsys, monkeypatch, value):
+    import revgnn.data
+
+    monkeypatch.setattr(revgnn.data, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    state = official_state()
+    state["gcns.1._fn.Fms.1.norm.weight"][3] = value
+    line = refused_official(tmp_path, capsys, state)
+    assert "'gcns.1._fn.Fms.1.norm.weight'" in line and "NaN or infinite" in line, line
+
+
+def test_float64_weights_beyond_float32s_range_are_refused(tmp_path, capsys):
+    state = official_state()
+    w = state["node_pred_linear.weight"].double()
+    w[0, 0] = 1e300  # finite in float64, inf in the float32 model
+    line = refused_official(tmp_path, capsys, {**state, "node_pred_linear.weight": w})
+    assert "'node_pred_linear.weight'" in line and "float32" in line, line
