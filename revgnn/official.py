@@ -97,7 +97,7 @@ def check_weights(weights: Mapping, path: str, like: Mapping[str, Tensor] | None
     for name, value in weights.items():
         where = f"{path}: tensor {name!r}"
         if not isinstance(value, Tensor):
-            raise CheckpointError(f"{where} is a {type(value).__name__}, not a tensor; {advice}")
+            raise CheckpointError(f"{where} is of type {type(value).__name__}, not a tensor; {advice}")
         if value.layout != torch.strided or value.is_nested:
             raise CheckpointError(f"{where} is stored as {value.layout} ({'nested' if value.is_nested else 'sparse'}); "
                                   f"revgnn loads dense tensors only and converts none; {advice}")

@@ -4,11 +4,14 @@ names the file, tensor or flag and says what to do; nothing of the user's is cha
 The checkpoints are edits of the official fixture (tests/data/official, see test_official.py) and of a tiny
 ``revgnn train`` run; refusals come before the data is read, so most cases need no data root.
 """
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from test_official import CKPT, _run
+
+from revgnn.cli import main
 
 
 def one_line(err: str) -> str:
@@ -123,3 +126,95 @@ def test_float64_weights_beyond_float32s_range_are_refused(tmp_path, capsys):
     w[0, 0] = 1e300  # finite in float64, inf in the float32 model
     line = refused_official(tmp_path, capsys, {**state, "node_pred_linear.weight": w})
     assert "'node_pred_linear.weight'" in line and "float32" in line, line
+
+
+# --- a revgnn train checkpoint (--checkpoint DIR) -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    """A finished tiny ``revgnn train`` run's checkpoint.pt, as read (train once per module, edit copies)."""
+    out = tmp_path_factory.mktemp("trained") / "out"
+    assert main(["train", "--model", "rev", "--layers", "2", "--channels", "16", "--epochs", "2", "--dataset",
+                 "synthetic-proteins", "--num-nodes", "200", "--num-edges", "1000", "--train-parts", "1",
+                 "--eval-parts", "1", "--no-progress", "--out", str(out)]) == 0
+    return torch.load(out / "run-seed0" / "checkpoint.pt", weights_only=True)
+
+
+def save_run(tmp_path: Path, ckpt: dict, config: dict | None = None) -> Path:
+    run = tmp_path / "run-seed0"
+    run.mkdir(parents=True)
+    torch.save({**ckpt, "config": ckpt["config"] if config is None else json.dumps(config)}, run / "checkpoint.pt")
+    return run
+
+
+def refused_run(tmp_path, capsys, ckpt, *argv, config=None) -> str:
+    run = save_run(tmp_path, ckpt, config)
+    before = (run / "checkpoint.pt").read_bytes()
+    line = refused(["--checkpoint", run, *argv], capsys)
+    assert (run / "checkpoint.pt").read_bytes() == before and sorted(p.name for p in run.iterdir()) == \
+        ["checkpoint.pt"], "the run folder is unchanged"
+    assert str(run / "checkpoint.pt") in line, f"the line names the file: {line}"
+    return line
+
+
+def _edit(ckpt: dict, **state) -> dict:
+    return {**ckpt, "state": {**ckpt["state"], **state}}
+
+
+def _first(weights: dict) -> str:
+    return next(k for k, v in weights.items() if v.dim() == 2)
+
+
+@pytest.mark.parametrize("how", ["not a dict", "None", "values not tensors", "wrong shape", "missing tensor", "nan",
+                                 "sparse", "complex"])
+def test_unusable_best_weights_are_refused_not_replaced_by_the_last(tmp_path, capsys, trained, how):
+    best = dict(trained["state"]["best_model"])
+    key = _first(best)
+    edits = {"not a dict": [1, 2], "None": None, "values not tensors": {k: 1.0 for k in best},
+             "wrong shape": {**best, key: torch.zeros(3, 3)}, "missing tensor": {k: best[k] for k in list(best)[1:]},
+             "nan": {**best, key: torch.full_like(best[key], float("nan"))},
+             "sparse": {**best, key: best[key].to_sparse()}, "complex": {**best, key: best[key].to(torch.complex64)}}
+    line = refused_run(tmp_path, capsys, _edit(trained, best_model=edits[how]))
+    assert "--weights last" in line, f"{how}: refused, suggesting the last weights: {line}"
+    if how in ("wrong shape", "nan", "sparse", "complex", "values not tensors"):
+        assert f"'{key if how != 'values not tensors' else next(iter(best))}'" in line, f"{how}: tensor named: {line}"
+    if how == "missing tensor":
+        assert f"'{next(iter(best))}' is missing" in line, line
+
+
+@pytest.mark.parametrize("how", ["best not a dict", "best without epoch", "state not a dict", "nothing evaluated"])
+def test_a_damaged_best_record_is_refused_suggesting_the_last_weights(tmp_path, capsys, trained, how):
+    ckpt = {"best not a dict": _edit(trained, best=[1]), "best without epoch": _edit(trained, best={"valid": 0.5}),
+            "state not a dict": {**trained, "state": "x"},
+            "nothing evaluated": _edit(trained, best=None, best_model=None)}[how]
+    line = refused_run(tmp_path, capsys, ckpt)
+    assert "best" in line and "--weights last" in line, f"{how}: {line}"
+
+
+def test_non_finite_or_foreign_last_weights_are_named(tmp_path, capsys, trained):
+    weights = dict(trained["model"])
+    key = _first(weights)
+    weights[key] = weights[key].clone()
+    weights[key][0, 0] = float("inf")
+    line = refused_run(tmp_path, capsys, {**trained, "model": weights}, "--weights", "last")
+    assert f"'{key}'" in line and "NaN or infinite" in line, line
+    line = refused_run(tmp_path / "b", capsys, {**trained, "model": [1, 2]}, "--weights", "last")
+    assert "list" in line and "dict of tensors" in line, line
+
+
+@pytest.mark.parametrize("edit, phrase", [
+    (lambda c: c["train"].update(dataset_kwargs={"bogus": 1}), "bogus"),
+    (lambda c: c["train"].update(dataset_kwargs=[1, 2]), "dataset_kwargs"),
+    (lambda c: c["train"].update(dataset_kwargs={"num_nodes": "many"}), "num_nodes"),
+    (lambda c: c["train"].update(dataset=7), "dataset"),
+    (lambda c: c.update(model=[1, 2]), "configuration"),
+])
+def test_a_configuration_that_does_not_fit_is_one_line(tmp_path, capsys, monkeypatch, trained, edit, phrase):
+    import revgnn.data
+
+    monkeypatch.setattr(revgnn.data, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    config = json.loads(trained["config"])
+    edit(config)
+    line = refused_run(tmp_path / "t", capsys, trained, config=config)
+    assert phrase in line, line

@@ -128,15 +128,61 @@ def read_run_checkpoint(path: Path) -> dict:
     return {**ckpt, "config": config}
 
 
-def run_weights(ckpt: dict, which: str) -> tuple[dict, int | None, str]:
-    """The state dict to score, its epoch and which it is. ``which='best'``: the weights at the best validation epoch
-    (those ``revgnn train`` reports its test score at), or the latest ones while no epoch has been evaluated;
-    ``'last'``: the latest epoch's."""
-    state = ckpt.get("state") if isinstance(ckpt.get("state"), dict) else {}
-    best, best_model = state.get("best"), state.get("best_model")
-    if which == "best" and isinstance(best, dict) and isinstance(best_model, dict):
-        return best_model, best.get("epoch"), "best"
-    return ckpt["model"], state.get("epoch"), "last"
+def run_weights(ckpt: dict, which: str, path: Path) -> tuple[dict, int | None, str]:
+    """The state dict to score, its epoch and which it is: ``which='best'``, the weights at the best validation epoch
+    (those ``revgnn train`` reports its test score at); ``'last'``, the latest epoch's. Best weights that are absent or
+    damaged are refused (ValueError suggesting ``--weights last``), never replaced by the last ones; so are weights
+    that are not a dict. :func:`revgnn.official.check_weights` checks the tensors themselves."""
+    state = ckpt.get("state")
+    epoch = state.get("epoch") if isinstance(state, dict) else None
+    if which == "last":
+        weights, where = ckpt["model"], "its last weights (model)"
+    else:
+        instead = "pass --weights last to score the last epoch's weights"
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: its training state is a {type(state).__name__}, not the dict revgnn train "
+                             f"writes, so its best weights cannot be found; {instead}")
+        best, weights = state.get("best"), state.get("best_model")
+        if best is None and weights is None:
+            raise ValueError(f"{path}: no epoch of this run was evaluated before the checkpoint was written, so it "
+                             f"has no best weights; {instead}")
+        epoch = best.get("epoch") if isinstance(best, dict) else None
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            raise ValueError(f"{path}: its record of the best epoch (state.best) is damaged; {instead}")
+        if weights is None:
+            raise ValueError(f"{path}: the run kept no best weights (trained with --no-keep-checkpoint and no "
+                             f"--test-views); {instead}")
+        where = "its best weights (state.best_model)"
+    if not isinstance(weights, dict):
+        advice = "" if which == "last" else "; pass --weights last to score the last epoch's weights"
+        raise ValueError(f"{path}: {where} are a {type(weights).__name__}, not a dict of tensors{advice}")
+    return weights, epoch, which
+
+
+def _dataset_kwargs(kwargs, name: str, path: Path) -> dict:
+    """A run's ``dataset_kwargs``, checked against the dataset they are for (ValueError naming the checkpoint), so
+    that a damaged or edited configuration is one line before any data is built."""
+    from dataclasses import fields
+
+    from revgnn.synthetic import FULL_SIZE, SyntheticProteinsConfig
+
+    if not kwargs:
+        return {}
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ValueError(f"{path}: its dataset_kwargs {str(kwargs)[:80]} are not the parameters revgnn train writes "
+                         "(a dict of names); the checkpoint is damaged or was edited")
+    if not name.lower().startswith("synthetic-proteins"):
+        raise ValueError(f"{path}: its dataset_kwargs {sorted(kwargs)} are for synthetic-proteins, but its dataset "
+                         f"is {name!r}, which takes none; the checkpoint is damaged or was edited")
+    known = {f.name for f in fields(SyntheticProteinsConfig)}
+    if set(kwargs) - known:
+        raise ValueError(f"{path}: its dataset_kwargs name {sorted(set(kwargs) - known)}, which {name} does not take "
+                         f"(it takes {sorted(known)}); the checkpoint is damaged or from another revgnn")
+    try:
+        SyntheticProteinsConfig(**{**(FULL_SIZE if name.lower().endswith("-full") else {}), **kwargs})
+    except (TypeError, ValueError) as err:  # a value of the wrong type or out of range
+        raise ValueError(f"{path}: its dataset_kwargs {kwargs} do not make a {name} graph ({err})") from None
+    return dict(kwargs)
 
 
 def _dataset_taxa(root, name: str):
@@ -170,7 +216,13 @@ def run(args) -> int:
 
     from revgnn.data import evaluate, load_dataset
     from revgnn.fused import resolve_kernel, sort_graph_
-    from revgnn.official import OGBN_PROTEINS_TAXA, model_from_state, on_each_layer, read_official_state
+    from revgnn.official import (
+        OGBN_PROTEINS_TAXA,
+        check_weights,
+        model_from_state,
+        on_each_layer,
+        read_official_state,
+    )
     from revgnn.presets import ModelConfig, _with_kernel, build_model
     from revgnn.runtime import apply_thread_policy, fix_mmap_threshold
     from revgnn.train import predict
@@ -192,17 +244,24 @@ def run(args) -> int:
             raise ValueError(f"{path}: a run with label reuse needs the training labels as input; evaluate does "
                              "not support it (its record.json has the scores)")
         name = args.dataset or train_cfg.get("dataset", "synthetic-proteins")
+        if not isinstance(name, str):
+            raise ValueError(f"{path}: its configuration names the dataset {name!r}, not a dataset name; pass "
+                             "--dataset")
         if name == train_cfg.get("dataset"):
-            kwargs = dict(train_cfg.get("dataset_kwargs") or {})
+            kwargs = _dataset_kwargs(train_cfg.get("dataset_kwargs"), name, path)
         try:
             model = build_model(ModelConfig(**ckpt["config"]["model"]))
         except TypeError as err:  # a field this revgnn does not know
             raise ValueError(f"{path}: its model configuration does not fit this revgnn ({err})") from None
-        weights, epoch, which = run_weights(ckpt, args.weights)
+        weights, epoch, which = run_weights(ckpt, args.weights, path)
+        advice = ("the checkpoint is damaged or was edited" if which == "last" else
+                  "they are damaged: pass --weights last to score the last epoch's weights")
+        where = f"{path} ({'model' if which == 'last' else 'state.best_model'})"
+        check_weights(weights, where, like=model.state_dict(), advice=advice)  # names, shapes, dtypes, finite
         try:
             model.load_state_dict(weights)
-        except RuntimeError as err:
-            raise ValueError(f"{path}: the weights do not fit the model its config describes "
+        except RuntimeError as err:  # what check_weights does not foresee
+            raise ValueError(f"{where}: the weights do not fit the model its config describes "
                              f"({str(err).splitlines()[0][:160]})") from None
         source = {"checkpoint": str(path), "epoch": epoch, "weights": which}
     _with_kernel(model, args.kernel)
