@@ -5,11 +5,12 @@ The checkpoints are edits of the official fixture (tests/data/official, see test
 ``revgnn train`` run; refusals come before the data is read, so most cases need no data root.
 """
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from test_official import CKPT, _run
+from test_official import CKPT, DATA, _run
 
 from revgnn.cli import main
 
@@ -218,3 +219,37 @@ def test_a_configuration_that_does_not_fit_is_one_line(tmp_path, capsys, monkeyp
     edit(config)
     line = refused_run(tmp_path / "t", capsys, trained, config=config)
     assert phrase in line, line
+
+
+# --- flags: partitions, views, device, seed -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def proteins_root(tmp_path):
+    """A copy of the 64-node fabricated ogbn-proteins (R in the issue)."""
+    shutil.copytree(DATA / "ogbn_proteins", tmp_path / "R" / "ogbn_proteins")
+    return tmp_path / "R"
+
+
+@pytest.fixture
+def no_inference(monkeypatch):
+    """Fail the test if the model is run: these flags must be refused first."""
+    import revgnn.train
+
+    monkeypatch.setattr(revgnn.train, "predict", lambda *a, **k: pytest.fail("the model was run"))
+
+
+@pytest.mark.parametrize("parts", [65, 10**9])
+def test_more_partition_parts_than_nodes_are_refused_once_the_graph_is_known(proteins_root, capsys, no_inference,
+                                                                              parts):
+    line = refused(["--official-checkpoint", CKPT, "--root", proteins_root, "--eval-parts", parts], capsys)
+    assert f"--eval-parts {parts}" in line and "64 nodes" in line, f"the flag and the node count are named: {line}"
+
+
+@pytest.mark.parametrize("views", [1001, 10**9])
+def test_views_are_capped_before_anything_is_read(tmp_path, capsys, monkeypatch, views):
+    import revgnn.official
+
+    monkeypatch.setattr(revgnn.official, "read_official_state", lambda *a, **k: pytest.fail("the checkpoint was read"))
+    line = refused(["--official-checkpoint", CKPT, "--eval-parts", 3, "--views", views], capsys)
+    assert f"--views {views}" in line and "at most 1000" in line, line

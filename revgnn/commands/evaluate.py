@@ -21,6 +21,8 @@ import json
 import sys
 from pathlib import Path
 
+MAX_VIEWS = 1000  # 100x the official multi-view test's 10 views; each view is a pass over the whole graph
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("evaluate", help="score a checkpoint (the authors' or a run's) on the whole graph",
@@ -37,7 +39,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--eval-parts", type=int, default=1,
                    help="random node partition parts; 1 = the whole graph (default). Official: 5, or 3 with "
                         "--views 10")
-    p.add_argument("--views", type=int, default=1, help="random partitions whose logits are averaged (default 1)")
+    p.add_argument("--views", type=int, default=1,
+                   help=f"random partitions whose logits are averaged (default 1; at most {MAX_VIEWS}: the official "
+                        "test averages 10, and each view is one more pass over the whole graph, so the cap stops a "
+                        "mistyped value from running for days)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random partitions")
     p.add_argument("--weights", default="best", choices=("best", "last"),
                    help="with --checkpoint: the weights at the best validation epoch (default; the test score revgnn "
@@ -59,6 +64,9 @@ def check_args(args) -> None:
         raise ValueError(f"--eval-parts must be >= 1 (got {args.eval_parts}); 1 is the whole graph")
     if args.views < 1:
         raise ValueError(f"--views must be >= 1 (got {args.views})")
+    if args.views > MAX_VIEWS:
+        raise ValueError(f"--views {args.views} is more than revgnn runs: use at most {MAX_VIEWS} (each view is a pass "
+                         "over the whole graph; the official multi-view test averages 10)")
     if args.views > 1 and args.eval_parts == 1:
         raise ValueError("--views > 1 needs --eval-parts > 1 (the whole graph is one view); e.g. --eval-parts 3 "
                          "--views 10")
@@ -266,6 +274,9 @@ def run(args) -> int:
         source = {"checkpoint": str(path), "epoch": epoch, "weights": which}
     _with_kernel(model, args.kernel)
     ds = load_dataset(name, args.root, **kwargs)
+    if args.eval_parts > ds.num_nodes:  # each part needs a node: more parts would be empty passes, possibly for days
+        raise ValueError(f"--eval-parts {args.eval_parts} exceeds the {ds.num_nodes:,} nodes of {ds.name}; use at "
+                         f"most {ds.num_nodes} (1 = the whole graph)")
     sort_graph_(ds.data)                   # in place: no permutation or sorted copies of the whole graph in the kernels
     _check_fits(model, ds)
     model = model.to(args.device).eval()
