@@ -253,3 +253,23 @@ def test_views_are_capped_before_anything_is_read(tmp_path, capsys, monkeypatch,
     monkeypatch.setattr(revgnn.official, "read_official_state", lambda *a, **k: pytest.fail("the checkpoint was read"))
     line = refused(["--official-checkpoint", CKPT, "--eval-parts", 3, "--views", views], capsys)
     assert f"--views {views}" in line and "at most 1000" in line, line
+
+
+@pytest.mark.parametrize("device", ["CPU", "foo", "mps", "cuda:x", "meta"])
+def test_a_device_revgnn_cannot_use_is_one_line_naming_the_flag(capsys, monkeypatch, device):
+    import revgnn.official
+    import revgnn.train
+
+    checked = []
+    real = revgnn.train.check_device
+    monkeypatch.setattr(revgnn.train, "check_device", lambda *a, **k: checked.append(a) or real(*a, **k))
+    monkeypatch.setattr(revgnn.official, "read_official_state", lambda *a, **k: pytest.fail("the checkpoint was read"))
+    line = refused(["--official-checkpoint", CKPT, "--device", device], capsys)
+    assert f"--device {device!r}" in line and "use cpu or cuda" in line, line
+    assert checked, "evaluate validates --device with revgnn train's check"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where torch sees no CUDA GPU")
+def test_cuda_without_a_gpu_is_one_line(capsys):
+    line = refused(["--official-checkpoint", CKPT, "--device", "cuda"], capsys)
+    assert "--device 'cuda'" in line and "use --device cpu" in line, line

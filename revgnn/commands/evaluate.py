@@ -59,6 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def check_args(args) -> None:
     """Raise a ValueError on bad arguments before any checkpoint or data is read."""
     from revgnn.data import DATASETS, PLANETOID
+    from revgnn.train import check_device
 
     if args.eval_parts < 1:
         raise ValueError(f"--eval-parts must be >= 1 (got {args.eval_parts}); 1 is the whole graph")
@@ -81,11 +82,7 @@ def check_args(args) -> None:
                                 "README.md)")
     if args.checkpoint is not None and not Path(args.checkpoint).exists():
         raise FileNotFoundError(f"no run folder or checkpoint at {args.checkpoint}")
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
+    check_device(args.device, "--device")  # revgnn train's check: cpu or a visible cuda[:N]
 
 
 def run_checkpoint_file(path: Path) -> Path:
