@@ -273,3 +273,12 @@ def test_a_device_revgnn_cannot_use_is_one_line_naming_the_flag(capsys, monkeypa
 def test_cuda_without_a_gpu_is_one_line(capsys):
     line = refused(["--official-checkpoint", CKPT, "--device", "cuda"], capsys)
     assert "--device 'cuda'" in line and "use --device cpu" in line, line
+
+
+@pytest.mark.parametrize("seed", [10**20, 2**32, -1])
+def test_a_seed_out_of_range_is_refused_up_front(capsys, monkeypatch, seed):
+    import revgnn.official
+
+    monkeypatch.setattr(revgnn.official, "read_official_state", lambda *a, **k: pytest.fail("the checkpoint was read"))
+    line = refused(["--official-checkpoint", CKPT, "--eval-parts", 2, "--seed", seed], capsys)
+    assert f"--seed {seed}" in line and "4294967295" in line and "Overflow" not in line, line

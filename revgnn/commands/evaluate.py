@@ -43,7 +43,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"random partitions whose logits are averaged (default 1; at most {MAX_VIEWS}: the official "
                         "test averages 10, and each view is one more pass over the whole graph, so the cap stops a "
                         "mistyped value from running for days)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random partitions")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random partitions (0 to 2**32 - 1, as revgnn train's)")
     p.add_argument("--weights", default="best", choices=("best", "last"),
                    help="with --checkpoint: the weights at the best validation epoch (default; the test score revgnn "
                         "train reports) or the latest epoch's")
@@ -59,7 +60,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def check_args(args) -> None:
     """Raise a ValueError on bad arguments before any checkpoint or data is read."""
     from revgnn.data import DATASETS, PLANETOID
-    from revgnn.train import check_device
+    from revgnn.train import MAX_SEED, check_device
 
     if args.eval_parts < 1:
         raise ValueError(f"--eval-parts must be >= 1 (got {args.eval_parts}); 1 is the whole graph")
@@ -71,6 +72,8 @@ def check_args(args) -> None:
     if args.views > 1 and args.eval_parts == 1:
         raise ValueError("--views > 1 needs --eval-parts > 1 (the whole graph is one view); e.g. --eval-parts 3 "
                          "--views 10")
+    if not 0 <= args.seed <= MAX_SEED:  # revgnn train's seed range; torch.Generator overflows beyond 2**64
+        raise ValueError(f"--seed {args.seed} is out of range; use an integer from 0 to {MAX_SEED}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1 (got {args.threads})")
     name = (args.dataset or "").lower()
