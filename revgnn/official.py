@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -57,6 +58,32 @@ _LINEAR_WEIGHTS = ("node_one_hot_encoder.weight", "node_features_encoder.weight"
 
 class CheckpointError(ValueError):
     """A file that is not a usable official RevGNN checkpoint; the message says what was found and what to do."""
+
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's pre-zip format opens with this number, pickled (protocol 2)
+
+
+def _is_plain_pickle(path: str | os.PathLike) -> bool:
+    """Whether ``path`` was written by :mod:`pickle` (protocol 2 or later) rather than by ``torch.save`` (a zip, or
+    the legacy format that opens with torch's pickled magic number)."""
+    with open(path, "rb") as f:
+        head = f.read(14)
+    legacy = head[2:4] == b"\x8a\x0a" and int.from_bytes(head[4:14], "little") == _LEGACY_MAGIC
+    return head[:1] == b"\x80" and not legacy
+
+
+def _load_quietly(path: str | os.PathLike, map_location="cpu"):
+    """``torch.load(path, weights_only=True)`` without torch's warnings (e.g. its two lines on a plain pickle's
+    protocol): the caller's one line says what the file is."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _not_torch_save(path: str | os.PathLike, advice: str) -> CheckpointError:
+    return CheckpointError(f"{path} is a plain Python pickle, not a torch.save checkpoint; revgnn reads only "
+                           f"torch.save files, with weights_only, since a pickle could run code (nothing in it was "
+                           f"executed): {advice}")
 
 
 def official_species_order(taxa: Sequence[int]) -> list[int]:
@@ -131,8 +158,10 @@ def read_official_state(path: str | os.PathLike, map_location="cpu") -> dict[str
         raise FileNotFoundError(f"no checkpoint at {path}; download revgnn_deep.pth or revgnn_wide.pth (links in "
                                 f"{OFFICIAL_REPO}/examples/ogb_eff/ogbn_proteins/README.md)")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = _load_quietly(path, map_location)
     except pickle.UnpicklingError as err:  # weights_only refused a global (a payload, a non-tensor object) or junk
+        if _is_plain_pickle(path):
+            raise _not_torch_save(path, "save the state dict with torch.save") from None
         found = re.search(r"GLOBAL (\S+)", str(err))
         if found is None:
             raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or damaged?); download it "

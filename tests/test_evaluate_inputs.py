@@ -282,3 +282,41 @@ def test_a_seed_out_of_range_is_refused_up_front(capsys, monkeypatch, seed):
     monkeypatch.setattr(revgnn.official, "read_official_state", lambda *a, **k: pytest.fail("the checkpoint was read"))
     line = refused(["--official-checkpoint", CKPT, "--eval-parts", 2, "--seed", seed], capsys)
     assert f"--seed {seed}" in line and "4294967295" in line and "Overflow" not in line, line
+
+
+# --- weak messages: a plain pickle, a bad species table -----------------------------------------------------------
+
+
+def _pickled(path: Path, obj) -> Path:
+    import pickle
+
+    path.write_bytes(pickle.dumps(obj, protocol=4))  # not torch.save: torch warns about the protocol, then refuses
+    return path
+
+
+def test_a_plain_pickle_is_our_one_line_without_torchs_warning(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = _pickled(tmp_path / "plain.pth", {"model_state_dict": official_state()})
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-m", "revgnn", "evaluate", "--official-checkpoint", str(path), "--root",
+                          str(tmp_path), "--no-progress"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 2, res.stderr
+    line = one_line(res.stderr)
+    assert "plain Python pickle" in line and str(path) in line and "Warning" not in line, line
+
+
+@pytest.mark.parametrize("source", ["--official-checkpoint", "--checkpoint"])
+def test_a_plain_pickle_raises_no_warning_in_process(tmp_path, capsys, source):
+    import warnings
+
+    path = _pickled(tmp_path / "checkpoint.pt", {"config": "{}", "model": {"w": [1.0]}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = refused([source, path, "--root", tmp_path], capsys)
+    about_the_file = [str(w.message)[:80] for w in caught if "pickle" in str(w.message)]  # not import-time notes
+    assert not about_the_file, f"torch's warnings about the file are not shown: {about_the_file}"
+    assert "plain Python pickle" in line and str(path) in line, line

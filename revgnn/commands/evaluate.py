@@ -111,13 +111,14 @@ def run_checkpoint_file(path: Path) -> Path:
 def read_run_checkpoint(path: Path) -> dict:
     """A revgnn training checkpoint (``revgnn.train``'s layout) with its ``config`` parsed, read with
     ``weights_only=True``: tensors and plain containers only, nothing in the file runs."""
-    import torch
-
+    from revgnn.official import _is_plain_pickle, _load_quietly, _not_torch_save
     from revgnn.train import CHECKPOINT_FORMAT
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = _load_quietly(path)
     except Exception as err:  # refused globals, a truncated zip: torch raises many types
+        if _is_plain_pickle(path):
+            raise _not_torch_save(path, "give the checkpoint.pt that revgnn train wrote") from None
         raise ValueError(f"checkpoint {path} is unreadable or holds objects besides tensors ({type(err).__name__}); "
                          "nothing in it was executed") from None
     if not isinstance(ckpt, dict) or not {"config", "model"} <= set(ckpt):
