@@ -320,3 +320,27 @@ def test_a_plain_pickle_raises_no_warning_in_process(tmp_path, capsys, source):
     about_the_file = [str(w.message)[:80] for w in caught if "pickle" in str(w.message)]  # not import-time notes
     assert not about_the_file, f"torch's warnings about the file are not shown: {about_the_file}"
     assert "plain Python pickle" in line and str(path) in line, line
+
+
+def _species_table(root: Path, text: str | bytes) -> Path:
+    import gzip
+
+    path = root / "ogbn_proteins" / "raw" / "node_species.csv.gz"
+    path.write_bytes(text if isinstance(text, bytes) else gzip.compress(text.encode()))
+    return path
+
+
+@pytest.mark.parametrize("what, content, phrase", [
+    ("one species", "3702\n" * 64, "1 species"),
+    ("text", "x\n" * 64, "header or text"),
+    ("not gzip", b"garbage\n", "gzip"),
+    ("fractional", "3702.5\n" + "4932\n" * 63, "non-integer"),
+    ("zero", "".join(f"{t}\n" for t in (0, 4932, 6239, 7227, 7955, 9606, 10090, 511145) * 8), "taxon id 0"),
+])
+def test_a_bad_species_table_is_blamed_on_the_data_file(proteins_root, capsys, no_inference, what, content, phrase):
+    path = _species_table(proteins_root, content)
+    before = path.read_bytes()
+    line = refused(["--official-checkpoint", CKPT, "--root", proteins_root], capsys)
+    assert str(path) in line and phrase in line, f"{what}: the data file is named: {line}"
+    assert str(CKPT) not in line, f"{what}: the checkpoint is not blamed: {line}"
+    assert path.read_bytes() == before, "the user's data file is unchanged"

@@ -194,17 +194,31 @@ def _dataset_kwargs(kwargs, name: str, path: Path) -> dict:
     return dict(kwargs)
 
 
-def _dataset_taxa(root, name: str):
-    """The taxon ids of an ogbn-proteins folder (its raw node_species file), sorted; None if not found."""
+def _dataset_taxa(root):
+    """The taxon ids of an ogbn-proteins folder (its raw species table), sorted; None if it has none. The table is
+    checked as revgnn's ogbn-proteins reader checks it, so that a damaged one is blamed on itself (DatasetError
+    naming it), not on the checkpoint whose species columns it orders."""
     import numpy as np
 
     from revgnn.data import default_root
+    from revgnn.datafiles import first_line_problem
+    from revgnn.official import OGBN_PROTEINS_TAXA
+    from revgnn.proteins_raw import PROTEINS_TABLES, bad_proteins_file, read_table, species_file
 
-    raw = Path(root or default_root()) / "ogbn_proteins" / "raw"
-    for fname in ("node_species.csv.gz", "species.csv.gz"):   # ogb renames it on first processing
-        if (raw / fname).is_file():
-            return sorted(int(t) for t in np.unique(np.loadtxt(raw / fname, dtype=np.int64, ndmin=1)))
-    return None
+    folder = Path(root or default_root()) / "ogbn_proteins"
+    path = folder / species_file(folder)    # node_species.csv.gz, or ogb's older species.csv.gz
+    if not path.is_file():
+        return None
+    columns, what = PROTEINS_TABLES["raw/node_species.csv.gz"]
+    if problem := first_line_problem(path, columns, what):
+        raise bad_proteins_file(path, problem)
+    taxa = sorted(int(t) for t in np.unique(read_table(path, columns, what, integer=True)))
+    if taxa and taxa[0] < 1:
+        raise bad_proteins_file(path, f"has the taxon id {taxa[0]}; NCBI taxon ids are positive")
+    if len(taxa) != len(OGBN_PROTEINS_TAXA):
+        raise bad_proteins_file(path, f"lists {len(taxa)} species ({', '.join(map(str, taxa[:9]))}); ogbn-proteins "
+                                      f"has {len(OGBN_PROTEINS_TAXA)} ({', '.join(map(str, OGBN_PROTEINS_TAXA))})")
+    return taxa
 
 
 def _check_fits(model, ds) -> None:
@@ -242,7 +256,7 @@ def run(args) -> int:
     if args.official_checkpoint is not None:
         state = read_official_state(args.official_checkpoint)         # a bad file answers before any data is read
         name = args.dataset or "ogbn-proteins"
-        taxa = (_dataset_taxa(args.root, name) if name.lower() == "ogbn-proteins" else None) or OGBN_PROTEINS_TAXA
+        taxa = (_dataset_taxa(args.root) if name.lower() == "ogbn-proteins" else None) or OGBN_PROTEINS_TAXA
         model = model_from_state(state, taxa, path=str(args.official_checkpoint))
         source = {"official_checkpoint": str(args.official_checkpoint), "taxa": list(taxa)}
     else:
