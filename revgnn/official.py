@@ -26,7 +26,9 @@ revgnn numbers species by sorted taxon id, so E. coli is species 7. The species 
 by taxon id (:func:`official_species_order`).
 
 The checkpoint is read with ``torch.load(weights_only=True)``: a file that holds anything but tensors and plain
-containers is refused, and no code in it runs.
+containers is refused, and no code in it runs. Each tensor must be dense, hold data, be real floating point and
+finite (:func:`check_weights`), and each layer must have its weight and its bias; a refusal is one
+:class:`CheckpointError` line naming the file and the tensor.
 """
 from __future__ import annotations
 

@@ -294,6 +294,7 @@ def _pickled(path: Path, obj) -> Path:
     return path
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch (seconds); the in-process test below checks the same quickly
 def test_a_plain_pickle_is_our_one_line_without_torchs_warning(tmp_path):
     import os
     import subprocess

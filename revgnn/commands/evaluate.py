@@ -13,6 +13,12 @@ grad: memory independent of the depth); ``--eval-parts 5`` is the official singl
 --views 10`` its multi-view test (random node partitions, logits averaged). It prints train/valid/test ROC-AUC
 (OGB's rules) and, with ``--json``, one JSON object with the keys ``train``, ``valid`` and ``test``, as ``revgnn
 train`` uses them. A progress bar on stderr advances once per layer.
+
+Bad input is one line on stderr and exit status 2, before any work where it can be: a damaged or foreign
+checkpoint (naming the tensor), best weights that cannot be scored (never replaced by the last ones: pass
+``--weights last``), a bad species table (naming it), more ``--eval-parts`` than the graph has nodes,
+``--views`` beyond their cap (see its help), a device other than cpu or a visible cuda, a seed outside
+0..2**32 - 1.
 """
 from __future__ import annotations
 
