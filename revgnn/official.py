@@ -171,6 +171,8 @@ def read_official_state(path: str | os.PathLike, map_location="cpu") -> dict[str
         raise CheckpointError(f"{path} holds Python objects besides tensors ({found.group(1)}), which revgnn does "
                               "not load (it could run code); nothing in it was executed") from None
     except Exception as err:  # a truncated zip, an empty file: torch raises many types
+        if _is_plain_pickle(path):  # protocol 2: torch takes it for its legacy format, whose magic number is absent
+            raise _not_torch_save(path, "save the state dict with torch.save") from None
         raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or damaged? "
                               f"{type(err).__name__}); download it again") from None
     state = obj.get("model_state_dict", obj) if isinstance(obj, dict) else None

@@ -287,10 +287,10 @@ def test_a_seed_out_of_range_is_refused_up_front(capsys, monkeypatch, seed):
 # --- weak messages: a plain pickle, a bad species table -----------------------------------------------------------
 
 
-def _pickled(path: Path, obj) -> Path:
+def _pickled(path: Path, obj, protocol: int = 4) -> Path:
     import pickle
 
-    path.write_bytes(pickle.dumps(obj, protocol=4))  # not torch.save: torch warns about the protocol, then refuses
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))  # not torch.save: torch warns about protocol 4, refuses
     return path
 
 
@@ -310,11 +310,12 @@ def test_a_plain_pickle_is_our_one_line_without_torchs_warning(tmp_path):
     assert "plain Python pickle" in line and str(path) in line and "Warning" not in line, line
 
 
+@pytest.mark.parametrize("protocol", [2, 4])
 @pytest.mark.parametrize("source", ["--official-checkpoint", "--checkpoint"])
-def test_a_plain_pickle_raises_no_warning_in_process(tmp_path, capsys, source):
+def test_a_plain_pickle_raises_no_warning_in_process(tmp_path, capsys, source, protocol):
     import warnings
 
-    path = _pickled(tmp_path / "checkpoint.pt", {"config": "{}", "model": {"w": [1.0]}})
+    path = _pickled(tmp_path / "checkpoint.pt", {"config": "{}", "model": {"w": [1.0]}}, protocol)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         line = refused([source, path, "--root", tmp_path], capsys)
