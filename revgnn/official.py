@@ -26,20 +26,23 @@ revgnn numbers species by sorted taxon id, so E. coli is species 7. The species 
 by taxon id (:func:`official_species_order`).
 
 The checkpoint is read with ``torch.load(weights_only=True)``: a file that holds anything but tensors and plain
-containers is refused, and no code in it runs.
+containers is refused, and no code in it runs. Each tensor must be dense, hold data, be real floating point and
+finite (:func:`check_weights`), and each layer must have its weight and its bias; a refusal is one
+:class:`CheckpointError` line naming the file and the tensor.
 """
 from __future__ import annotations
 
 import os
 import pickle
 import re
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 __all__ = ["OGBN_PROTEINS_TAXA", "CheckpointError", "official_species_order", "read_official_state",
-           "convert_state_dict", "model_from_state", "load_checkpoint", "on_each_layer"]
+           "check_weights", "convert_state_dict", "model_from_state", "load_checkpoint", "on_each_layer"]
 
 OGBN_PROTEINS_TAXA = (3702, 4932, 6239, 7227, 7955, 9606, 10090, 511145)  # NCBI taxon ids of the 8 species, sorted
 OFFICIAL_REPO = "lightaime/deep_gcns_torch"
@@ -50,10 +53,39 @@ _HEADS = {"node_one_hot_encoder": "heads.species_encoder", "node_features_encode
 _BLOCK = {"norm": "norm", "gcn.edge_encoder": "conv.lin_edge", "gcn.mlp.0": "conv.mlp.0", "gcn.mlp.1": "conv.mlp.1",
           "gcn.mlp.3": "conv.mlp.4"}
 _BLOCK_KEY = re.compile(r"^gcns\.(\d+)\._fn\.Fms\.(\d+)\.(.+)\.(weight|bias)$")
+_REVGNN_BLOCK_KEY = re.compile(r"^stack\.layers\.(\d+)\.(\d+)\.(.+)\.(weight|bias)$")
+_LINEAR_WEIGHTS = ("node_one_hot_encoder.weight", "node_features_encoder.weight", "edge_encoder.weight",
+                   "node_pred_linear.weight")  # the sizes _shape_of reads: each (out, in)
 
 
 class CheckpointError(ValueError):
     """A file that is not a usable official RevGNN checkpoint; the message says what was found and what to do."""
+
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's pre-zip format opens with this number, pickled (protocol 2)
+
+
+def _is_plain_pickle(path: str | os.PathLike) -> bool:
+    """Whether ``path`` was written by :mod:`pickle` (protocol 2 or later) rather than by ``torch.save`` (a zip, or
+    the legacy format that opens with torch's pickled magic number)."""
+    with open(path, "rb") as f:
+        head = f.read(14)
+    legacy = head[2:4] == b"\x8a\x0a" and int.from_bytes(head[4:14], "little") == _LEGACY_MAGIC
+    return head[:1] == b"\x80" and not legacy
+
+
+def _load_quietly(path: str | os.PathLike, map_location="cpu"):
+    """``torch.load(path, weights_only=True)`` without torch's warnings (e.g. its two lines on a plain pickle's
+    protocol): the caller's one line says what the file is."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _not_torch_save(path: str | os.PathLike, advice: str) -> CheckpointError:
+    return CheckpointError(f"{path} is a plain Python pickle, not a torch.save checkpoint; revgnn reads only "
+                           f"torch.save files, with weights_only, since a pickle could run code (nothing in it was "
+                           f"executed): {advice}")
 
 
 def official_species_order(taxa: Sequence[int]) -> list[int]:
@@ -67,21 +99,71 @@ def official_species_order(taxa: Sequence[int]) -> list[int]:
     return sorted(taxa, key=lambda t: t % top)
 
 
+def check_weights(weights: Mapping, path: str, like: Mapping[str, Tensor] | None = None,
+                  advice: str = "the file is damaged or was edited: download it again") -> None:
+    """Refuse, naming the file and the tensor, what ``load_state_dict`` would turn into a traceback or copy without a
+    word: a value that is not a tensor, a sparse (or other non-strided) layout, a meta tensor (a shape without data),
+    a complex, integer or bool dtype where the weights are floats (copying would drop the imaginary part or pass
+    integers off as weights), and NaN or infinite values, also those a float64 value becomes in the float32 model.
+    A real floating dtype other than the model's is converted as ``load_state_dict`` converts it (float16 and
+    bfloat16 exactly, float64 to the nearest float32).
+
+    Args:
+        weights: Name -> tensor, as read from ``path``.
+        path: Named in errors.
+        like: The model's own state dict: the names, shapes and dtypes to expect (None: floating-point tensors of any
+            name and shape).
+        advice: What the user can do, ending each error line.
+
+    Raises:
+        CheckpointError: the first problem, in one line.
+    """
+    if like is not None:
+        missing, extra = sorted(set(like) - set(weights), key=str), sorted(set(weights) - set(like), key=str)
+        if missing or extra:
+            which, names = ("is missing", missing) if missing else ("has no place in the model", extra)
+            raise CheckpointError(f"{path}: tensor {names[0]!r} {which} ({len(names)} such tensors); {advice}")
+    for name, value in weights.items():
+        where = f"{path}: tensor {name!r}"
+        if not isinstance(value, Tensor):
+            raise CheckpointError(f"{where} is of type {type(value).__name__}, not a tensor; {advice}")
+        if value.layout != torch.strided or value.is_nested:
+            raise CheckpointError(f"{where} is stored as {value.layout} ({'nested' if value.is_nested else 'sparse'}); "
+                                  f"revgnn loads dense tensors only and converts none; {advice}")
+        if value.is_meta:
+            raise CheckpointError(f"{where} is a meta tensor: a shape without data, so there are no weights to load; "
+                                  f"{advice}")
+        want = torch.float32 if like is None else like[name].dtype
+        if (not value.is_floating_point()) if want.is_floating_point else value.dtype != want:
+            raise CheckpointError(f"{where} has dtype {value.dtype} where the model holds {want}; revgnn casts no "
+                                  f"complex, integer or bool tensor to weights; {advice}")
+        if like is not None and value.shape != like[name].shape:
+            raise CheckpointError(f"{where} has shape {tuple(value.shape)}, the model's is {tuple(like[name].shape)}; "
+                                  f"{advice}")
+        if want.is_floating_point and not bool(torch.isfinite(value.to(want)).all()):
+            beyond = bool(torch.isfinite(value).all())  # finite in its own dtype: too large for the model's
+            raise CheckpointError(f"{where} holds " + (f"values beyond {want}'s range (NaN or infinite in the model)"
+                                                       if beyond else "NaN or infinite values") + f"; {advice}")
+
+
 def read_official_state(path: str | os.PathLike, map_location="cpu") -> dict[str, Tensor]:
-    """The official model's state dict from ``path`` (``{'model_state_dict': ...}`` or a bare state dict).
+    """The official model's state dict from ``path`` (``{'model_state_dict': ...}`` or a bare state dict), each tensor
+    checked by :func:`check_weights` (dense, with data, real floats, finite).
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: a truncated or damaged file, a pickle that would run code or build other objects, or a
-            file without tensors.
+        CheckpointError: a truncated or damaged file, a pickle that would run code or build other objects, a
+            file without tensors, or a tensor :func:`check_weights` refuses.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}; download revgnn_deep.pth or revgnn_wide.pth (links in "
                                 f"{OFFICIAL_REPO}/examples/ogb_eff/ogbn_proteins/README.md)")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = _load_quietly(path, map_location)
     except pickle.UnpicklingError as err:  # weights_only refused a global (a payload, a non-tensor object) or junk
+        if _is_plain_pickle(path):
+            raise _not_torch_save(path, "save the state dict with torch.save") from None
         found = re.search(r"GLOBAL (\S+)", str(err))
         if found is None:
             raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or damaged?); download it "
@@ -89,6 +171,8 @@ def read_official_state(path: str | os.PathLike, map_location="cpu") -> dict[str
         raise CheckpointError(f"{path} holds Python objects besides tensors ({found.group(1)}), which revgnn does "
                               "not load (it could run code); nothing in it was executed") from None
     except Exception as err:  # a truncated zip, an empty file: torch raises many types
+        if _is_plain_pickle(path):  # protocol 2: torch takes it for its legacy format, whose magic number is absent
+            raise _not_torch_save(path, "save the state dict with torch.save") from None
         raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or damaged? "
                               f"{type(err).__name__}); download it again") from None
     state = obj.get("model_state_dict", obj) if isinstance(obj, dict) else None
@@ -96,11 +180,56 @@ def read_official_state(path: str | os.PathLike, map_location="cpu") -> dict[str
         kind = type(obj).__name__ if not isinstance(obj, dict) else f"a dict with keys {sorted(obj)[:6]}"
         raise CheckpointError(f"{path} holds {kind}, not a model state dict; give the official revgnn_deep.pth or "
                               "revgnn_wide.pth")
+    odd = next((k for k in state if not isinstance(k, str)), None)
+    if odd is not None:
+        raise CheckpointError(f"{path}: its state dict has the key {odd!r}, which is not a tensor name; give the "
+                              "official revgnn_deep.pth or revgnn_wide.pth")
+    check_weights(state, path)
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _revgnn_name(key: str) -> str | None:
+    """The revgnn ``RevGNN`` name of an official ``RevGCN`` tensor name (the module docstring's table), or None."""
+    head, _, leaf = key.rpartition(".")
+    m = _BLOCK_KEY.match(key)
+    if head in _HEADS and leaf in ("weight", "bias"):
+        return f"{_HEADS[head]}.{leaf}"
+    if m and m.group(3) in _BLOCK:
+        return f"stack.layers.{m.group(1)}.{m.group(2)}.{_BLOCK[m.group(3)]}.{m.group(4)}"
+    return None
+
+
+def _official_name(name: str) -> str:
+    """The official ``RevGCN`` name of a revgnn ``RevGNN`` tensor name (the inverse of :func:`_revgnn_name`)."""
+    head, _, leaf = name.rpartition(".")
+    for official, ours in _HEADS.items():
+        if head == ours:
+            return f"{official}.{leaf}"
+    m = _REVGNN_BLOCK_KEY.match(name)
+    for official, ours in _BLOCK.items():
+        if m and m.group(3) == ours:
+            return f"gcns.{m.group(1)}._fn.Fms.{m.group(2)}.{official}.{m.group(4)}"
+    return name
+
+
+def _check_pairs(state: dict[str, Tensor], path: str) -> None:
+    """Every mapped layer has both its weight and its bias: one without the other is a damaged or edited file (and
+    a missing species weight would otherwise make the model quietly lose its species input)."""
+    for key in state:
+        head, _, leaf = key.rpartition(".")
+        other = f"{head}.{'bias' if leaf == 'weight' else 'weight'}"
+        if _revgnn_name(key) is not None and other not in state:
+            raise CheckpointError(f"{path}: tensor {other!r} (revgnn's {_revgnn_name(other)}) is missing while "
+                                  f"{key!r} is there; the file is incomplete or was edited: download it again")
 
 
 def _shape_of(state: dict[str, Tensor], path: str) -> dict[str, int]:
     """L, C, D, T, edge_dim, x_dim and num_species from the official key names and shapes."""
+    _check_pairs(state, path)
+    for key in _LINEAR_WEIGHTS:
+        if key in state and state[key].dim() != 2:
+            raise CheckpointError(f"{path}: tensor {key!r} has shape {tuple(state[key].shape)}; a Linear layer's "
+                                  "weight is 2-D (out, in): the file is damaged or was edited, download it again")
     layers, groups = set(), set()
     for key in state:
         m = _BLOCK_KEY.match(key)
@@ -146,12 +275,9 @@ def convert_state_dict(state: dict[str, Tensor], taxa: Sequence[int] = OGBN_PROT
     shape = _shape_of(state, path)
     out, used = {}, []
     for key, value in state.items():
-        head, _, leaf = key.rpartition(".")
-        m = _BLOCK_KEY.match(key)
-        if head in _HEADS and leaf in ("weight", "bias"):
-            out[f"{_HEADS[head]}.{leaf}"] = value
-        elif m and m.group(3) in _BLOCK:
-            out[f"stack.layers.{m.group(1)}.{m.group(2)}.{_BLOCK[m.group(3)]}.{m.group(4)}"] = value
+        name = _revgnn_name(key)
+        if name is not None:
+            out[name] = value
         else:
             raise CheckpointError(f"{path}: tensor {key!r} {tuple(value.shape)} has no place in RevGNN (this "
                                   "loader reads the released RevGNN-Deep/Wide: max aggregation, 2-layer MLPs, "
@@ -201,8 +327,14 @@ def model_from_state(state: dict[str, Tensor], taxa: Sequence[int] = OGBN_PROTEI
     own = model.state_dict()
     missing = sorted(set(own) - set(mapped))
     if missing:
-        raise CheckpointError(f"{path}: no official tensor for {missing[:3]} ({len(missing)} in all); is it a "
-                              "RevGCN checkpoint with conv_encode_edge, one-hot species and 2-layer MLPs?")
+        raise CheckpointError(f"{path}: tensor {_official_name(missing[0])!r} (revgnn's {missing[0]}) is missing "
+                              f"({len(missing)} in all); is it a RevGCN checkpoint with conv_encode_edge, one-hot "
+                              "species and 2-layer MLPs?")
+    extra = sorted(set(mapped) - set(own))
+    if extra:  # e.g. a species encoder's tensors in a model read as having no species input
+        raise CheckpointError(f"{path}: tensor {_official_name(extra[0])!r} has no place in RevGNN "
+                              f"L={s['num_layers']} D={s['hidden_channels']} C={s['num_groups']} as its other "
+                              f"tensors describe it ({len(extra)} such tensors)")
     wrong = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in mapped.items() if v.shape != own[k].shape]
     if wrong:
         k, got, want = wrong[0]

@@ -156,6 +156,21 @@ _DATASET_FIELDS = ("in_channels", "out_channels", "edge_dim", "num_species", "nu
 MAX_SEED = 2**32 - 1  # numpy's seed range; also keeps the (seed, epoch) generator seeds in torch's range
 
 
+def check_device(device: str, name: str = "device") -> None:
+    """ValueError naming ``device`` (as ``name``, e.g. a flag) and the fix unless it is ``cpu`` or a visible
+    ``cuda[:N]``: the devices revgnn runs on (``revgnn train`` and ``revgnn evaluate`` share this check)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):  # 'CPU', 'foo', 'cuda:x'
+        raise ValueError(f"unknown {name} {device!r}; use cpu or cuda (cuda:N)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} {device!r} is not supported; use cpu or cuda (cuda:N)")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name} {device!r}: this torch build sees no CUDA GPU; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"{name} {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+
+
 def _validate_more(c: TrainConfig) -> None:
     """The checks of :class:`TrainConfig` that name each bad value and its fix (ValueError)."""
     if not (math.isfinite(c.weight_decay) and c.weight_decay >= 0):
@@ -171,16 +186,7 @@ def _validate_more(c: TrainConfig) -> None:
         raise ValueError(f"embedding_dim must be >= 1, got {c.embedding_dim}")
     if c.threads is not None and c.threads < 1:
         raise ValueError(f"threads must be >= 1, got {c.threads}")
-    try:
-        dev = torch.device(c.device)
-    except RuntimeError:
-        raise ValueError(f"unknown device {c.device!r}; use cpu or cuda (cuda:N)") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {c.device!r} is not supported; use cpu or cuda (cuda:N)")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {c.device!r}: this torch build sees no CUDA GPU; use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device {c.device!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    check_device(c.device)
     for name in ("root", "out_dir"):
         path = getattr(c, name)
         if path is None:
