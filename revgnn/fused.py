@@ -475,8 +475,11 @@ def gen_aggregate(x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None
         if sorted_attr is not None:
             edge_attr, perm = sorted_attr, None
     if which == "native":
-        from .native import NativeAggregate
+        from .native import NativeAggregate, aggregate_no_grad
 
+        if not (torch.is_grad_enabled() and any(isinstance(v, Tensor) and v.requires_grad
+                                                for v in (x, edge_attr, weight, bias, t))):
+            return aggregate_no_grad(x, edge_attr, weight, bias, t, se.src, se.rowptr, perm, aggr, float(eps))
         return NativeAggregate.apply(x, edge_attr, weight, bias, t, se.src, se.rowptr, perm, aggr, float(eps))
     return _GENAggregate.apply(x, edge_attr, weight, bias, t, se.src, se.dst, se.rowptr, perm, aggr, float(eps),
                                int(chunk_size))

@@ -14,7 +14,9 @@ pure-torch path.
 Per destination node i (rows rowptr[i]..rowptr[i+1] of the sorted edges) the kernel computes the messages
 m_ij = ReLU(x_j + A u_ij + a) + eps into a per-thread buffer and reduces them (max with its tie count and arg edge,
 softmax, mean, add); the backward pass recomputes them, scatters the gradients to sources into per-thread buffers
-and reduces those. OpenMP runs over destination nodes with ``torch.get_num_threads()`` threads.
+and reduces those. OpenMP runs over destination nodes with ``torch.get_num_threads()`` threads. Where no gradient
+will be asked for (:func:`aggregate_no_grad`), max keeps its running maximum alone, without the tie count and arg
+edge that its backward reads.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["load", "available", "build_seconds", "error", "isa", "NativeAggregate", "AGGR_CODES"]
+__all__ = ["load", "available", "build_seconds", "error", "isa", "NativeAggregate", "aggregate_no_grad", "AGGR_CODES"]
 
 log = logging.getLogger(__name__)
 AGGR_CODES = {"max": 0, "softmax": 1, "mean": 2, "add": 3}
@@ -103,6 +105,20 @@ def error() -> str | None:
 _EMPTY = torch.empty(0)
 
 
+def aggregate_no_grad(x, u, weight, bias, t, src, rowptr, perm, aggr: str, eps: float) -> Tensor:
+    """:class:`NativeAggregate`'s output where no gradient will be asked for (inference, the reversible engine's
+    first pass): max computes its maximum alone, without the tie count and arg edge that its backward needs."""
+    mod = load()
+    x = x.contiguous()
+    mode = 0 if u is None else (1 if weight is None else 2)
+    uu = u.contiguous() if u is not None else _EMPTY.to(x.dtype)
+    At = weight.t().contiguous() if weight is not None else _EMPTY.to(x.dtype)
+    a = bias.contiguous() if (bias is not None and u is not None) else _EMPTY.to(x.dtype)
+    pp = perm if perm is not None else _EMPTY.to(src.dtype)
+    return mod.forward(x, src, rowptr, uu, pp, At, a, mode, AGGR_CODES[aggr], float(t), eps,
+                       torch.get_num_threads(), False)[0]
+
+
 class NativeAggregate(torch.autograd.Function):
     """AGG_{j in N(i)} (ReLU(x_j + A u_ij + a) + eps) per destination node on sorted edges, natively.
 
@@ -122,7 +138,7 @@ class NativeAggregate(torch.autograd.Function):
         pp = perm if perm is not None else _EMPTY.to(src.dtype)
         tv = float(t)
         code = AGGR_CODES[aggr]
-        res = mod.forward(x, src, rowptr, uu, pp, At, a, mode, code, tv, eps, torch.get_num_threads())
+        res = mod.forward(x, src, rowptr, uu, pp, At, a, mode, code, tv, eps, torch.get_num_threads(), True)
         out, stats = res[0], list(res[1:]) + [_EMPTY] * (3 - len(res))
         ctx.meta = (mode, code, tv, eps, isinstance(t, Tensor), u is not None and bias is not None)
         ctx.save_for_backward(x, uu, At, a, src, rowptr, pp, out, stats[0], stats[1], weight if weight is not None
