@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import RESULTS, provenance  # noqa: E402
 
 from revgnn import ModelConfig, get_preset  # noqa: E402
-from revgnn.fused import resolve_kernel  # noqa: E402
 from revgnn.memory import measure_config, synthetic_graph  # noqa: E402
+from revgnn.nn.fused import resolve_kernel  # noqa: E402
 from revgnn.records import write_json  # noqa: E402
 from revgnn.synthetic import FULL_SIZE  # noqa: E402
 

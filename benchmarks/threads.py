@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, save  # noqa: E402
 
 from revgnn.data import load_dataset  # noqa: E402
-from revgnn.presets import ModelConfig  # noqa: E402
+from revgnn.nn.presets import ModelConfig  # noqa: E402
 from revgnn.train import TrainConfig, fit  # noqa: E402
 
 WORKLOADS = {  # name: (command it equals, dataset, epochs)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .presets import ModelConfig
+from revgnn.nn.presets import ModelConfig
 
 __all__ = ["MAX_CHANNELS", "StepEstimate", "parameter_count", "estimate_step", "available_bytes", "check_fits",
            "dataset_shape", "count", "check_depth", "MAX_LAYERS"]
@@ -37,7 +37,7 @@ def parameter_count(cfg: ModelConfig) -> int:
     DEQ-GNN repeat one layer's weights)."""
     import torch
 
-    from .presets import build_model, count_parameters
+    from revgnn.nn.presets import build_model, count_parameters
 
     if cfg.hidden_channels > MAX_CHANNELS:
         raise ValueError(f"--channels {cfg.hidden_channels} is beyond what can be built (one D x D weight alone "

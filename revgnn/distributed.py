@@ -13,7 +13,7 @@ Gradients are all-reduced by hand after backward (one flat buffer per step, summ
 of parts), not through ``DistributedDataParallel``: (1) a rank with no part in a short last group still takes part in
 the step with zero gradients, which DDP cannot express without a dummy forward; (2) the average is over parts, not
 ranks, so ``accumulate`` and world size compose and the result equals the single-process average; (3) the
-reversible engine (:mod:`revgnn.reversible`) and DEQ's implicit backward (:mod:`revgnn.deq`) return parameter
+reversible engine (:mod:`revgnn.nn.reversible`) and DEQ's implicit backward (:mod:`revgnn.nn.deq`) return parameter
 gradients from custom autograd Functions, nothing here hooks into autograd, so they need no special care (DDP's
 per-parameter reducer hooks would also see them, but a parameter without a gradient on one rank would need
 ``find_unused_parameters``). The price is no overlap of communication with backward.

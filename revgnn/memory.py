@@ -52,9 +52,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from revgnn.nn.deq import solver_fields
+from revgnn.nn.presets import count_parameters
+
 from .allocations import OPT_STEP_MARK, QuietProfile, cpu_peak_increment, cpu_split, mark_gradient
-from .deq import solver_fields
-from .presets import count_parameters
 from .records import device_name
 
 __all__ = ["SavedTensorMeter", "StepMemory", "synthetic_graph", "measure_step", "measure_config",
@@ -137,7 +138,7 @@ class StepMemory:
         split_method: how the three were measured (one of :data:`SPLIT_METHODS`).
         deq_solver, deq_tol, deq_forward_iters, deq_forward_residual, deq_forward_converged, deq_backward_iters,
             deq_backward_residual, deq_backward_converged: a DEQ-GNN's forward and adjoint solves in the measured
-            step (:func:`revgnn.deq.solver_fields`; None for layered models, backward None for inference).
+            step (:func:`revgnn.nn.deq.solver_fields`; None for layered models, backward None for inference).
         graph: ``num_nodes``, ``num_edges``; model: its configuration as a dict, ``num_parameters``.
     """
 
@@ -372,9 +373,10 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
 
 def measure_config(config, num_nodes: int, num_edges: int, device: str = "cpu", train: bool = True,
                    repeats: int = 3, warmup: int = 1, seed: int = 0, data=None) -> StepMemory:
-    """Build ``config`` (a :class:`~revgnn.presets.ModelConfig`) and measure it on a ``synthetic-proteins`` graph
+    """Build ``config`` (a :class:`~revgnn.nn.presets.ModelConfig`) and measure it on a ``synthetic-proteins`` graph
     of the given size (or on ``data``)."""
-    from .presets import build_model
+    from revgnn.nn.presets import build_model
+
     from .runtime import apply_thread_policy
 
     apply_thread_policy()  # one thread unless the caller chose: torch's default collapses on a busy small box
@@ -404,7 +406,8 @@ def _proc_status_kb(key: str) -> int:
 
 def _child_main(spec: dict) -> dict:
     """Subprocess body of :func:`measure_in_subprocess`."""
-    from .presets import ModelConfig, build_model
+    from revgnn.nn.presets import ModelConfig, build_model
+
     from .runtime import apply_thread_policy
 
     apply_thread_policy()

@@ -39,9 +39,9 @@ from tqdm import tqdm
 
 from revgnn import budget, distributed
 from revgnn.data import GraphDataset, evaluate, load_dataset
-from revgnn.deq import solver_fields
+from revgnn.nn.deq import solver_fields
+from revgnn.nn.presets import ModelConfig, build_model, count_parameters
 from revgnn.partition import partition_subgraphs
-from revgnn.presets import ModelConfig, build_model, count_parameters
 from revgnn.records import atomic_torch_save, environment, peak_memory_bytes, read_json, write_json
 from revgnn.runtime import (
     LOCK_NAME,
@@ -325,7 +325,7 @@ def _config_block(mcfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
 
 def _kernel_ran(mcfg: ModelConfig, device: torch.device) -> str:
     """The GENConv kernel a run used: 'native' or 'torch' (the fused operator), or 'pyg' (PyG's GENConv)."""
-    from .fused import resolve_kernel
+    from revgnn.nn.fused import resolve_kernel
 
     return resolve_kernel(mcfg.kernel, device=device.type) if mcfg.fused else "pyg"
 
@@ -409,10 +409,10 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _load_sorted(tcfg: TrainConfig) -> GraphDataset:
-    """``tcfg``'s dataset with its edges sorted by destination in place (:func:`revgnn.fused.sort_graph_`): the fused
+    """``tcfg``'s dataset with its edges sorted by destination in place (:func:`revgnn.nn.fused.sort_graph_`): the fused
     kernels then need no permutation and no sorted copies of the whole graph. A dataset passed to :func:`fit` is used
     as it is."""
-    from .fused import sort_graph_
+    from revgnn.nn.fused import sort_graph_
 
     ds = load_dataset(tcfg.dataset, root=tcfg.root, **tcfg.dataset_kwargs)
     sort_graph_(ds.data)

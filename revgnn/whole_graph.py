@@ -1,7 +1,7 @@
 """The whole graph: full-batch RevGNN training memory against the number of edges, and its floor.
 
 With reversible connections the activations no longer grow with depth L; what remains is edge-level. PyG's GENConv
-builds (E, c) temporaries per block and the model an (E, D) edge embedding; the fused path (:mod:`revgnn.fused`)
+builds (E, c) temporaries per block and the model an (E, D) edge embedding; the fused path (:mod:`revgnn.nn.fused`)
 builds none beyond one chunk. Whatever the model, a full-graph training step holds at least the *floor*:
 edge_index, the edge features, the labels, one N x D state and the parameters with their gradients and Adam's two
 moments. This module computes the floor, measures step memory and time over a range of edge counts (fused and
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .presets import ModelConfig, build_model, count_parameters
+from revgnn.nn.presets import ModelConfig, build_model, count_parameters
 
 __all__ = ["floor_bytes", "shape_floor_bytes", "edge_sweep", "load_edge_records", "plot_step_vs_edges"]
 
@@ -50,7 +50,8 @@ def edge_sweep(num_nodes: int, edge_counts: Sequence[int], config: ModelConfig, 
     Returns records with ``num_edges``, ``fused``, ``kernel`` (``native``, ``torch`` or ``pyg``), ``peak_bytes``,
     ``step_seconds``, ``floor_bytes``.
     """
-    from .fused import resolve_kernel
+    from revgnn.nn.fused import resolve_kernel
+
     from .memory import measure_config, synthetic_graph
 
     kernels = ["native", "torch"] if resolve_kernel("auto") == "native" else ["torch"]

@@ -331,7 +331,7 @@ def test_deq_solves_that_miss_their_tolerance_are_counted_and_said():
     import warnings
 
     from revgnn.book import deq_solver_note, solver_misses
-    from revgnn.deq import ConvergenceWarning
+    from revgnn.nn.deq import ConvergenceWarning
 
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")

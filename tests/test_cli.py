@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from revgnn.presets import ModelConfig
+from revgnn.nn.presets import ModelConfig
 from revgnn.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -350,7 +350,7 @@ def test_planetoid_files_that_disagree_are_one_line(tmp_path, capsys, case):
 
 def test_fused_max_on_ppi_parts_without_edges_trains(tmp_path, capsys):
     """Issue 19 item 2: random parts of PPI's 3,890 nodes that hold no edge must train under fused max aggregation
-    (the kernel fix is in revgnn/fused.py). The issue's ``--train-parts 1000`` at 200 parts: about 19 nodes and 0.9
+    (the kernel fix is in revgnn/nn/fused.py). The issue's ``--train-parts 1000`` at 200 parts: about 19 nodes and 0.9
     edges per part on average, so dozens of parts have none; 054a54d raises IndexError in backward here too, in a
     fifth of the steps."""
     rc, err = cli("train", "--dataset", "ppi", "--train-parts", "200", "--eval-parts", "1", "--epochs", "1",

@@ -10,7 +10,7 @@ assertion over seeds 0-4 with 1 and 2 threads.
 import pytest
 
 from revgnn.data import load_dataset
-from revgnn.presets import ModelConfig
+from revgnn.nn.presets import ModelConfig
 from revgnn.train import TrainConfig, fit
 
 EPOCHS, MARGIN = 400, 0.03

@@ -164,7 +164,7 @@ def test_converged_agrees_with_residual_and_tolerance(solver, norm, max_iter, ex
 
 
 def test_solver_fields_flat_record_and_counts():
-    from revgnn.deq import SOLVER_FIELDS, solver_fields
+    from revgnn.nn.deq import SOLVER_FIELDS, solver_fields
 
     torch.manual_seed(0)
     N, E = 40, 160
@@ -210,7 +210,7 @@ def test_memory_record_carries_the_solves():
 
 def test_training_history_carries_each_epochs_solves():
     from revgnn import ModelConfig
-    from revgnn.deq import SOLVER_FIELDS
+    from revgnn.nn.deq import SOLVER_FIELDS
     from revgnn.train import TrainConfig, fit
 
     tcfg = TrainConfig(dataset="synthetic-proteins", dataset_kwargs={"num_nodes": 200, "num_edges": 2000},

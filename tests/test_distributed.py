@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from revgnn import distributed
 from revgnn.memory import synthetic_graph
+from revgnn.nn.presets import ModelConfig, build_model
 from revgnn.partition import partition_subgraphs
-from revgnn.presets import ModelConfig, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

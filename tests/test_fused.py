@@ -8,10 +8,11 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch_geometric.nn import GENConv
 
-from revgnn import ModelConfig, build_model, count_parameters, get_preset, native
-from revgnn.fused import default_chunk_size, gen_aggregate, sort_graph
-from revgnn.layers import GENBlock
+from revgnn import ModelConfig, build_model, count_parameters, get_preset
 from revgnn.memory import synthetic_graph
+from revgnn.nn import native
+from revgnn.nn.fused import default_chunk_size, gen_aggregate, sort_graph
+from revgnn.nn.layers import GENBlock
 
 AGGRS = ["max", "softmax", "mean", "add"]
 KERNELS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not native.available(),

@@ -303,7 +303,7 @@ def test_memory_accepts_counts_in_scientific_notation_and_refuses_what_cannot_fi
                                          ("deq", True)])
 def test_the_parameter_estimate_is_exact(kind, fused):
     from revgnn import budget
-    from revgnn.presets import ModelConfig, build_model, count_parameters
+    from revgnn.nn.presets import ModelConfig, build_model, count_parameters
 
     for layers in (1, 3, 5):
         cfg = ModelConfig(kind, 1 if kind == "deq" else layers, 16, fused=fused)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch_geometric.nn import GENConv
 
-from revgnn import native
-from revgnn.fused import gen_aggregate, resolve_kernel, sort_by_destination
+from revgnn.nn import native
+from revgnn.nn.fused import gen_aggregate, resolve_kernel, sort_by_destination
 
 AGGRS = ["max", "softmax", "mean", "add"]
 
@@ -246,7 +246,7 @@ def test_kernel_choice(monkeypatch, caplog):
         resolve_kernel("native", torch.float16)
     monkeypatch.setattr(native, "_state", {})
     monkeypatch.setattr("torch.utils.cpp_extension.load", lambda **kw: (_ for _ in ()).throw(OSError("no g++")))
-    with caplog.at_level(logging.WARNING, logger="revgnn.native"):
+    with caplog.at_level(logging.WARNING, logger="revgnn.nn.native"):
         assert resolve_kernel("auto") == "torch", "without a compiler, auto falls back to the torch kernel"
     assert sum("unavailable" in r.message for r in caplog.records) == 1, "one line says so"
     with pytest.raises(ValueError, match="could not be built.*kernel='torch'"):
@@ -254,8 +254,8 @@ def test_kernel_choice(monkeypatch, caplog):
 
 
 def test_sort_graph_sorts_edge_tensors_alike():
-    from revgnn.fused import sort_graph
     from revgnn.memory import synthetic_graph
+    from revgnn.nn.fused import sort_graph
 
     data = synthetic_graph(80, 600, seed=0)
     s = sort_graph(data)
@@ -268,7 +268,7 @@ def test_sort_graph_sorts_edge_tensors_alike():
 @pytest.mark.parametrize("E,N,chunk", [(0, 5, 4), (1, 5, 4), (3000, 37, 64), (5000, 3, 100), (777, 1000, 7),
                                        (20000, 500, 1 << 22)])
 def test_destination_order_is_the_stable_sort(E, N, chunk):
-    from revgnn.fused import destination_order
+    from revgnn.nn.fused import destination_order
 
     dst = torch.randint(0, N, (E,), generator=torch.Generator().manual_seed(E))
     perm = destination_order(dst, N, chunk=chunk)
@@ -276,8 +276,8 @@ def test_destination_order_is_the_stable_sort(E, N, chunk):
 
 
 def test_sort_graph_in_place_equals_sort_graph_and_the_loaders_use_it():
-    from revgnn.fused import sort_by_destination, sort_graph, sort_graph_
     from revgnn.memory import synthetic_graph
+    from revgnn.nn.fused import sort_by_destination, sort_graph, sort_graph_
 
     data = synthetic_graph(80, 600, seed=0)
     want = sort_graph(data)
@@ -297,7 +297,7 @@ def test_sort_graph_in_place_equals_sort_graph_and_the_loaders_use_it():
 def test_sort_cache_is_freed_with_the_graph():
     import gc
 
-    from revgnn import fused
+    from revgnn.nn import fused
 
     ei = torch.randint(0, 20, (2, 300))
     se = sort_by_destination(ei, 20)
@@ -317,8 +317,8 @@ def test_model_kernel_choice_reaches_every_block_with_equal_results():
     import torch.nn.functional as F
 
     from revgnn import ModelConfig, build_model
-    from revgnn.layers import GENBlock
     from revgnn.memory import synthetic_graph
+    from revgnn.nn.layers import GENBlock
 
     with pytest.raises(ValueError, match="kernel must be one of"):
         ModelConfig(kernel="cuda")
@@ -340,8 +340,8 @@ _VARIANT_CHECK = """
 import sys
 import torch
 import genconv_reference as ref
-from revgnn import native
-from revgnn.fused import gen_aggregate
+from revgnn.nn import native
+from revgnn.nn.fused import gen_aggregate
 variant = sys.argv[1]
 assert native.load() is not None and native.isa() == variant == native._state["isa"], native.error()
 torch.manual_seed(0)

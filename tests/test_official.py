@@ -130,7 +130,7 @@ def test_layer_hook_fires_once_per_layer(expected):
 
 
 def _bad_files(tmp_path):
-    from revgnn.models import RevGNN
+    from revgnn.nn.models import RevGNN
 
     other = tmp_path / "other_model.pth"
     torch.save({"model_state_dict": RevGNN(8, 8, 112, 2, edge_dim=8, num_species=8).state_dict()}, other)
@@ -278,7 +278,7 @@ def _official_names(state):
 
 @pytest.mark.parametrize("groups, layers", [(3, 2), (4, 5)])
 def test_depth_width_and_groups_are_read_from_the_names(tmp_path, groups, layers):
-    from revgnn.models import RevGNN
+    from revgnn.nn.models import RevGNN
 
     ref = RevGNN(8, 12, 112, layers, num_groups=groups, edge_dim=8, num_species=8)
     path = tmp_path / "c.pth"

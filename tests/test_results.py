@@ -127,7 +127,7 @@ def test_recorded_accuracy_commands_still_parse_and_build():
     from revgnn.cli import build_parser
     from revgnn.commands.train import model_config, train_config
     from revgnn.data import load_dataset
-    from revgnn.presets import build_model, count_parameters
+    from revgnn.nn.presets import build_model, count_parameters
     from revgnn.train import adapt_model_config
 
     for path in sorted((ROOT / "results").glob("accuracy_*.json")):

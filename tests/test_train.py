@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from revgnn.data import load_dataset
-from revgnn.presets import ModelConfig, build_model
+from revgnn.nn.presets import ModelConfig, build_model
 from revgnn.train import TrainConfig, _label_features, adapt_model_config, fit, predict
 
 TINY = {"num_nodes": 300, "num_edges": 3000}

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from revgnn import ModelConfig  # noqa: E402
-from revgnn.fused import resolve_kernel  # noqa: E402
+from revgnn.nn.fused import resolve_kernel  # noqa: E402
 from revgnn.whole_graph import edge_sweep, load_edge_records, plot_step_vs_edges  # noqa: E402
 
 

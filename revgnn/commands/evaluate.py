@@ -244,7 +244,8 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from revgnn.data import evaluate, load_dataset
-    from revgnn.fused import resolve_kernel, sort_graph_
+    from revgnn.nn.fused import resolve_kernel, sort_graph_
+    from revgnn.nn.presets import ModelConfig, _with_kernel, build_model
     from revgnn.official import (
         OGBN_PROTEINS_TAXA,
         check_weights,
@@ -252,7 +253,6 @@ def run(args) -> int:
         on_each_layer,
         read_official_state,
     )
-    from revgnn.presets import ModelConfig, _with_kernel, build_model
     from revgnn.runtime import apply_thread_policy, fix_mmap_threshold
     from revgnn.train import predict
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from revgnn.nn.presets import MODEL_KINDS, ModelConfig
+
 from ..budget import count
-from ..presets import MODEL_KINDS, ModelConfig
 
 
 def add_parser(subparsers) -> None:
@@ -66,7 +67,7 @@ def run(args) -> int:
         warnings.filterwarnings("ignore", message="DEQ .* did not converge")  # tol=0: exactly --layers iterations
         rec = measure_config(cfg, args.nodes, args.edges, device=args.device, train=not args.inference,
                              repeats=args.repeats, warmup=args.warmup, seed=args.seed)
-    from ..fused import resolve_kernel
+    from revgnn.nn.fused import resolve_kernel
 
     rec.model["kernel_ran"] = resolve_kernel(cfg.kernel, device=args.device) if cfg.fused else "pyg"
     if args.json:

@@ -24,7 +24,7 @@ import json
 import sys
 
 from revgnn.budget import count
-from revgnn.presets import MODEL_KINDS, ModelConfig, get_preset, list_presets
+from revgnn.nn.presets import MODEL_KINDS, ModelConfig, get_preset, list_presets
 
 # Defaults of the flags a dataset recipe may set. The model's dropout defaults to the preset's (0.1 without one).
 GLOBAL_DEFAULTS: dict[str, object] = {"epochs": 50, "lr": 1e-3, "weight_decay": 0.0, "clip": 1.0, "label_reuse": 0.0,
@@ -175,7 +175,7 @@ def train_config(args, progress: bool = True):
 
 
 def _kernel_ran(cfg: ModelConfig, device: str) -> str:
-    from revgnn.fused import resolve_kernel
+    from revgnn.nn.fused import resolve_kernel
 
     return resolve_kernel(cfg.kernel, device=device.split(":")[0]) if cfg.fused else "pyg"
 
