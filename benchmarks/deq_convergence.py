@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, write_result  # noqa: E402
 
 from revgnn import ConvergenceWarning, ModelConfig  # noqa: E402
-from revgnn.data import load_dataset  # noqa: E402
+from revgnn.data.datasets import load_dataset  # noqa: E402
 from revgnn.memory import measure_step  # noqa: E402
 from revgnn.nn.presets import build_model  # noqa: E402
 from revgnn.train import TrainConfig, adapt_model_config, fit  # noqa: E402

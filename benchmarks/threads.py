@@ -28,7 +28,7 @@ TORCH_DEFAULT = torch.get_num_threads()  # before revgnn sets anything
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, save  # noqa: E402
 
-from revgnn.data import load_dataset  # noqa: E402
+from revgnn.data.datasets import load_dataset  # noqa: E402
 from revgnn.nn.presets import ModelConfig  # noqa: E402
 from revgnn.train import TrainConfig, fit  # noqa: E402
 

@@ -8,18 +8,18 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "data": ("DATASETS", "GraphDataset", "evaluate", "load_dataset"),
-    "datafiles": ("DatasetError",),
+    "data.datasets": ("DATASETS", "GraphDataset", "evaluate", "load_dataset"),
+    "data.datafiles": ("DatasetError",),
     "nn.deq": ("ConvergenceWarning", "DEQLayer", "SolverStats", "fixed_point"),
     "nn.layers": ("DEQCell", "GENBlock", "shared_dropout_mask"),
     "memory": ("SavedTensorMeter", "StepMemory", "measure_config", "measure_in_subprocess", "measure_step"),
     "nn.models": ("DEQGNN", "GraphHeads", "ResGNN", "RevGNN", "WTResGNN", "WTRevGNN"),
     "official": ("load_checkpoint",),
-    "partition": ("partition_subgraphs", "random_partition"),
+    "data.partition": ("partition_subgraphs", "random_partition"),
     "nn.presets": ("PAPER_PARAMS", "PRESETS", "ModelConfig", "build_model", "count_parameters", "get_preset",
                 "list_presets"),
     "nn.reversible": ("ReversibleStack",),
-    "synthetic": ("SyntheticProteinsConfig", "generate_synthetic_proteins"),
+    "data.synthetic": ("SyntheticProteinsConfig", "generate_synthetic_proteins"),
     "train": ("TrainConfig", "fit", "predict"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -141,7 +141,7 @@ def check_fits(estimate: StepEstimate, what: str, device: str = "cpu", force: bo
 def dataset_shape(name: str, kwargs: dict) -> tuple[int, int] | None:
     """(nodes, directed edges) of a dataset known before loading it (synthetic-proteins, ogbn-proteins), else
     None."""
-    from .synthetic import FULL_SIZE, SyntheticProteinsConfig
+    from revgnn.data.synthetic import FULL_SIZE, SyntheticProteinsConfig
 
     key = name.lower()
     if key in ("synthetic-proteins", "synthetic-proteins-full"):

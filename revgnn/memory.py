@@ -207,7 +207,7 @@ def synthetic_graph(num_nodes: int, num_edges: int, seed: int = 0):
     ``y`` (N, 112)."""
     from torch_geometric.data import Data
 
-    from .synthetic import SyntheticProteinsConfig, generate_synthetic_proteins
+    from revgnn.data.synthetic import SyntheticProteinsConfig, generate_synthetic_proteins
 
     if num_nodes < 80:
         raise ValueError(f"--nodes must be >= 80 for a synthetic-proteins graph (8 species), got {num_nodes}")

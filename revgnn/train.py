@@ -38,10 +38,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from revgnn import budget, distributed
-from revgnn.data import GraphDataset, evaluate, load_dataset
+from revgnn.data.datasets import GraphDataset, evaluate, load_dataset
+from revgnn.data.partition import partition_subgraphs
 from revgnn.nn.deq import solver_fields
 from revgnn.nn.presets import ModelConfig, build_model, count_parameters
-from revgnn.partition import partition_subgraphs
 from revgnn.records import atomic_torch_save, environment, peak_memory_bytes, read_json, write_json
 from revgnn.runtime import (
     LOCK_NAME,
@@ -63,7 +63,7 @@ class TrainConfig:
     """Optimisation and evaluation settings (the paper's values in comments; defaults run in minutes on a CPU).
 
     Args:
-        dataset: A name for :func:`revgnn.data.load_dataset`.
+        dataset: A name for :func:`revgnn.data.datasets.load_dataset`.
         root: Data root (None: ``$REVGNN_DATA`` or ``~/.cache/revgnn``).
         dataset_kwargs: Parameters of ``synthetic-proteins`` (e.g. ``num_nodes``).
         epochs: Training epochs (paper: 2000).

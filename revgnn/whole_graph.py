@@ -30,7 +30,7 @@ def floor_bytes(data, model: nn.Module, hidden_channels: int) -> int:
 def shape_floor_bytes(num_nodes: int, num_edges: int, hidden_channels: int, num_parameters: int) -> int:
     """:func:`floor_bytes` of a ``synthetic-proteins`` graph known only by its shape (int64 edge_index and labels,
     float32 edge features), e.g. the whole ogbn-proteins shape without generating it."""
-    from .synthetic import EDGE_DIM, NUM_TASKS
+    from revgnn.data.synthetic import EDGE_DIM, NUM_TASKS
 
     graph = num_edges * (2 * 8 + EDGE_DIM * 4) + num_nodes * NUM_TASKS * 8
     return _floor(graph, num_nodes, hidden_channels, num_parameters)

@@ -147,7 +147,7 @@ def test_synthetic_graph_flags_reach_the_generator():
                               "--pathway-length", "30"))
     assert tcfg.dataset_kwargs == {"num_nodes": 400, "num_edges": 4000, "seed": 3, "max_hops": 12,
                                    "pathway_length": 30}
-    from revgnn.data import load_dataset
+    from revgnn.data.datasets import load_dataset
 
     ds = load_dataset(tcfg.dataset, **tcfg.dataset_kwargs)
     assert sorted(set(ds.data.hop.tolist())) == list(range(1, 13)), "task radii 1..max_hops"

@@ -12,8 +12,8 @@ import torch
 from test_data_safety import hashes, offline, rewrite, set_field, set_line, unchanged, user_cora  # noqa: F401
 
 from revgnn.cli import main
-from revgnn.data import load_dataset
-from revgnn.datafiles import DatasetError
+from revgnn.data.datafiles import DatasetError
+from revgnn.data.datasets import load_dataset
 
 
 class Payload:
@@ -286,8 +286,8 @@ def test_the_raw_reader_builds_ogbs_graph_and_split(tiny_proteins_root):
     may rename in)."""
     from ogb.nodeproppred import PygNodePropPredDataset
 
-    from revgnn.datafiles import quiet
-    from revgnn.ogbn_proteins import _ogb_compatible_torch_load, read_proteins_raw
+    from revgnn.data.datafiles import quiet
+    from revgnn.data.ogbn_proteins import _ogb_compatible_torch_load, read_proteins_raw
 
     ref_root = write_copy(tiny_proteins_root.parent / "ogb-ref")
     with quiet(), _ogb_compatible_torch_load():

@@ -16,9 +16,9 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from revgnn import distributed
+from revgnn.data.partition import partition_subgraphs
 from revgnn.memory import synthetic_graph
 from revgnn.nn.presets import ModelConfig, build_model
-from revgnn.partition import partition_subgraphs
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -112,9 +112,9 @@ def test_a_tensor_that_is_not_dense_real_floats_is_refused_by_name(tmp_path, cap
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_a_non_finite_official_weight_is_refused_at_load_time(tmp_path, capsys, monkeypatch, value):
-    import revgnn.data
+    import revgnn.data.datasets
 
-    monkeypatch.setattr(revgnn.data, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(revgnn.data.datasets, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     state = official_state()
     state["gcns.1._fn.Fms.1.norm.weight"][3] = value
     line = refused_official(tmp_path, capsys, state)
@@ -212,9 +212,9 @@ def test_non_finite_or_foreign_last_weights_are_named(tmp_path, capsys, trained)
     (lambda c: c.update(model=[1, 2]), "configuration"),
 ])
 def test_a_configuration_that_does_not_fit_is_one_line(tmp_path, capsys, monkeypatch, trained, edit, phrase):
-    import revgnn.data
+    import revgnn.data.datasets
 
-    monkeypatch.setattr(revgnn.data, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(revgnn.data.datasets, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     config = json.loads(trained["config"])
     edit(config)
     line = refused_run(tmp_path / "t", capsys, trained, config=config)

@@ -70,7 +70,7 @@ def test_loader_reproduces_the_official_logits_in_float64(expected, fused):
 
 
 def test_node_features_are_the_official_sum_of_incident_edge_features(expected, proteins_root):
-    from revgnn.data import load_dataset
+    from revgnn.data.datasets import load_dataset
 
     ds = load_dataset("ogbn-proteins", proteins_root)
     assert torch.equal(ds.data.edge_index, expected["edge_index"]), "the same graph as the official pipeline"
@@ -195,9 +195,9 @@ def test_evaluate_works_offline_on_synthetic_proteins(capsys):
     (["--threads", "0"], "--threads must be >= 1"),
 ])
 def test_argument_errors_answer_before_any_data_is_read(argv, phrase, capsys, monkeypatch):
-    import revgnn.data
+    import revgnn.data.datasets
 
-    monkeypatch.setattr(revgnn.data, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(revgnn.data.datasets, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     code, _, err = _run(["evaluate", "--official-checkpoint", str(CKPT), *argv], capsys)
     assert code == 2 and phrase in err and "Traceback" not in err, f"one line, exit 2: {err!r}"
 

@@ -54,7 +54,7 @@ def test_plotted_from_table_is_generated_from_the_records():
     table = plotted_from({"committed": committed, "live run": live})
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")]
             for line in table.splitlines()[3:]}
-    from revgnn.synthetic import SyntheticProteinsConfig
+    from revgnn.data.synthetic import SyntheticProteinsConfig
 
     depths = ", ".join(str(r["num_layers"]) for r in content["rows"])
     seeds = ", ".join(str(s["seed"]) for s in content["rows"][0]["seeds"])
@@ -126,7 +126,7 @@ def test_recorded_accuracy_commands_still_parse_and_build():
 
     from revgnn.cli import build_parser
     from revgnn.commands.train import model_config, train_config
-    from revgnn.data import load_dataset
+    from revgnn.data.datasets import load_dataset
     from revgnn.nn.presets import build_model, count_parameters
     from revgnn.train import adapt_model_config
 

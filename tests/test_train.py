@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from revgnn.data import load_dataset
+from revgnn.data.datasets import load_dataset
 from revgnn.nn.presets import ModelConfig, build_model
 from revgnn.train import TrainConfig, _label_features, adapt_model_config, fit, predict
 

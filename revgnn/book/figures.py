@@ -290,7 +290,7 @@ def plot_metric_vs_depth(live: Sequence[dict], committed: Sequence[dict] = (), m
     ``live`` records hold one seed each (``seed`` and ``metric_key``); points of the same (series, depth) are
     averaged. ``committed`` records are :func:`revgnn.book.records.accuracy_records` rows (``test``, ``test_std``).
     ``reference`` adds a dotted grey line of (depth, value) points, e.g. the best ROC-AUC a predictor that knows
-    the hidden truth within as many hops can reach (:func:`revgnn.synthetic.oracle_rocauc`); it is not a model.
+    the hidden truth within as many hops can reach (:func:`revgnn.data.synthetic.oracle_rocauc`); it is not a model.
     ``series_format`` names a series from its ``series_key`` value (``"D={}"``; ``"{}"`` for a ready-made label).
     """
     fig, ax = plt.subplots(figsize=(7.5, 4.6), constrained_layout=True)

@@ -269,7 +269,7 @@ def accuracy_records(path: str | Path) -> list[dict]:
     """
     from revgnn.cli import build_parser
     from revgnn.commands.train import model_config, train_config
-    from revgnn.synthetic import SyntheticProteinsConfig
+    from revgnn.data.synthetic import SyntheticProteinsConfig
 
     path = resolve_path(path)
     if not path.is_file():

@@ -240,7 +240,7 @@ def accuracy_results_table(results_dir: str | Path = "results") -> str:
     one, and the file with its revision. Written by the book build into ``_build/_generated/accuracy.md``, which
     ``book/results.md`` includes, so the page always quotes the committed files as they are.
     """
-    from revgnn.synthetic import MAX_HOPS
+    from revgnn.data.synthetic import MAX_HOPS
 
     folder = resolve_path(results_dir)
     names = [n for n in ACCURACY_FILES if (folder / n).is_file()]

@@ -65,7 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def check_args(args) -> None:
     """Raise a ValueError on bad arguments before any checkpoint or data is read."""
-    from revgnn.data import DATASETS, PLANETOID
+    from revgnn.data.datasets import DATASETS, PLANETOID
     from revgnn.train import MAX_SEED, check_device
 
     if args.eval_parts < 1:
@@ -179,7 +179,7 @@ def _dataset_kwargs(kwargs, name: str, path: Path) -> dict:
     that a damaged or edited configuration is one line before any data is built."""
     from dataclasses import fields
 
-    from revgnn.synthetic import FULL_SIZE, SyntheticProteinsConfig
+    from revgnn.data.synthetic import FULL_SIZE, SyntheticProteinsConfig
 
     if not kwargs:
         return {}
@@ -206,10 +206,10 @@ def _dataset_taxa(root):
     naming it), not on the checkpoint whose species columns it orders."""
     import numpy as np
 
-    from revgnn.data import default_root
-    from revgnn.datafiles import first_line_problem
+    from revgnn.data.datafiles import first_line_problem
+    from revgnn.data.datasets import default_root
+    from revgnn.data.proteins_raw import PROTEINS_TABLES, bad_proteins_file, read_table, species_file
     from revgnn.official import OGBN_PROTEINS_TAXA
-    from revgnn.proteins_raw import PROTEINS_TABLES, bad_proteins_file, read_table, species_file
 
     folder = Path(root or default_root()) / "ogbn_proteins"
     path = folder / species_file(folder)    # node_species.csv.gz, or ogb's older species.csv.gz
@@ -243,7 +243,7 @@ def run(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from revgnn.data import evaluate, load_dataset
+    from revgnn.data.datasets import evaluate, load_dataset
     from revgnn.nn.fused import resolve_kernel, sort_graph_
     from revgnn.nn.presets import ModelConfig, _with_kernel, build_model
     from revgnn.official import (
