@@ -186,7 +186,7 @@ def full_pair(args) -> dict:
                "--kernel", args.kernel,
                *(["--profile"] if args.profile else [])]
         subprocess.run(cmd, check=True)
-    from revgnn.records import read_json
+    from revgnn.training.records import read_json
     for L in args.layers_list:
         runs[L] = read_json(Path(__file__).resolve().parent.parent / "results" / f"fused_full_L{L}.json")
     lo, hi = min(runs), max(runs)
@@ -236,7 +236,7 @@ def step_times(args) -> dict:
 def thp(args) -> dict:
     """Fused step time with and without PyTorch's THP_MEM_ALLOC_ENABLE=1 (transparent huge pages for large CPU
     allocations), in fresh processes, alternating, ``--rounds`` each; medians of the per-process medians."""
-    from revgnn.records import read_json
+    from revgnn.training.records import read_json
 
     results: dict[str, list] = {"off": [], "on": []}
     for r in range(args.rounds):

@@ -27,7 +27,7 @@ from provenance import provenance, write_result  # noqa: E402
 
 from revgnn import ModelConfig  # noqa: E402
 from revgnn.memory import measure_config, synthetic_graph  # noqa: E402
-from revgnn.records import read_json, write_json  # noqa: E402
+from revgnn.training.records import read_json, write_json  # noqa: E402
 
 GRAPHS = {  # name: (nodes, edges, channels)
     "small": (500, 5_000, 16),

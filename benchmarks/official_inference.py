@@ -50,7 +50,7 @@ def one(channels: int, layers: int, threads: int, nodes: int, edges: int) -> dic
     from revgnn.nn.fused import sort_graph_
     from revgnn.nn.models import RevGNN
     from revgnn.official import on_each_layer
-    from revgnn.runtime import fix_mmap_threshold
+    from revgnn.training.runtime import fix_mmap_threshold
 
     torch.set_num_threads(threads)
     mmap_fixed = fix_mmap_threshold()                           # as revgnn evaluate does

@@ -20,7 +20,7 @@ _EXPORTS = {
                 "list_presets"),
     "nn.reversible": ("ReversibleStack",),
     "data.synthetic": ("SyntheticProteinsConfig", "generate_synthetic_proteins"),
-    "train": ("TrainConfig", "fit", "predict"),
+    "training.loop": ("TrainConfig", "fit", "predict"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -41,7 +41,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
         globals()[name] = value
         return value
-    try:  # a submodule, as ``revgnn.train`` after a bare ``import revgnn``
+    try:  # a submodule, as ``revgnn.training`` after a bare ``import revgnn``
         return importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError as err:
         if err.name != f"{__name__}.{name}":

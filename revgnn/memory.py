@@ -52,11 +52,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from revgnn.allocations import OPT_STEP_MARK, QuietProfile, cpu_peak_increment, cpu_split, mark_gradient
 from revgnn.nn.deq import solver_fields
 from revgnn.nn.presets import count_parameters
-
-from .allocations import OPT_STEP_MARK, QuietProfile, cpu_peak_increment, cpu_split, mark_gradient
-from .records import device_name
+from revgnn.training.records import device_name
 
 __all__ = ["SavedTensorMeter", "StepMemory", "synthetic_graph", "measure_step", "measure_config",
            "measure_in_subprocess", "tensor_bytes", "PEAK_METHODS", "SPLIT_METHODS"]
@@ -376,8 +375,7 @@ def measure_config(config, num_nodes: int, num_edges: int, device: str = "cpu", 
     """Build ``config`` (a :class:`~revgnn.nn.presets.ModelConfig`) and measure it on a ``synthetic-proteins`` graph
     of the given size (or on ``data``)."""
     from revgnn.nn.presets import build_model
-
-    from .runtime import apply_thread_policy
+    from revgnn.training.runtime import apply_thread_policy
 
     apply_thread_policy()  # one thread unless the caller chose: torch's default collapses on a busy small box
     torch.manual_seed(seed)
@@ -407,8 +405,7 @@ def _proc_status_kb(key: str) -> int:
 def _child_main(spec: dict) -> dict:
     """Subprocess body of :func:`measure_in_subprocess`."""
     from revgnn.nn.presets import ModelConfig, build_model
-
-    from .runtime import apply_thread_policy
+    from revgnn.training.runtime import apply_thread_policy
 
     apply_thread_policy()
     cfg = ModelConfig(**spec["config"])

@@ -50,9 +50,8 @@ def edge_sweep(num_nodes: int, edge_counts: Sequence[int], config: ModelConfig, 
     Returns records with ``num_edges``, ``fused``, ``kernel`` (``native``, ``torch`` or ``pyg``), ``peak_bytes``,
     ``step_seconds``, ``floor_bytes``.
     """
+    from revgnn.memory import measure_config, synthetic_graph
     from revgnn.nn.fused import resolve_kernel
-
-    from .memory import measure_config, synthetic_graph
 
     kernels = ["native", "torch"] if resolve_kernel("auto") == "native" else ["torch"]
     records = []
@@ -82,7 +81,7 @@ def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] =
     the Python and libtorch process itself; used when the run was not profiled). ``kernel`` is the fused kernel the
     record names (records from before the native kernel, which name none, ran the pure-torch one), or ``pyg``.
     """
-    from .records import read_json
+    from revgnn.training.records import read_json
 
     records = []
     path = Path(sweep_file)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from revgnn.nn.presets import ModelConfig
-from revgnn.train import TrainConfig
+from revgnn.training.loop import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "synthetic-proteins", "--num-nodes", "200", "--num-edges", "1000", "--layers", "2",
@@ -172,7 +172,7 @@ def restore_threads():
 
 
 def test_thread_policy_defaults_to_one_and_respects_the_user(monkeypatch, restore_threads):
-    from revgnn import runtime
+    from revgnn.training import runtime
 
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(var, raising=False)

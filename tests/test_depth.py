@@ -11,7 +11,7 @@ import pytest
 
 from revgnn.data.datasets import load_dataset
 from revgnn.nn.presets import ModelConfig
-from revgnn.train import TrainConfig, fit
+from revgnn.training.loop import TrainConfig, fit
 
 EPOCHS, MARGIN = 400, 0.03
 

@@ -327,7 +327,7 @@ def test_evaluate_fixes_the_mmap_threshold(monkeypatch, proteins_root, capsys):
     on glibc the call takes effect."""
     import platform
 
-    from revgnn import runtime
+    from revgnn.training import runtime
 
     if platform.libc_ver()[0] == "glibc":
         assert runtime.fix_mmap_threshold(), "mallopt(M_MMAP_THRESHOLD) takes effect on glibc"

@@ -38,7 +38,7 @@ def provenance_line(records: Sequence[dict] | dict) -> str:
     records = [records] if isinstance(records, dict) else list(records)
     fields: dict[str, set] = {"device": set(), "git": set(), "torch": set(), "seed": set(), "source": set()}
     for r in records:
-        prov = r.get("provenance") or r  # benchmark files nest it; run records (revgnn.train) carry it on top
+        prov = r.get("provenance") or r  # benchmark files nest it; run records (revgnn.training.loop) carry it on top
         for key in fields:
             value = prov.get(key, r.get(key))
             if value is None and key == "torch":

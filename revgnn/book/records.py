@@ -202,7 +202,7 @@ def memory_records(points: Iterable[tuple[dict, object]], data, device="cpu", se
     import torch
 
     from revgnn.memory import measure_config
-    from revgnn.records import environment
+    from revgnn.training.records import environment
 
     device = torch.device(device)
     provenance = {**environment(device), "seed": seed}
@@ -297,7 +297,7 @@ def accuracy_records(path: str | Path) -> list[dict]:
 
 
 def live_record(run: dict, config, data, epochs: int, **labels) -> dict:
-    """A record of one seeded run of :func:`revgnn.train.fit` (``summary["runs"][i]``), with the setting the
+    """A record of one seeded run of :func:`revgnn.training.loop.fit` (``summary["runs"][i]``), with the setting the
     "plotted from" table reads: model, L, D, graph size, epochs, seed, device, revision; ``roc_auc`` is the test
     metric at the best validation epoch (a fraction)."""
     hop = getattr(data.data, "hop", None)  # synthetic-proteins: each task's radius

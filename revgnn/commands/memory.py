@@ -6,8 +6,7 @@ import argparse
 import json
 
 from revgnn.nn.presets import MODEL_KINDS, ModelConfig
-
-from ..budget import count
+from revgnn.training.budget import count
 
 
 def add_parser(subparsers) -> None:
@@ -55,7 +54,8 @@ def _config(args) -> ModelConfig:
 def run(args) -> int:
     import warnings
 
-    from ..budget import check_depth, check_fits, estimate_step
+    from revgnn.training.budget import check_depth, check_fits, estimate_step
+
     from ..memory import measure_config  # here, not at the top: the parser must not import torch
 
     cfg = _config(args)

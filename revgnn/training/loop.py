@@ -37,13 +37,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from revgnn import budget, distributed
 from revgnn.data.datasets import GraphDataset, evaluate, load_dataset
 from revgnn.data.partition import partition_subgraphs
 from revgnn.nn.deq import solver_fields
 from revgnn.nn.presets import ModelConfig, build_model, count_parameters
-from revgnn.records import atomic_torch_save, environment, peak_memory_bytes, read_json, write_json
-from revgnn.runtime import (
+from revgnn.training import budget, distributed
+from revgnn.training.records import atomic_torch_save, environment, peak_memory_bytes, read_json, write_json
+from revgnn.training.runtime import (
     LOCK_NAME,
     STOP,
     TrainingInterrupted,
@@ -88,17 +88,17 @@ class TrainConfig:
             again. Without ``resume`` or ``restart``, a seed that has a checkpoint or a record there is refused.
         keep_checkpoint: Keep ``checkpoint.pt`` (the last epoch's full training state, and the best validation
             epoch's weights, which ``revgnn evaluate --checkpoint`` scores) after a run finishes.
-        force: Train even when the size estimate (:mod:`revgnn.budget`) says a step cannot fit in memory.
+        force: Train even when the size estimate (:mod:`revgnn.training.budget`) says a step cannot fit in memory.
         label_reuse: Fraction of training nodes whose labels are input per epoch (0 disables).
         node_embeddings: Add a learnable embedding per node.
         embedding_dim: Width of that embedding.
         device: ``cpu`` or ``cuda``.
         progress: Show a tqdm progress bar.
-        threads: CPU threads for torch; None applies :func:`revgnn.runtime.apply_thread_policy` (one thread
+        threads: CPU threads for torch; None applies :func:`revgnn.training.runtime.apply_thread_policy` (one thread
             unless ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` chose otherwise).
         recipe: The dataset-recipe values this configuration took (recorded only; see ``revgnn train --help``).
-        accumulate: Parts per optimizer step (per rank under torch.distributed), their gradients averaged; with
-            more than one (or more than one rank) the dropout RNG is seeded per part (:mod:`revgnn.distributed`).
+        accumulate: Parts per optimizer step (per rank under torch.distributed), their gradients averaged; with more
+            than one (or more than one rank) the dropout RNG is seeded per part (:mod:`revgnn.training.distributed`).
     """
 
     dataset: str = "synthetic-proteins"
@@ -297,7 +297,7 @@ def _part_loss(model, ds, batch, mask, device) -> torch.Tensor:
 def _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device) -> float:
     model.train()
     parts = _epoch_parts(ds, tcfg, train_parts, seed, epoch)
-    if tcfg.accumulate > 1 or distributed.world_size() > 1:  # grouped steps (revgnn.distributed)
+    if tcfg.accumulate > 1 or distributed.world_size() > 1:  # grouped steps (revgnn.training.distributed)
         return distributed.train_epoch(model, opt, parts, lambda b, m: _part_loss(model, ds, b, m, device),
                                        tcfg.accumulate, tcfg.clip_grad_norm, seed, epoch)
     total, steps = 0.0, 0
@@ -718,16 +718,17 @@ def _rank_fields(model_config: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]
 def fit(model_config: ModelConfig, train_config: TrainConfig, dataset: GraphDataset | None = None) -> dict[str, Any]:
     """Train ``train_config.runs`` seeded runs and summarise them (test at best validation, mean ± std).
 
-    Before anything is written: the thread policy is applied (:func:`revgnn.runtime.apply_thread_policy`); under
-    torch.distributed every rank must hold the same configuration (:func:`revgnn.distributed.check_same_config`);
-    before the dataset is loaded the model's size is estimated against this machine's memory
-    (:mod:`revgnn.budget`) and the output folder checked (reading only); then the dataset is loaded and every
-    setting checked. With ``out_dir``, the folder is locked against a second run (``.revgnn.lock``), must hold no
-    runs of another configuration (``config.json``) and no ``summary.json`` revgnn did not write; a seed's finished
-    record or interrupted checkpoint is kept unless ``resume`` (continue) or ``restart`` (discard) says otherwise;
-    temporary files of killed revgnn runs are removed. SIGINT/SIGTERM stop training after the current epoch with a
-    checkpoint and raise :class:`revgnn.runtime.TrainingInterrupted`. Under torch.distributed a bad-input error of
-    any rank stops every rank with the same :class:`revgnn.distributed.AgreedError`.
+    Before anything is written: the thread policy is applied (:func:`revgnn.training.runtime.apply_thread_policy`);
+    under torch.distributed every rank must hold the same configuration
+    (:func:`revgnn.training.distributed.check_same_config`); before the dataset is loaded the model's size is estimated
+    against this machine's memory (:mod:`revgnn.training.budget`) and the output folder checked (reading only); then the
+    dataset is loaded and every setting checked. With ``out_dir``, the folder is locked against a second run
+    (``.revgnn.lock``), must hold no runs of another configuration (``config.json``) and no ``summary.json`` revgnn did
+    not write; a seed's finished record or interrupted checkpoint is kept unless ``resume`` (continue) or ``restart``
+    (discard) says otherwise; temporary files of killed revgnn runs are removed. SIGINT/SIGTERM stop training after the
+    current epoch with a checkpoint and raise :class:`revgnn.training.runtime.TrainingInterrupted`. Under
+    torch.distributed a bad-input error of any rank stops every rank with the same
+    :class:`revgnn.training.distributed.AgreedError`.
 
     Args:
         model_config: The model; dataset-dependent widths are filled in by :func:`adapt_model_config`.

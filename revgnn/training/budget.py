@@ -76,7 +76,7 @@ def estimate_step(cfg: ModelConfig, num_nodes: int, num_edges: int, parts: int =
     directed edges trained in ``parts`` random parts (1: the whole graph); ``train=False``: a no-grad forward (the
     graph, one state, the parameters). On a GPU only the step's subgraph counts (the whole graph stays in host
     memory); on the CPU the whole graph shares the memory with the step."""
-    from .whole_graph import shape_floor_bytes
+    from revgnn.whole_graph import shape_floor_bytes
 
     params = parameter_count(cfg)
     n = -(-num_nodes // parts)
