@@ -32,7 +32,7 @@ from provenance import provenance, write_result  # noqa: E402
 
 from revgnn import ConvergenceWarning, ModelConfig  # noqa: E402
 from revgnn.data.datasets import load_dataset  # noqa: E402
-from revgnn.memory import measure_step  # noqa: E402
+from revgnn.measure.memory import measure_step  # noqa: E402
 from revgnn.nn.presets import build_model  # noqa: E402
 from revgnn.training.loop import TrainConfig, adapt_model_config, fit  # noqa: E402
 

@@ -12,7 +12,7 @@ whole ogbn-proteins-shaped graph, a sweep over the number of edges, and the fuse
 
 Timing protocol (partition): all models live in one process; after one warm-up step each, ``--repeats`` rounds time
 one step of every model, the order reversed every other round; medians are compared. Peaks come from one more,
-instrumented step per model (allocator events, as revgnn.memory.measure_step). ``full`` runs one
+instrumented step per model (allocator events, as revgnn.measure.memory.measure_step). ``full`` runs one
 un-instrumented training step per process (generation ~30 s, 5.4 GB), reads the process's peak resident set size
 over that step (VmHWM after /proc/self/clear_refs) and compares the peak with the floor: edge_index, edge features,
 labels, one N x D state, and parameters + gradients + Adam state. Writes results/fused_<part>.json.
@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, save  # noqa: E402
 
 from revgnn import ModelConfig, build_model, count_parameters  # noqa: E402
-from revgnn.memory import _cpu_peak_increment, _proc_status_kb, _Step, synthetic_graph, tensor_bytes  # noqa: E402
-from revgnn.whole_graph import floor_bytes, shape_floor_bytes  # noqa: E402
+from revgnn.measure.memory import _cpu_peak_increment, _proc_status_kb, _Step, synthetic_graph, tensor_bytes  # noqa: E402
+from revgnn.measure.whole_graph import floor_bytes, shape_floor_bytes  # noqa: E402
 
 PARTITION = dict(nodes=13_253, edges=791_224)        # one of ogbn-proteins' 10 training parts
 FULL = dict(nodes=132_534, edges=79_122_504)         # ogbn-proteins

@@ -45,7 +45,7 @@ from provenance import RESULTS, provenance  # noqa: E402
 
 from revgnn import ModelConfig, get_preset  # noqa: E402
 from revgnn.data.synthetic import FULL_SIZE  # noqa: E402
-from revgnn.memory import measure_config, synthetic_graph  # noqa: E402
+from revgnn.measure.memory import measure_config, synthetic_graph  # noqa: E402
 from revgnn.nn.fused import resolve_kernel  # noqa: E402
 from revgnn.training.records import write_json  # noqa: E402
 

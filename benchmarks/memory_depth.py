@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, write_result  # noqa: E402
 
 from revgnn import ModelConfig  # noqa: E402
-from revgnn.memory import measure_config, synthetic_graph  # noqa: E402
+from revgnn.measure.memory import measure_config, synthetic_graph  # noqa: E402
 from revgnn.training.records import read_json, write_json  # noqa: E402
 
 GRAPHS = {  # name: (nodes, edges, channels)

@@ -46,7 +46,7 @@ def one(channels: int, layers: int, threads: int, nodes: int, edges: int) -> dic
     """One whole-graph no-grad forward pass in this process; the per-layer times and peaks."""
     import torch
 
-    from revgnn.memory import synthetic_graph
+    from revgnn.measure.memory import synthetic_graph
     from revgnn.nn.fused import sort_graph_
     from revgnn.nn.models import RevGNN
     from revgnn.official import on_each_layer

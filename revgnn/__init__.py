@@ -12,7 +12,7 @@ _EXPORTS = {
     "data.datafiles": ("DatasetError",),
     "nn.deq": ("ConvergenceWarning", "DEQLayer", "SolverStats", "fixed_point"),
     "nn.layers": ("DEQCell", "GENBlock", "shared_dropout_mask"),
-    "memory": ("SavedTensorMeter", "StepMemory", "measure_config", "measure_in_subprocess", "measure_step"),
+    "measure.memory": ("SavedTensorMeter", "StepMemory", "measure_config", "measure_in_subprocess", "measure_step"),
     "nn.models": ("DEQGNN", "GraphHeads", "ResGNN", "RevGNN", "WTResGNN", "WTRevGNN"),
     "official": ("load_checkpoint",),
     "data.partition": ("partition_subgraphs", "random_partition"),

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from revgnn import DEQGNN, ConvergenceWarning, DEQLayer, fixed_point
-from revgnn.memory import SavedTensorMeter
+from revgnn.measure.memory import SavedTensorMeter
 
 
 class Contraction(nn.Module):
@@ -193,7 +193,7 @@ def test_solver_fields_flat_record_and_counts():
 
 def test_memory_record_carries_the_solves():
     from revgnn import ModelConfig
-    from revgnn.memory import measure_config, synthetic_graph
+    from revgnn.measure.memory import measure_config, synthetic_graph
 
     graph = synthetic_graph(120, 1_200, seed=0)
     cfg = ModelConfig(model="deq", num_layers=1, hidden_channels=8, max_iter=60, tol=1e-3)

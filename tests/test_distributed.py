@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from revgnn.data.partition import partition_subgraphs
-from revgnn.memory import synthetic_graph
+from revgnn.measure.memory import synthetic_graph
 from revgnn.nn.presets import ModelConfig, build_model
 from revgnn.training import distributed
 

@@ -9,7 +9,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch_geometric.nn import GENConv
 
 from revgnn import ModelConfig, build_model, count_parameters, get_preset
-from revgnn.memory import synthetic_graph
+from revgnn.measure.memory import synthetic_graph
 from revgnn.nn import native
 from revgnn.nn.fused import default_chunk_size, gen_aggregate, sort_graph
 from revgnn.nn.layers import GENBlock
@@ -285,8 +285,8 @@ def test_memory_cli_fused_switch(capsys):
 
 def test_shape_floor_equals_the_floor_of_a_generated_graph():
     from revgnn import ModelConfig, build_model, count_parameters
-    from revgnn.memory import synthetic_graph
-    from revgnn.whole_graph import floor_bytes, shape_floor_bytes
+    from revgnn.measure.memory import synthetic_graph
+    from revgnn.measure.whole_graph import floor_bytes, shape_floor_bytes
 
     data = synthetic_graph(300, 3_000, seed=0)
     model = build_model(ModelConfig("rev", 2, 16))

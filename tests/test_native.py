@@ -254,7 +254,7 @@ def test_kernel_choice(monkeypatch, caplog):
 
 
 def test_sort_graph_sorts_edge_tensors_alike():
-    from revgnn.memory import synthetic_graph
+    from revgnn.measure.memory import synthetic_graph
     from revgnn.nn.fused import sort_graph
 
     data = synthetic_graph(80, 600, seed=0)
@@ -276,7 +276,7 @@ def test_destination_order_is_the_stable_sort(E, N, chunk):
 
 
 def test_sort_graph_in_place_equals_sort_graph_and_the_loaders_use_it():
-    from revgnn.memory import synthetic_graph
+    from revgnn.measure.memory import synthetic_graph
     from revgnn.nn.fused import sort_by_destination, sort_graph, sort_graph_
 
     data = synthetic_graph(80, 600, seed=0)
@@ -317,7 +317,7 @@ def test_model_kernel_choice_reaches_every_block_with_equal_results():
     import torch.nn.functional as F
 
     from revgnn import ModelConfig, build_model
-    from revgnn.memory import synthetic_graph
+    from revgnn.measure.memory import synthetic_graph
     from revgnn.nn.layers import GENBlock
 
     with pytest.raises(ValueError, match="kernel must be one of"):

@@ -338,7 +338,7 @@ def memory_table(records: Sequence[dict], x_key: str = "depth", x_header: str = 
 
     DEQ-GNN's x is its solver's iteration cap, never a layer count: it gets its own column ("solver iterations")
     and the layered models' column is ``x_header``. Columns of the memory split (``activation_peak_bytes``,
-    ``gradient_transient_bytes``, ``optimizer_transient_bytes``, from :mod:`revgnn.memory`) and of the solver
+    ``gradient_transient_bytes``, ``optimizer_transient_bytes``, from :mod:`revgnn.measure.memory`) and of the solver
     (``solver``: DEQ-GNN's forward and backward solves) appear when the records carry them.
     """
     def mib(value):

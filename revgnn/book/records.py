@@ -184,9 +184,9 @@ def solver_misses() -> Iterator[dict]:
 
 def memory_records(points: Iterable[tuple[dict, object]], data, device="cpu", seed: int = 0,
                    limit_bytes: float | None = None, repeats: int = 1) -> list[dict]:
-    """Measure one training step per ``(labels, ModelConfig)`` point with :func:`revgnn.memory.measure_config`.
+    """Measure one training step per ``(labels, ModelConfig)`` point with :func:`revgnn.measure.memory.measure_config`.
 
-    Each record is the :class:`~revgnn.memory.StepMemory` as a dict, plus ``labels`` (e.g. model, depth, width),
+    Each record is the :class:`~revgnn.measure.memory.StepMemory` as a dict, plus ``labels`` (e.g. model, depth, width),
     ``oom`` and ``provenance`` (git revision, versions, device). A step is out of memory when the device raises
     it (CUDA) or when its peak exceeds ``limit_bytes``; once a ``(model, hidden_channels)`` series is out of
     memory, its later (deeper) points are recorded as OOM without being run.
@@ -201,7 +201,7 @@ def memory_records(points: Iterable[tuple[dict, object]], data, device="cpu", se
     """
     import torch
 
-    from revgnn.memory import measure_config
+    from revgnn.measure.memory import measure_config
     from revgnn.training.records import environment
 
     device = torch.device(device)

@@ -54,9 +54,8 @@ def _config(args) -> ModelConfig:
 def run(args) -> int:
     import warnings
 
+    from revgnn.measure.memory import measure_config  # here, not at the top: the parser must not import torch
     from revgnn.training.budget import check_depth, check_fits, estimate_step
-
-    from ..memory import measure_config  # here, not at the top: the parser must not import torch
 
     cfg = _config(args)
     check_depth(cfg, args.force)

@@ -39,7 +39,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, degree, remove_self_loops, scatter
 
-from revgnn.data.datafiles import (
+from .datafiles import (
     DatasetError,
     build_in_stage,
     disk_error,
@@ -53,9 +53,9 @@ from revgnn.data.datafiles import (
     warn_foreign_pyg_files,
     write_manifest,
 )
-from revgnn.data.metrics import rocauc
-from revgnn.data.ogbn_proteins import load_ogbn_proteins, read_pyg_cache, split_problem
-from revgnn.data.synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
+from .metrics import rocauc
+from .ogbn_proteins import load_ogbn_proteins, read_pyg_cache, split_problem
+from .synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data
 
-from revgnn.data.datafiles import (
+from .datafiles import (
     MANIFEST,
     DatasetError,
     build_in_stage,
@@ -43,7 +43,7 @@ from revgnn.data.datafiles import (
     warn_foreign_pyg_files,
     write_manifest,
 )
-from revgnn.data.proteins_raw import (
+from .proteins_raw import (
     KEPT,
     PROTEINS_TABLES,
     SPLIT_FILES,

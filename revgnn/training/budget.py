@@ -1,9 +1,9 @@
 """Size estimates before allocating: will one training step of "Training Graph Neural Networks with 1000 Layers"
 (Li et al., ICML 2021) fit in this machine's memory?
 
-The estimate is the book's floor (:func:`revgnn.whole_graph.shape_floor_bytes`: edge_index, edge features, labels,
-one N x D state, parameters with gradients and Adam's two moments) plus what each model kind must keep for backward,
-the paper's memory argument (Sec. 3, Figs. 2-4), each term a float32 tensor counted once:
+The estimate is the book's floor (:func:`revgnn.measure.whole_graph.shape_floor_bytes`: edge_index, edge features,
+labels, one N x D state, parameters with gradients and Adam's two moments) plus what each model kind must keep for
+backward, the paper's memory argument (Sec. 3, Figs. 2-4), each term a float32 tensor counted once:
 
 - ResGNN / WT-ResGNN: one (N, D) activation per layer, O(L N D) (also with gradient checkpointing, which keeps each
   block's input); with PyG's GENConv (``fused=False``) also one (E, D) message tensor per layer, O(L E D);
@@ -76,7 +76,7 @@ def estimate_step(cfg: ModelConfig, num_nodes: int, num_edges: int, parts: int =
     directed edges trained in ``parts`` random parts (1: the whole graph); ``train=False``: a no-grad forward (the
     graph, one state, the parameters). On a GPU only the step's subgraph counts (the whole graph stays in host
     memory); on the CPU the whole graph shares the memory with the step."""
-    from revgnn.whole_graph import shape_floor_bytes
+    from revgnn.measure.whole_graph import shape_floor_bytes
 
     params = parameter_count(cfg)
     n = -(-num_nodes // parts)

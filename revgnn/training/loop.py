@@ -41,9 +41,10 @@ from revgnn.data.datasets import GraphDataset, evaluate, load_dataset
 from revgnn.data.partition import partition_subgraphs
 from revgnn.nn.deq import solver_fields
 from revgnn.nn.presets import ModelConfig, build_model, count_parameters
-from revgnn.training import budget, distributed
-from revgnn.training.records import atomic_torch_save, environment, peak_memory_bytes, read_json, write_json
-from revgnn.training.runtime import (
+
+from . import budget, distributed
+from .records import atomic_torch_save, environment, peak_memory_bytes, read_json, write_json
+from .runtime import (
     LOCK_NAME,
     STOP,
     TrainingInterrupted,

@@ -43,15 +43,16 @@ def _floor(graph_bytes: int, num_nodes: int, hidden_channels: int, num_parameter
 def edge_sweep(num_nodes: int, edge_counts: Sequence[int], config: ModelConfig, seed: int = 0,
                repeats: int = 1, pyg_max_edges: int | None = None) -> list[dict]:
     """One training step of ``config`` on ``synthetic-proteins`` graphs of ``num_nodes`` nodes and each of
-    ``edge_counts`` edges (:func:`revgnn.memory.measure_config`): fused with each kernel that runs here (the native
-    C++ one where it builds, and pure torch) and with PyG's GENConv. PyG's path runs only up to ``pyg_max_edges``
+    ``edge_counts`` edges (:func:`revgnn.measure.memory.measure_config`): fused with each kernel that runs here (the
+    native C++ one where it builds, and pure torch) and with PyG's GENConv. PyG's path runs only up to ``pyg_max_edges``
     edges (it needs about 2 KB per edge at D = 80).
 
     Returns records with ``num_edges``, ``fused``, ``kernel`` (``native``, ``torch`` or ``pyg``), ``peak_bytes``,
     ``step_seconds``, ``floor_bytes``.
     """
-    from revgnn.memory import measure_config, synthetic_graph
     from revgnn.nn.fused import resolve_kernel
+
+    from .memory import measure_config, synthetic_graph
 
     kernels = ["native", "torch"] if resolve_kernel("auto") == "native" else ["torch"]
     records = []

@@ -52,10 +52,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from revgnn.allocations import OPT_STEP_MARK, QuietProfile, cpu_peak_increment, cpu_split, mark_gradient
 from revgnn.nn.deq import solver_fields
 from revgnn.nn.presets import count_parameters
 from revgnn.training.records import device_name
+
+from .allocations import OPT_STEP_MARK, QuietProfile, cpu_peak_increment, cpu_split, mark_gradient
 
 __all__ = ["SavedTensorMeter", "StepMemory", "synthetic_graph", "measure_step", "measure_config",
            "measure_in_subprocess", "tensor_bytes", "PEAK_METHODS", "SPLIT_METHODS"]
@@ -389,7 +390,7 @@ def measure_config(config, num_nodes: int, num_edges: int, device: str = "cpu", 
 
 _CHILD = r"""
 import json, sys, torch
-from revgnn.memory import _child_main
+from revgnn.measure.memory import _child_main
 print(json.dumps(_child_main(json.loads(sys.argv[1]))))
 """
 
