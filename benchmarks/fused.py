@@ -38,7 +38,7 @@ from provenance import provenance, save  # noqa: E402
 
 from revgnn import ModelConfig, build_model, count_parameters  # noqa: E402
 from revgnn.measure.memory import _cpu_peak_increment, _proc_status_kb, _Step, synthetic_graph, tensor_bytes  # noqa: E402
-from revgnn.measure.whole_graph import floor_bytes, shape_floor_bytes  # noqa: E402
+from revgnn.training.budget import floor_bytes, shape_floor_bytes  # noqa: E402
 
 PARTITION = dict(nodes=13_253, edges=791_224)        # one of ogbn-proteins' 10 training parts
 FULL = dict(nodes=132_534, edges=79_122_504)         # ogbn-proteins

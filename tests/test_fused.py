@@ -286,7 +286,7 @@ def test_memory_cli_fused_switch(capsys):
 def test_shape_floor_equals_the_floor_of_a_generated_graph():
     from revgnn import ModelConfig, build_model, count_parameters
     from revgnn.measure.memory import synthetic_graph
-    from revgnn.measure.whole_graph import floor_bytes, shape_floor_bytes
+    from revgnn.training.budget import floor_bytes, shape_floor_bytes
 
     data = synthetic_graph(300, 3_000, seed=0)
     model = build_model(ModelConfig("rev", 2, 16))

@@ -285,7 +285,7 @@ def test_a_step_that_cannot_fit_is_refused_with_its_estimate(tmp_path, capsys, n
     err = one_line(capsys)
     assert "needs at least" in err and "this machine has 2.00 GiB available" in err and "--force" in err, err
     floor = budget.estimate_step(budget.ModelConfig("rev", 8, 64), 132_534, 79_122_504, 10).floor
-    from revgnn.measure.whole_graph import shape_floor_bytes
+    from revgnn.training.budget import shape_floor_bytes
 
     assert floor == shape_floor_bytes(132_534, 79_122_504, 64, budget.parameter_count(budget.ModelConfig("rev", 8, 64)))
 
