@@ -41,7 +41,8 @@ from revgnn.commands.train import model_config, train_config  # noqa: E402
 from revgnn.data.datasets import load_dataset  # noqa: E402
 from revgnn.data.synthetic import oracle_rocauc  # noqa: E402
 from revgnn.measure.memory import measure_config  # noqa: E402
-from revgnn.training.loop import adapt_model_config, fit, mean_std  # noqa: E402
+from revgnn.training.config import adapt_model_config  # noqa: E402
+from revgnn.training.loop import fit, mean_std  # noqa: E402
 
 # Fig. 1 and the second depth sweep use a 2,000-node, 32,000-edge synthetic-proteins graph (half the default size, the
 # same generator and mean degree 16): on a 2-core machine shared by several jobs, the default 4,000-node graph did not

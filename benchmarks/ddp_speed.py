@@ -39,15 +39,9 @@ def worker(args) -> None:
 
     from revgnn import ModelConfig, build_model, load_dataset
     from revgnn.training import distributed
-    from revgnn.training.loop import (
-        TrainConfig,
-        _generator,
-        _inputs,
-        _label_features,
-        _train_epoch,
-        adapt_model_config,
-        predict,
-    )
+    from revgnn.training.config import TrainConfig, adapt_model_config
+    from revgnn.training.loop import _train_epoch
+    from revgnn.training.protocol import _generator, _inputs, _label_features, predict
 
     with distributed.process_group("cpu"):
         ds = load_dataset("ppi")

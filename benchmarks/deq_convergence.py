@@ -34,7 +34,8 @@ from revgnn import ConvergenceWarning, ModelConfig  # noqa: E402
 from revgnn.data.datasets import load_dataset  # noqa: E402
 from revgnn.measure.memory import measure_step  # noqa: E402
 from revgnn.nn.presets import build_model  # noqa: E402
-from revgnn.training.loop import TrainConfig, adapt_model_config, fit  # noqa: E402
+from revgnn.training.config import TrainConfig, adapt_model_config  # noqa: E402
+from revgnn.training.loop import fit  # noqa: E402
 
 FIG4_CAPS = [1, 5, 10, 25, 50, 100]
 

@@ -20,7 +20,9 @@ _EXPORTS = {
                 "list_presets"),
     "nn.reversible": ("ReversibleStack",),
     "data.synthetic": ("SyntheticProteinsConfig", "generate_synthetic_proteins"),
-    "training.loop": ("TrainConfig", "fit", "predict"),
+    "training.config": ("TrainConfig",),
+    "training.loop": ("fit",),
+    "training.protocol": ("predict",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from revgnn.nn.presets import ModelConfig
-from revgnn.training.loop import TrainConfig
+from revgnn.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "synthetic-proteins", "--num-nodes", "200", "--num-edges", "1000", "--layers", "2",

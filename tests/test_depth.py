@@ -11,7 +11,8 @@ import pytest
 
 from revgnn.data.datasets import load_dataset
 from revgnn.nn.presets import ModelConfig
-from revgnn.training.loop import TrainConfig, fit
+from revgnn.training.config import TrainConfig
+from revgnn.training.loop import fit
 
 EPOCHS, MARGIN = 400, 0.03
 

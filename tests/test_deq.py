@@ -211,7 +211,8 @@ def test_memory_record_carries_the_solves():
 def test_training_history_carries_each_epochs_solves():
     from revgnn import ModelConfig
     from revgnn.nn.deq import SOLVER_FIELDS
-    from revgnn.training.loop import TrainConfig, fit
+    from revgnn.training.config import TrainConfig
+    from revgnn.training.loop import fit
 
     tcfg = TrainConfig(dataset="synthetic-proteins", dataset_kwargs={"num_nodes": 200, "num_edges": 2000},
                        epochs=2, lr=0.01, progress=False)

@@ -234,9 +234,9 @@ def proteins_root(tmp_path):
 @pytest.fixture
 def no_inference(monkeypatch):
     """Fail the test if the model is run: these flags must be refused first."""
-    import revgnn.training.loop
+    import revgnn.training.protocol
 
-    monkeypatch.setattr(revgnn.training.loop, "predict", lambda *a, **k: pytest.fail("the model was run"))
+    monkeypatch.setattr(revgnn.training.protocol, "predict", lambda *a, **k: pytest.fail("the model was run"))
 
 
 @pytest.mark.parametrize("parts", [65, 10**9])
@@ -258,11 +258,11 @@ def test_views_are_capped_before_anything_is_read(tmp_path, capsys, monkeypatch,
 @pytest.mark.parametrize("device", ["CPU", "foo", "mps", "cuda:x", "meta"])
 def test_a_device_revgnn_cannot_use_is_one_line_naming_the_flag(capsys, monkeypatch, device):
     import revgnn.official
-    import revgnn.training.loop
+    import revgnn.training.config
 
     checked = []
-    real = revgnn.training.loop.check_device
-    monkeypatch.setattr(revgnn.training.loop, "check_device", lambda *a, **k: checked.append(a) or real(*a, **k))
+    real = revgnn.training.config.check_device
+    monkeypatch.setattr(revgnn.training.config, "check_device", lambda *a, **k: checked.append(a) or real(*a, **k))
     monkeypatch.setattr(revgnn.official, "read_official_state", lambda *a, **k: pytest.fail("the checkpoint was read"))
     line = refused(["--official-checkpoint", CKPT, "--device", device], capsys)
     assert f"--device {device!r}" in line and "use cpu or cuda" in line, line

@@ -247,7 +247,7 @@ def test_max_tie_at_eps_with_tiny_positive_messages(kernel):
                                             ("ppi", {})])
 def test_whole_graph_training_and_evaluation_on_any_dataset(dataset, kwargs, monkeypatch):
     """--train-parts 1 --eval-parts 1: every optimizer step and every evaluation sees the whole graph."""
-    import revgnn.training.loop as train
+    import revgnn.training.protocol as train
     from revgnn import TrainConfig, fit, load_dataset
 
     ds = load_dataset(dataset, **kwargs)

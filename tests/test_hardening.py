@@ -40,11 +40,11 @@ class Payload:
 
 def interrupted_run(out: Path, epochs: int = 6) -> Path:
     """A run stopped after its epoch-2 checkpoint (as a kill would); returns the checkpoint's path."""
-    import revgnn.training.loop as train_module
+    import revgnn.training.checkpoints as checkpoints
 
     with pytest.MonkeyPatch.context() as mp:
-        real = train_module.atomic_torch_save
-        mp.setattr(train_module, "atomic_torch_save", lambda obj, path: (real(obj, path), 1 / 0))
+        real = checkpoints.atomic_torch_save
+        mp.setattr(checkpoints, "atomic_torch_save", lambda obj, path: (real(obj, path), 1 / 0))
         with pytest.raises(ZeroDivisionError):
             assert cli("train", *TINY, "--epochs", epochs, "--out", out) is None
     return out / "run-seed0" / "checkpoint.pt"

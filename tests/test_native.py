@@ -288,7 +288,8 @@ def test_sort_graph_in_place_equals_sort_graph_and_the_loaders_use_it():
         assert torch.equal(got[key], want[key]), key
     assert sort_by_destination(got.edge_index, got.num_nodes).perm is None, "a sorted graph needs no permutation"
     assert sort_graph_(data) is data and torch.equal(data.edge_index, want.edge_index), "sorting twice: no change"
-    from revgnn.training.loop import TrainConfig, _load_sorted
+    from revgnn.training.config import TrainConfig
+    from revgnn.training.loop import _load_sorted
 
     ds = _load_sorted(TrainConfig(dataset="synthetic-proteins", dataset_kwargs={"num_nodes": 300, "num_edges": 3000}))
     assert bool((ds.data.edge_index[1, 1:] >= ds.data.edge_index[1, :-1]).all()), "fit's dataset comes sorted"

@@ -110,7 +110,7 @@ def test_api_page_documents_every_config_field():
     import dataclasses
 
     from revgnn import ModelConfig
-    from revgnn.training.loop import TrainConfig
+    from revgnn.training.config import TrainConfig
 
     page = (ROOT / "book" / "api.md").read_text()
     missing = [f.name for f in dataclasses.fields(ModelConfig) if f"| `{f.name}` |" not in page]
@@ -128,7 +128,7 @@ def test_recorded_accuracy_commands_still_parse_and_build():
     from revgnn.commands.train import model_config, train_config
     from revgnn.data.datasets import load_dataset
     from revgnn.nn.presets import build_model, count_parameters
-    from revgnn.training.loop import adapt_model_config
+    from revgnn.training.config import adapt_model_config
 
     for path in sorted((ROOT / "results").glob("accuracy_*.json")):
         for row in json.loads(path.read_text())["rows"]:

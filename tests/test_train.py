@@ -13,7 +13,9 @@ import torch
 
 from revgnn.data.datasets import load_dataset
 from revgnn.nn.presets import ModelConfig, build_model
-from revgnn.training.loop import TrainConfig, _label_features, adapt_model_config, fit, predict
+from revgnn.training.config import TrainConfig, adapt_model_config
+from revgnn.training.loop import fit
+from revgnn.training.protocol import _label_features, predict
 
 TINY = {"num_nodes": 300, "num_edges": 3000}
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,11 +90,11 @@ def test_final_multiview_test_scores_the_best_weights():
 
 def test_label_reuse_never_shows_valid_or_test_labels(monkeypatch):
     ds = load_dataset("ppi")
-    import revgnn.training.loop as train_module
+    import revgnn.training.protocol as protocol
 
     shown = []
-    real = train_module._label_features
-    monkeypatch.setattr(train_module, "_label_features", lambda d, known: shown.append(known) or real(d, known))
+    real = protocol._label_features
+    monkeypatch.setattr(protocol, "_label_features", lambda d, known: shown.append(known) or real(d, known))
     fit(ModelConfig("rev", 2, 16), TrainConfig(dataset="ppi", epochs=2, label_reuse=0.5, test_views=2,
                                                progress=False), ds)
     train = set(ds.split["train"].tolist())
@@ -177,12 +179,12 @@ def _ckpt_fit(out, **train):
 
 @pytest.mark.parametrize("content", [b"", b"garbage, not a checkpoint", "truncate"])
 def test_resume_from_an_unreadable_checkpoint_says_what_to_do(tmp_path, capsys, content):
-    import revgnn.training.loop as train_module
+    import revgnn.training.checkpoints as checkpoints
 
     out = tmp_path / "o"
     with pytest.MonkeyPatch.context() as mp:  # stop after the epoch-2 checkpoint, as a kill would
-        real = train_module.atomic_torch_save
-        mp.setattr(train_module, "atomic_torch_save", lambda obj, path: (real(obj, path), 1 / 0))
+        real = checkpoints.atomic_torch_save
+        mp.setattr(checkpoints, "atomic_torch_save", lambda obj, path: (real(obj, path), 1 / 0))
         with pytest.raises(ZeroDivisionError):
             _ckpt_fit(out)
     ckpt = out / "run-seed0" / "checkpoint.pt"

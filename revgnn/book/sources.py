@@ -212,7 +212,7 @@ def memory_comparison(models: Sequence[str], depths: Sequence[int], hidden_chann
             r["oom"] = bool(r.get("oom")) or (limit is not None and (r["peak_bytes"] or 0) > limit)
         return records, note, limit
     from revgnn import ModelConfig
-    from revgnn.training.loop import TrainConfig, adapt_model_config
+    from revgnn.training.config import TrainConfig, adapt_model_config
     from revgnn.training.records import write_json
 
     data = notebook_dataset(dataset, num_nodes, num_edges, seed, data_root)

@@ -66,7 +66,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def check_args(args) -> None:
     """Raise a ValueError on bad arguments before any checkpoint or data is read."""
     from revgnn.data.datasets import DATASETS, PLANETOID
-    from revgnn.training.loop import MAX_SEED, check_device
+    from revgnn.training.config import MAX_SEED, check_device
 
     if args.eval_parts < 1:
         raise ValueError(f"--eval-parts must be >= 1 (got {args.eval_parts}); 1 is the whole graph")
@@ -115,10 +115,10 @@ def run_checkpoint_file(path: Path) -> Path:
 
 
 def read_run_checkpoint(path: Path) -> dict:
-    """A revgnn training checkpoint (``revgnn.training.loop``'s layout) with its ``config`` parsed, read with
+    """A revgnn training checkpoint (``revgnn.training.checkpoints``'s layout) with its ``config`` parsed, read with
     ``weights_only=True``: tensors and plain containers only, nothing in the file runs."""
     from revgnn.official import _is_plain_pickle, _load_quietly, _not_torch_save
-    from revgnn.training.loop import CHECKPOINT_FORMAT
+    from revgnn.training.checkpoints import CHECKPOINT_FORMAT
 
     try:
         ckpt = _load_quietly(path)
@@ -253,7 +253,7 @@ def run(args) -> int:
         on_each_layer,
         read_official_state,
     )
-    from revgnn.training.loop import predict
+    from revgnn.training.protocol import predict
     from revgnn.training.runtime import apply_thread_policy, fix_mmap_threshold
 
     apply_thread_policy(args.threads)

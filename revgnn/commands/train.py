@@ -155,7 +155,7 @@ def model_config(args) -> ModelConfig:
 
 
 def train_config(args, progress: bool = True):
-    from revgnn.training.loop import TrainConfig
+    from revgnn.training.config import TrainConfig
 
     values, taken = resolve(args)
     kwargs = {k: v for k, v in (("num_nodes", args.num_nodes), ("num_edges", args.num_edges),

@@ -13,7 +13,7 @@
 - ``synthetic-proteins`` (and ``synthetic-proteins-full``, ogbn-proteins' exact size): see :mod:`revgnn.data.synthetic`.
 - ``ppi``: the node2vec human PPI graph shipped in ``revgnn/data/shipped/node2vec_PPI`` (3,890 nodes, 50 labels,
   ROC-AUC), seeded 60/20/20 split. It has no node features; ``x`` is the standardised log-degree (N, 1). Training
-  adds label reuse and learnable embeddings on top (:class:`revgnn.training.loop.TrainConfig`).
+  adds label reuse and learnable embeddings on top (:class:`revgnn.training.config.TrainConfig`).
 - ``cora``: Planetoid Cora shipped in ``revgnn/data/shipped/Cora`` (public split, accuracy); ``planetoid:NAME`` reads
   Cora, CiteSeer or PubMed in PyG's raw Planetoid layout from ``root/NAME/raw``.
 
