@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(PIP_TORCH_ARGS)
 	$(BIN)/python -m pip install --quiet -e ".[dev,book,lab]"
-	-$(BIN)/python -c "from revgnn import native; native.load()"  # pre-build the native GENConv kernel (~1-2 min)
+	-$(BIN)/python -c "from revgnn.nn import native; native.load()"  # pre-build the native GENConv kernel (~1-2 min)
 	touch $(STAMP)
 
 test: $(STAMP)

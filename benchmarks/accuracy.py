@@ -8,14 +8,14 @@
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py cora               # 3 seeds, the Planetoid recipe alone (~3 min)
 
 Every (configuration, seed) is one ``revgnn train ... --seed S --runs 1`` command line, parsed by the real command-line
-parser and run through :func:`revgnn.train.fit`, ``--jobs`` at a time in separate processes (one torch thread each):
-the numbers are those the printed command gives alone. Writes ``results/accuracy_<task>.json`` with, per
+parser and run through :func:`revgnn.training.loop.fit`, ``--jobs`` at a time in separate processes (one torch thread
+each): the numbers are those the printed command gives alone. Writes ``results/accuracy_<task>.json`` with, per
 configuration, the command, each seed's test and validation metric at the best validation epoch, mean ± std, and the
-wall time; ``synthetic-depth`` adds the hidden-truth ceiling :func:`revgnn.synthetic.oracle_rocauc` for as many hops
-as each depth passes messages (2 per RevGNN layer with C = 2 groups); ``fig1`` adds each model's peak memory of one
-training step on the training graph (:func:`revgnn.memory.measure_config`, the ``revgnn memory`` command recorded per
-row) and checks the paper's qualitative claims on the measured numbers (``claims``). These are small CPU runs on the
-shipped or generated data, not the paper's ogbn-proteins numbers.
+wall time; ``synthetic-depth`` adds the hidden-truth ceiling :func:`revgnn.data.synthetic.oracle_rocauc` for as many
+hops as each depth passes messages (2 per RevGNN layer with C = 2 groups); ``fig1`` adds each model's peak memory of one
+training step on the training graph (:func:`revgnn.measure.memory.measure_config`, the ``revgnn memory`` command
+recorded per row) and checks the paper's qualitative claims on the measured numbers (``claims``). These are small CPU
+runs on the shipped or generated data, not the paper's ogbn-proteins numbers.
 """
 from __future__ import annotations
 
@@ -38,10 +38,11 @@ from provenance import RESULTS, provenance, write_result  # noqa: E402
 from revgnn.book.claims import claim_records  # noqa: E402
 from revgnn.cli import build_parser  # noqa: E402
 from revgnn.commands.train import model_config, train_config  # noqa: E402
-from revgnn.data import load_dataset  # noqa: E402
-from revgnn.memory import measure_config  # noqa: E402
-from revgnn.synthetic import oracle_rocauc  # noqa: E402
-from revgnn.train import adapt_model_config, fit, mean_std  # noqa: E402
+from revgnn.data.datasets import load_dataset  # noqa: E402
+from revgnn.data.synthetic import oracle_rocauc  # noqa: E402
+from revgnn.measure.memory import measure_config  # noqa: E402
+from revgnn.training.config import adapt_model_config  # noqa: E402
+from revgnn.training.loop import fit, mean_std  # noqa: E402
 
 # Fig. 1 and the second depth sweep use a 2,000-node, 32,000-edge synthetic-proteins graph (half the default size, the
 # same generator and mean degree 16): on a 2-core machine shared by several jobs, the default 4,000-node graph did not

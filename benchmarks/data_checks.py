@@ -2,10 +2,11 @@
 
 Builds random tensors of ogbn-proteins' processed shapes (132,534 nodes, 79,122,504 directed edges, 8 edge features,
 112 tasks, the species split's 86,619 / 21,236 / 24,679 ids) and times, interleaved, median of ``--repeats``:
-:func:`revgnn.proteins_raw.proteins_graph_problem` on the cached graph; :func:`revgnn.ogbn_proteins.split_problem` on
-the split; the SHA-256 of ``--raw-mb`` MB (the raw files hashed against the cache's record,
-:func:`revgnn.datafiles.manifest_problem`; the book puts the download at a few hundred MB); against the node-feature
-sum the loader computes anyway (``scatter`` of the edge features). Prints one JSON object.
+:func:`revgnn.data.proteins_raw.proteins_graph_problem` on the cached graph;
+:func:`revgnn.data.ogbn_proteins.split_problem` on the split; the SHA-256 of ``--raw-mb`` MB (the raw files hashed
+against the cache's record, :func:`revgnn.data.datafiles.manifest_problem`; the book puts the download at a few
+hundred MB); against the node-feature sum the loader computes anyway (``scatter`` of the edge features). Prints
+one JSON object.
 
     OMP_NUM_THREADS=1 python benchmarks/data_checks.py [--edges 79122504] [--raw-mb 300] [--repeats 5]
 """
@@ -24,8 +25,8 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
-from revgnn.ogbn_proteins import split_problem
-from revgnn.proteins_raw import proteins_graph_problem
+from revgnn.data.ogbn_proteins import split_problem
+from revgnn.data.proteins_raw import proteins_graph_problem
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance  # noqa: E402

@@ -1,5 +1,5 @@
 """Data-parallel speed-up on this machine: epoch time of 2 gloo ranks over 1 process, on the shipped PPI graph,
-for the protocol of Li et al. (2021) (random partition, one step per group of parts; revgnn.distributed).
+for the protocol of Li et al. (2021) (random partition, one step per group of parts; revgnn.training.distributed).
 
     OMP_NUM_THREADS=1 python benchmarks/ddp_speed.py            # RevGNN 16 x 64, 4 parts, 5 rounds (about 6 minutes)
     OMP_NUM_THREADS=1 python benchmarks/ddp_speed.py --layers 8 --epochs 5 --out ddp_speed_L8.json
@@ -37,16 +37,11 @@ def worker(args) -> None:
     """One run (one rank of it under torchrun): time ``args.epochs`` epochs; rank 0 writes the times."""
     import torch
 
-    from revgnn import ModelConfig, build_model, distributed, load_dataset
-    from revgnn.train import (
-        TrainConfig,
-        _generator,
-        _inputs,
-        _label_features,
-        _train_epoch,
-        adapt_model_config,
-        predict,
-    )
+    from revgnn import ModelConfig, build_model, load_dataset
+    from revgnn.training import distributed
+    from revgnn.training.config import TrainConfig, adapt_model_config
+    from revgnn.training.loop import _train_epoch
+    from revgnn.training.protocol import _generator, _inputs, _label_features, predict
 
     with distributed.process_group("cpu"):
         ds = load_dataset("ppi")

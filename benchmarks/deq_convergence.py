@@ -5,10 +5,10 @@
 Two settings, each with the package's default solver (Anderson, window 5, tolerance 1e-4 on the relative residual
 ||f(z) - z|| / ||f(z)||, cap 30 forward and 30 adjoint):
 
-- ``fig1``: the Fig. 1 / 112-layer-table live run (synthetic-proteins, N=2,000, E=32,000, D=32, dropout 0.1, Adam
-  lr 0.01, one full-graph step per epoch). Per seed: the residual traces of the first step's forward and adjoint
-  solves with the cap raised to 100 (where they would stop, if anywhere), then ``revgnn.train.fit`` for a few epochs
-  with the default cap, whose history carries each epoch's solver fields (``revgnn.deq.solver_fields``).
+- ``fig1``: the Fig. 1 / 112-layer-table live run (synthetic-proteins, N=2,000, E=32,000, D=32, dropout 0.1, Adam lr
+  0.01, one full-graph step per epoch). Per seed: the residual traces of the first step's forward and adjoint solves
+  with the cap raised to 100 (where they would stop, if anywhere), then ``revgnn.training.loop.fit`` for a few epochs
+  with the default cap, whose history carries each epoch's solver fields (``revgnn.nn.deq.solver_fields``).
 - ``fig4``: Fig. 4's DEQ-GNN points (N=500, E=5,000, D=16, PyG GENConv, tol=0 so every cap runs in full): the
   residual a solve capped at k returns (the best of its first k iterates), for the caps the figure plots, read
   from one 100-iteration trace per solve.
@@ -31,10 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, write_result  # noqa: E402
 
 from revgnn import ConvergenceWarning, ModelConfig  # noqa: E402
-from revgnn.data import load_dataset  # noqa: E402
-from revgnn.memory import measure_step  # noqa: E402
-from revgnn.presets import build_model  # noqa: E402
-from revgnn.train import TrainConfig, adapt_model_config, fit  # noqa: E402
+from revgnn.data.datasets import load_dataset  # noqa: E402
+from revgnn.measure.memory import measure_step  # noqa: E402
+from revgnn.nn.presets import build_model  # noqa: E402
+from revgnn.training.config import TrainConfig, adapt_model_config  # noqa: E402
+from revgnn.training.loop import fit  # noqa: E402
 
 FIG4_CAPS = [1, 5, 10, 25, 50, 100]
 

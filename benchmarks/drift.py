@@ -5,13 +5,12 @@ rounding that the next ones amplify, so at L=1001 the gradient drifts from the f
 float32 autograd does; PyG's ``GroupAddRev`` drifts the same way. ``anchor_every=K`` keeps the exact input of every
 K-th layer (ceil(L/K) extra (N, D) tensors) and bounds the drift to K layers; K=1 stores every input (plain
 autograd's gradient, O(LND) memory).
-
-For each setting this script reports, against the float64 gradient of the non-reversible path (same weights):
-the relative error of all gradients concatenated, the worst single tensor's relative error, the number of tensors
-off by more than 1e-3; the same against plain float32 autograd (``*_vs_plain32``: the part the inverse adds); and
-the memory of that same forward + backward, measured as ``revgnn.memory.measure_step`` does on CPU (peak: bytes alive
-before plus the running maximum of the allocator's events under ``torch.profiler``; saved: ``SavedTensorMeter``),
-without the optimizer step.
+ For each setting this script reports, against the float64 gradient of the non-reversible path (same weights): the
+relative error of all gradients concatenated, the worst single tensor's relative error, the number of tensors off by
+more than 1e-3; the same against plain float32 autograd (``*_vs_plain32``: the part the inverse adds); and the memory of
+that same forward + backward, measured as ``revgnn.measure.memory.measure_step`` does on CPU (peak: bytes alive before
+plus the running maximum of the allocator's events under ``torch.profiler``; saved: ``SavedTensorMeter``), without the
+optimizer step.
 
 With max aggregation, an activation that differs in its last bits can flip a near-tie (equal ReLU messages) and
 route a gradient to another edge; such flips make a few tensors err by 1e-3 or more even for plain float32
@@ -40,7 +39,7 @@ from provenance import provenance, write_result  # noqa: E402
 from speed import PyGRevGNN  # noqa: E402
 
 from revgnn import ModelConfig, build_model  # noqa: E402
-from revgnn.memory import SavedTensorMeter, _cpu_peak_increment, synthetic_graph, tensor_bytes  # noqa: E402
+from revgnn.measure.memory import SavedTensorMeter, _cpu_peak_increment, synthetic_graph, tensor_bytes  # noqa: E402
 
 ANCHORS = (None, 250, 100, 25, 10, 1)
 

@@ -1,4 +1,4 @@
-"""Fused, edge-chunked GENConv (revgnn.fused) against PyG's GENConv: step time and peak memory on a partition, the
+"""Fused, edge-chunked GENConv (revgnn.nn.fused) against PyG's GENConv: step time and peak memory on a partition, the
 whole ogbn-proteins-shaped graph, a sweep over the number of edges, and the fused step's profile.
 
     OMP_NUM_THREADS=1 python benchmarks/fused.py partition   # N=13,253, E=791,224, D=80, L=4, 5 rounds
@@ -12,7 +12,7 @@ whole ogbn-proteins-shaped graph, a sweep over the number of edges, and the fuse
 
 Timing protocol (partition): all models live in one process; after one warm-up step each, ``--repeats`` rounds time
 one step of every model, the order reversed every other round; medians are compared. Peaks come from one more,
-instrumented step per model (allocator events, as revgnn.memory.measure_step). ``full`` runs one
+instrumented step per model (allocator events, as revgnn.measure.memory.measure_step). ``full`` runs one
 un-instrumented training step per process (generation ~30 s, 5.4 GB), reads the process's peak resident set size
 over that step (VmHWM after /proc/self/clear_refs) and compares the peak with the floor: edge_index, edge features,
 labels, one N x D state, and parameters + gradients + Adam state. Writes results/fused_<part>.json.
@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, save  # noqa: E402
 
 from revgnn import ModelConfig, build_model, count_parameters  # noqa: E402
-from revgnn.memory import _cpu_peak_increment, _proc_status_kb, _Step, synthetic_graph, tensor_bytes  # noqa: E402
-from revgnn.whole_graph import floor_bytes, shape_floor_bytes  # noqa: E402
+from revgnn.measure.memory import _cpu_peak_increment, _proc_status_kb, _Step, synthetic_graph, tensor_bytes  # noqa: E402
+from revgnn.training.budget import floor_bytes, shape_floor_bytes  # noqa: E402
 
 PARTITION = dict(nodes=13_253, edges=791_224)        # one of ogbn-proteins' 10 training parts
 FULL = dict(nodes=132_534, edges=79_122_504)         # ogbn-proteins
@@ -139,7 +139,7 @@ def full(args) -> dict:
     gen_seconds = time.perf_counter() - t0
     sort_seconds = None
     if args.sort_at_load:                                         # destination-sorted once, before the step
-        from revgnn.fused import sort_graph
+        from revgnn.nn.fused import sort_graph
 
         t0 = time.perf_counter()
         data = sort_graph(data)
@@ -186,7 +186,7 @@ def full_pair(args) -> dict:
                "--kernel", args.kernel,
                *(["--profile"] if args.profile else [])]
         subprocess.run(cmd, check=True)
-    from revgnn.records import read_json
+    from revgnn.training.records import read_json
     for L in args.layers_list:
         runs[L] = read_json(Path(__file__).resolve().parent.parent / "results" / f"fused_full_L{L}.json")
     lo, hi = min(runs), max(runs)
@@ -236,7 +236,7 @@ def step_times(args) -> dict:
 def thp(args) -> dict:
     """Fused step time with and without PyTorch's THP_MEM_ALLOC_ENABLE=1 (transparent huge pages for large CPU
     allocations), in fresh processes, alternating, ``--rounds`` each; medians of the per-process medians."""
-    from revgnn.records import read_json
+    from revgnn.training.records import read_json
 
     results: dict[str, list] = {"off": [], "on": []}
     for r in range(args.rounds):
@@ -274,14 +274,14 @@ def profile_step(args) -> dict:
 
 
 def _kernel_ran(cfg: ModelConfig) -> str:
-    from revgnn.fused import resolve_kernel
+    from revgnn.nn.fused import resolve_kernel
 
     return resolve_kernel(cfg.kernel) if cfg.fused else "pyg"
 
 
 def _native_isa() -> str | None:
     """The native kernel's build that this process loaded (``avx512``, ``avx2``, ``generic``), if it loaded one."""
-    from revgnn import native
+    from revgnn.nn import native
 
     return native._state.get("isa")
 
@@ -303,8 +303,8 @@ def _old_gen_aggregate(rev: str):
 
 def _route_old(old):
     """Let GENBlocks whose ``kernel`` is ``"old"`` call the old operator (the others the current one)."""
-    import revgnn.layers as layers
-    from revgnn.fused import gen_aggregate as new
+    import revgnn.nn.layers as layers
+    from revgnn.nn.fused import gen_aggregate as new
 
     def dispatch(*a, kernel="auto", **kw):
         return old(*a, **kw) if kernel == "old" else new(*a, kernel=kernel, **kw)
@@ -316,9 +316,9 @@ def kernels(args) -> dict:
     """Native vs pure-torch (sorted) vs the old fused operator (git ``--old-rev``): the RevGNN training step on the
     partition at 1 and 2 threads (the old operator at 1 thread only: scatter code is slower at 2), medians of
     alternating rounds in this process; and the aggregation op alone (forward + backward, max, c = D/2, k = 8)."""
-    from revgnn import native
-    from revgnn.fused import gen_aggregate
-    from revgnn.layers import GENBlock
+    from revgnn.nn import native
+    from revgnn.nn.fused import gen_aggregate
+    from revgnn.nn.layers import GENBlock
 
     t0 = time.perf_counter()
     native_ok = native.available()
@@ -428,11 +428,11 @@ def main(argv=None) -> int:
     p.add_argument("part", choices=("partition", "sweep", "full", "full-pair", "memory-cli", "profile", "thp",
                                     "step-times", "kernels"))
     p.add_argument("--kernel", default="auto", choices=("auto", "native", "torch"),
-                   help="the fused GENConv kernel (revgnn.fused): native C++ where it builds, or pure torch")
+                   help="the fused GENConv kernel (revgnn.nn.fused): native C++ where it builds, or pure torch")
     p.add_argument("--old-rev", default="054a54d", help="kernels: git revision of the old fused operator")
     p.add_argument("--torch-2t", action="store_true", help="kernels: also the torch kernel at 2 threads")
     p.add_argument("--sort-at-load", action="store_true",
-                   help="full: sort the graph's edges by destination before the step (revgnn.fused.sort_graph)")
+                   help="full: sort the graph's edges by destination before the step (revgnn.nn.fused.sort_graph)")
     p.add_argument("--nodes", type=int)
     p.add_argument("--edges", type=int)
     p.add_argument("--channels", type=int, default=80)

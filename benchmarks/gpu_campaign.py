@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import RESULTS, provenance  # noqa: E402
 
 from revgnn import ModelConfig, get_preset  # noqa: E402
-from revgnn.fused import resolve_kernel  # noqa: E402
-from revgnn.memory import measure_config, synthetic_graph  # noqa: E402
-from revgnn.records import write_json  # noqa: E402
-from revgnn.synthetic import FULL_SIZE  # noqa: E402
+from revgnn.data.synthetic import FULL_SIZE  # noqa: E402
+from revgnn.measure.memory import measure_config, synthetic_graph  # noqa: E402
+from revgnn.nn.fused import resolve_kernel  # noqa: E402
+from revgnn.training.records import write_json  # noqa: E402
 
 GB = 1e9  # the paper's "GB"; GiB (2**30) is recorded beside it
 PARTITION = {"num_nodes": 13_253, "num_edges": 791_224}

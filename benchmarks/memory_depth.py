@@ -7,7 +7,7 @@ WT-ResGNN, WT-RevGNN and DEQ-GNN as L (DEQ-GNN: solver iterations) grows, on a s
     OMP_NUM_THREADS=1 python benchmarks/memory_depth.py --graph mid --fused --models rev res --no-inference
         # N=2,000, E=40,000, D=32: `revgnn memory`'s shape in issue 17; L = 4 ... 128
 Writes results/memory_depth_<graph>[_<device>].json (schema in results/README.md). Message passing is PyG's GENConv
-(the implementation the paper measured) unless ``--fused`` asks for revgnn.fused; the book's Figs. 2-4 take the same
+(the implementation the paper measured) unless ``--fused`` asks for revgnn.nn.fused; the book's Figs. 2-4 take the same
 choice as their ``fused`` parameter.
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, write_result  # noqa: E402
 
 from revgnn import ModelConfig  # noqa: E402
-from revgnn.memory import measure_config, synthetic_graph  # noqa: E402
-from revgnn.records import read_json, write_json  # noqa: E402
+from revgnn.measure.memory import measure_config, synthetic_graph  # noqa: E402
+from revgnn.training.records import read_json, write_json  # noqa: E402
 
 GRAPHS = {  # name: (nodes, edges, channels)
     "small": (500, 5_000, 16),
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=False,
                    help="message passing: PyG's GENConv, as the paper measured (default, --no-fused), or "
-                        "revgnn.fused (--fused; ResGNN then keeps O(N D) per layer instead of O(E D))")
+                        "revgnn.nn.fused (--fused; ResGNN then keeps O(N D) per layer instead of O(E D))")
     p.add_argument("--out", help="output file name under results/")
     p.add_argument("--summarise-only", metavar="FILE", help="recompute summary and targets of a results file")
     args = p.parse_args(argv)

@@ -46,11 +46,11 @@ def one(channels: int, layers: int, threads: int, nodes: int, edges: int) -> dic
     """One whole-graph no-grad forward pass in this process; the per-layer times and peaks."""
     import torch
 
-    from revgnn.fused import sort_graph_
-    from revgnn.memory import synthetic_graph
-    from revgnn.models import RevGNN
+    from revgnn.measure.memory import synthetic_graph
+    from revgnn.nn.fused import sort_graph_
+    from revgnn.nn.models import RevGNN
     from revgnn.official import on_each_layer
-    from revgnn.runtime import fix_mmap_threshold
+    from revgnn.training.runtime import fix_mmap_threshold
 
     torch.set_num_threads(threads)
     mmap_fixed = fix_mmap_threshold()                           # as revgnn evaluate does
@@ -79,8 +79,8 @@ def one(channels: int, layers: int, threads: int, nodes: int, edges: int) -> dic
     starts = [first[0]] + marks[:-1]
     layer_s = [b[0] - a[0] for a, b in zip(starts, marks)]
     layer_cpu = [b[2] - a[-1] for a, b in zip(starts, marks)]  # CPU seconds: less sensitive to a busy machine
-    from revgnn import native
-    from revgnn.fused import resolve_kernel
+    from revgnn.nn import native
+    from revgnn.nn.fused import resolve_kernel
 
     return {"channels": channels, "layers": layers, "threads": threads, "kernel": resolve_kernel("auto"),
             "native_isa": native._state.get("isa"), "malloc_mmap_threshold_fixed": mmap_fixed,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from revgnn.records import cpu_name, write_json
+from revgnn.training.records import cpu_name, write_json
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 

@@ -1,4 +1,4 @@
-"""Cross-check of the CPU peak measurement against the operating system (revgnn.memory.measure_in_subprocess).
+"""Cross-check of the CPU peak measurement against the operating system (revgnn.measure.memory.measure_in_subprocess).
 
 For each configuration a fresh Python process runs a warm-up step, resets its peak resident set size
 (/proc/self/clear_refs), runs one training step and reports how far the peak RSS rose above the RSS before the step;
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, save  # noqa: E402
 
 from revgnn import ModelConfig  # noqa: E402
-from revgnn.memory import measure_in_subprocess  # noqa: E402
+from revgnn.measure.memory import measure_in_subprocess  # noqa: E402
 
 CASES = [  # (model, L, D, nodes, edges)
     ("res", 10, 16, 500, 5_000),

@@ -14,7 +14,7 @@ fused operator is measured by ``benchmarks/fused.py``.
 
 Timing protocol: all models live in one process; after one warm-up step each, ``--repeats`` rounds time one step of
 every model, the order reversed every other round; medians are compared. Peaks come from one more, instrumented
-step per model (revgnn.memory.measure_step). Writes results/speed[_<device>].json.
+step per model (revgnn.measure.memory.measure_step). Writes results/speed[_<device>].json.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, write_result  # noqa: E402
 
 from revgnn import ResGNN, RevGNN, shared_dropout_mask  # noqa: E402
-from revgnn.memory import _Step, _sync, measure_step, synthetic_graph  # noqa: E402
+from revgnn.measure.memory import _Step, _sync, measure_step, synthetic_graph  # noqa: E402
 
 
 class _EdgeTransposed(nn.Module):

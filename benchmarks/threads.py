@@ -28,9 +28,10 @@ TORCH_DEFAULT = torch.get_num_threads()  # before revgnn sets anything
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, save  # noqa: E402
 
-from revgnn.data import load_dataset  # noqa: E402
-from revgnn.presets import ModelConfig  # noqa: E402
-from revgnn.train import TrainConfig, fit  # noqa: E402
+from revgnn.data.datasets import load_dataset  # noqa: E402
+from revgnn.nn.presets import ModelConfig  # noqa: E402
+from revgnn.training.config import TrainConfig  # noqa: E402
+from revgnn.training.loop import fit  # noqa: E402
 
 WORKLOADS = {  # name: (command it equals, dataset, epochs)
     "cora": ("revgnn train --dataset cora --layers 4 --channels 64 --epochs 1", "cora", 1),

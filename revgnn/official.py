@@ -1,4 +1,4 @@
-"""The authors' released RevGNN checkpoints (Li et al., ICML 2021) as :class:`~revgnn.models.RevGNN` models.
+"""The authors' released RevGNN checkpoints (Li et al., ICML 2021) as :class:`~revgnn.nn.models.RevGNN` models.
 
 The official code (lightaime/deep_gcns_torch, ``examples/ogb_eff/ogbn_proteins``, commit 4f6681e) saves
 ``{'epoch', 'model_state_dict', 'optimizer_state_dict', 'loss'}`` with ``torch.save``; its ``RevGCN`` names its
@@ -297,7 +297,7 @@ def convert_state_dict(state: dict[str, Tensor], taxa: Sequence[int] = OGBN_PROT
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu", taxa: Sequence[int] = OGBN_PROTEINS_TAXA,
                     fused: bool = True) -> nn.Module:
-    """A ready :class:`~revgnn.models.RevGNN` (eval mode) with the weights of an official RevGNN checkpoint.
+    """A ready :class:`~revgnn.nn.models.RevGNN` (eval mode) with the weights of an official RevGNN checkpoint.
 
     L, D, C, the tasks and the input widths are read from the keys and shapes; every tensor is mapped exactly once
     and checked against the model's own (names and shapes). Dropout is 0: the released models are for inference.
@@ -318,7 +318,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", taxa: Sequence[
 def model_from_state(state: dict[str, Tensor], taxa: Sequence[int] = OGBN_PROTEINS_TAXA, fused: bool = True,
                      path: str = "the checkpoint") -> nn.Module:
     """:func:`load_checkpoint` for a state dict already read by :func:`read_official_state` (eval mode, CPU)."""
-    from .models import RevGNN
+    from revgnn.nn.models import RevGNN
 
     mapped, s = convert_state_dict(state, taxa, path)
     model = RevGNN(s["in_channels"], s["hidden_channels"], s["out_channels"], s["num_layers"],

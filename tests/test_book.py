@@ -1,6 +1,5 @@
 """The book layer (revgnn.book): one claims checker shown everywhere, prose that follows the plotted records, pages
-that name their parameter set, marks defined once, and a package whose imports run one way."""
-import ast
+that name their parameter set and marks defined once (its imports run one way: tests/test_layout.py)."""
 import json
 import random
 import re
@@ -237,58 +236,6 @@ def test_the_same_paper_number_carries_the_same_mark_everywhere():
                         f"{page}: {number} is marked [{found.group(1)}], elsewhere [{mark}]"
 
 
-# --- structure ---------------------------------------------------------------------------------------------------
-
-def _imports() -> dict[str, set[str]]:
-    modules = {}
-    for path in (ROOT / "revgnn").rglob("*.py"):
-        name = path.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
-        modules[name.removesuffix(".__init__")] = path
-    graph = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join(parts + ([base] if base else []))
-                deps |= {c for c in [base, *(f"{base}.{a.name}" for a in node.names)] if c in modules}
-            elif isinstance(node, ast.Import):
-                deps |= {a.name for a in node.names if a.name in modules}
-        graph[name] = deps - {name, "revgnn"}
-    return graph
-
-
-def test_no_import_circles_in_revgnn():
-    graph = _imports()
-    state: dict[str, int] = {}
-
-    def visit(node, path):
-        state[node] = 1
-        for dep in graph.get(node, ()):
-            assert state.get(dep) != 1, "import circle: " + " -> ".join([*path, dep])
-            if dep not in state:
-                visit(dep, [*path, dep])
-        state[node] = 2
-
-    for node in graph:
-        if node not in state:
-            visit(node, [node])
-    assert "revgnn.metrics" in graph["revgnn.synthetic"] and "revgnn.data" not in graph["revgnn.synthetic"], \
-        "synthetic imports rocauc from metrics, not from data"
-
-
-def test_book_modules_import_one_way():
-    order = ["params", "records", "offline", "claims", "figures", "prose", "sources", "build"]
-    graph = _imports()
-    for i, name in enumerate(order):
-        for dep in graph[f"revgnn.book.{name}"]:
-            if dep.startswith("revgnn.book."):
-                assert order.index(dep.rsplit(".", 1)[1]) < i, f"revgnn.book.{name} imports the higher {dep}"
-
-
 # --- figures and files -------------------------------------------------------------------------------------------
 
 def test_colours_and_axes_do_not_depend_on_run_order():
@@ -331,7 +278,7 @@ def test_deq_solves_that_miss_their_tolerance_are_counted_and_said():
     import warnings
 
     from revgnn.book import deq_solver_note, solver_misses
-    from revgnn.deq import ConvergenceWarning
+    from revgnn.nn.deq import ConvergenceWarning
 
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from revgnn.presets import ModelConfig
-from revgnn.train import TrainConfig
+from revgnn.nn.presets import ModelConfig
+from revgnn.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "synthetic-proteins", "--num-nodes", "200", "--num-edges", "1000", "--layers", "2",
@@ -147,7 +147,7 @@ def test_synthetic_graph_flags_reach_the_generator():
                               "--pathway-length", "30"))
     assert tcfg.dataset_kwargs == {"num_nodes": 400, "num_edges": 4000, "seed": 3, "max_hops": 12,
                                    "pathway_length": 30}
-    from revgnn.data import load_dataset
+    from revgnn.data.datasets import load_dataset
 
     ds = load_dataset(tcfg.dataset, **tcfg.dataset_kwargs)
     assert sorted(set(ds.data.hop.tolist())) == list(range(1, 13)), "task radii 1..max_hops"
@@ -172,7 +172,7 @@ def restore_threads():
 
 
 def test_thread_policy_defaults_to_one_and_respects_the_user(monkeypatch, restore_threads):
-    from revgnn import runtime
+    from revgnn.training import runtime
 
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(var, raising=False)

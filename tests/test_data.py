@@ -10,10 +10,16 @@ import pytest
 import torch
 from torch_geometric.utils import scatter
 
-from revgnn.data import SHIPPED, evaluate, load_dataset
-from revgnn.datafiles import DatasetError
-from revgnn.partition import partition_subgraphs, random_partition
-from revgnn.synthetic import MAX_HOPS, NUM_MARKS, SyntheticProteinsConfig, generate_synthetic_proteins, oracle_rocauc
+from revgnn.data.datafiles import DatasetError
+from revgnn.data.datasets import SHIPPED, evaluate, load_dataset
+from revgnn.data.partition import partition_subgraphs, random_partition
+from revgnn.data.synthetic import (
+    MAX_HOPS,
+    NUM_MARKS,
+    SyntheticProteinsConfig,
+    generate_synthetic_proteins,
+    oracle_rocauc,
+)
 
 
 @pytest.fixture(autouse=True)

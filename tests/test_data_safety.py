@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from revgnn.cli import main
-from revgnn.data import SHIPPED, load_dataset
-from revgnn.datafiles import DatasetError
+from revgnn.data.datafiles import DatasetError
+from revgnn.data.datasets import SHIPPED, load_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -380,11 +380,11 @@ def test_a_stage_left_by_a_killed_run_is_named_not_deleted(tiny_proteins_root, c
 
 
 def test_an_unexpected_io_error_is_one_line_from_revgnn_data(monkeypatch, capsys):
-    import revgnn.data
+    import revgnn.data.datasets
 
     def broken(*_, **__):
         raise OSError(errno.EIO, os.strerror(errno.EIO), "/data/ogbn_proteins/raw/edge.csv.gz")
-    monkeypatch.setattr(revgnn.data, "load_dataset", broken)
+    monkeypatch.setattr(revgnn.data.datasets, "load_dataset", broken)
     assert main(["data", "ogbn-proteins"]) == 2, "exit 2"
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Input/output error" in err and "edge.csv.gz" in err, err

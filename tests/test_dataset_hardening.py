@@ -12,8 +12,8 @@ import torch
 from test_data_safety import hashes, offline, rewrite, set_field, set_line, unchanged, user_cora  # noqa: F401
 
 from revgnn.cli import main
-from revgnn.data import load_dataset
-from revgnn.datafiles import DatasetError
+from revgnn.data.datafiles import DatasetError
+from revgnn.data.datasets import load_dataset
 
 
 class Payload:
@@ -286,8 +286,8 @@ def test_the_raw_reader_builds_ogbs_graph_and_split(tiny_proteins_root):
     may rename in)."""
     from ogb.nodeproppred import PygNodePropPredDataset
 
-    from revgnn.datafiles import quiet
-    from revgnn.ogbn_proteins import _ogb_compatible_torch_load, read_proteins_raw
+    from revgnn.data.datafiles import quiet
+    from revgnn.data.ogbn_proteins import _ogb_compatible_torch_load, read_proteins_raw
 
     ref_root = write_copy(tiny_proteins_root.parent / "ogb-ref")
     with quiet(), _ogb_compatible_torch_load():
@@ -350,7 +350,7 @@ def test_planetoid_files_that_disagree_are_one_line(tmp_path, capsys, case):
 
 def test_fused_max_on_ppi_parts_without_edges_trains(tmp_path, capsys):
     """Issue 19 item 2: random parts of PPI's 3,890 nodes that hold no edge must train under fused max aggregation
-    (the kernel fix is in revgnn/fused.py). The issue's ``--train-parts 1000`` at 200 parts: about 19 nodes and 0.9
+    (the kernel fix is in revgnn/nn/fused.py). The issue's ``--train-parts 1000`` at 200 parts: about 19 nodes and 0.9
     edges per part on average, so dozens of parts have none; 054a54d raises IndexError in backward here too, in a
     fifth of the steps."""
     rc, err = cli("train", "--dataset", "ppi", "--train-parts", "200", "--eval-parts", "1", "--epochs", "1",

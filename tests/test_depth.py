@@ -1,6 +1,6 @@
 """Depth buys ROC-AUC on synthetic-proteins: the claim behind the paper's 1000 layers, at a CPU scale.
 
-Labels of ``synthetic-proteins`` need 1-8 pathway hops (``revgnn/synthetic.py``); a RevGNN layer with C = 2 groups
+Labels of ``synthetic-proteins`` need 1-8 pathway hops (``revgnn/data/synthetic.py``); a RevGNN layer with C = 2 groups
 passes 2 messages, so a 1-layer model sees 2 hops and a 4-layer one all 8. The claim must hold on any CPU: float paths
 differ between CPU models and thread counts, and one seed at 200 epochs sat inside the seed noise (L = 4 beat L = 1 by
 0.017 on one machine, 0.05 on another). At 400 epochs the per-seed gap is 0.068-0.106 on seeds 0-2 (committed sweep,
@@ -9,9 +9,10 @@ assertion over seeds 0-4 with 1 and 2 threads.
 """
 import pytest
 
-from revgnn.data import load_dataset
-from revgnn.presets import ModelConfig
-from revgnn.train import TrainConfig, fit
+from revgnn.data.datasets import load_dataset
+from revgnn.nn.presets import ModelConfig
+from revgnn.training.config import TrainConfig
+from revgnn.training.loop import fit
 
 EPOCHS, MARGIN = 400, 0.03
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from revgnn import DEQGNN, ConvergenceWarning, DEQLayer, fixed_point
-from revgnn.memory import SavedTensorMeter
+from revgnn.measure.memory import SavedTensorMeter
 
 
 class Contraction(nn.Module):
@@ -164,7 +164,7 @@ def test_converged_agrees_with_residual_and_tolerance(solver, norm, max_iter, ex
 
 
 def test_solver_fields_flat_record_and_counts():
-    from revgnn.deq import SOLVER_FIELDS, solver_fields
+    from revgnn.nn.deq import SOLVER_FIELDS, solver_fields
 
     torch.manual_seed(0)
     N, E = 40, 160
@@ -193,7 +193,7 @@ def test_solver_fields_flat_record_and_counts():
 
 def test_memory_record_carries_the_solves():
     from revgnn import ModelConfig
-    from revgnn.memory import measure_config, synthetic_graph
+    from revgnn.measure.memory import measure_config, synthetic_graph
 
     graph = synthetic_graph(120, 1_200, seed=0)
     cfg = ModelConfig(model="deq", num_layers=1, hidden_channels=8, max_iter=60, tol=1e-3)
@@ -210,8 +210,9 @@ def test_memory_record_carries_the_solves():
 
 def test_training_history_carries_each_epochs_solves():
     from revgnn import ModelConfig
-    from revgnn.deq import SOLVER_FIELDS
-    from revgnn.train import TrainConfig, fit
+    from revgnn.nn.deq import SOLVER_FIELDS
+    from revgnn.training.config import TrainConfig
+    from revgnn.training.loop import fit
 
     tcfg = TrainConfig(dataset="synthetic-proteins", dataset_kwargs={"num_nodes": 200, "num_edges": 2000},
                        epochs=2, lr=0.01, progress=False)

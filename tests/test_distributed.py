@@ -1,5 +1,6 @@
-"""Data-parallel training and gradient accumulation (revgnn.distributed): K ranks and --accumulate K in one process
-follow one trajectory; the reversible engine and DEQ's implicit backward average exactly; faults stop every rank."""
+"""Data-parallel training and gradient accumulation (revgnn.training.distributed): K ranks and --accumulate K in one
+process follow one trajectory; the reversible engine and DEQ's implicit backward average exactly; faults stop every
+rank."""
 import json
 import os
 import re
@@ -15,10 +16,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from revgnn import distributed
-from revgnn.memory import synthetic_graph
-from revgnn.partition import partition_subgraphs
-from revgnn.presets import ModelConfig, build_model
+from revgnn.data.partition import partition_subgraphs
+from revgnn.measure.memory import synthetic_graph
+from revgnn.nn.presets import ModelConfig, build_model
+from revgnn.training import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -112,9 +112,9 @@ def test_a_tensor_that_is_not_dense_real_floats_is_refused_by_name(tmp_path, cap
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_a_non_finite_official_weight_is_refused_at_load_time(tmp_path, capsys, monkeypatch, value):
-    import revgnn.data
+    import revgnn.data.datasets
 
-    monkeypatch.setattr(revgnn.data, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(revgnn.data.datasets, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     state = official_state()
     state["gcns.1._fn.Fms.1.norm.weight"][3] = value
     line = refused_official(tmp_path, capsys, state)
@@ -212,9 +212,9 @@ def test_non_finite_or_foreign_last_weights_are_named(tmp_path, capsys, trained)
     (lambda c: c.update(model=[1, 2]), "configuration"),
 ])
 def test_a_configuration_that_does_not_fit_is_one_line(tmp_path, capsys, monkeypatch, trained, edit, phrase):
-    import revgnn.data
+    import revgnn.data.datasets
 
-    monkeypatch.setattr(revgnn.data, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(revgnn.data.datasets, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     config = json.loads(trained["config"])
     edit(config)
     line = refused_run(tmp_path / "t", capsys, trained, config=config)
@@ -234,9 +234,9 @@ def proteins_root(tmp_path):
 @pytest.fixture
 def no_inference(monkeypatch):
     """Fail the test if the model is run: these flags must be refused first."""
-    import revgnn.train
+    import revgnn.training.protocol
 
-    monkeypatch.setattr(revgnn.train, "predict", lambda *a, **k: pytest.fail("the model was run"))
+    monkeypatch.setattr(revgnn.training.protocol, "predict", lambda *a, **k: pytest.fail("the model was run"))
 
 
 @pytest.mark.parametrize("parts", [65, 10**9])
@@ -258,11 +258,11 @@ def test_views_are_capped_before_anything_is_read(tmp_path, capsys, monkeypatch,
 @pytest.mark.parametrize("device", ["CPU", "foo", "mps", "cuda:x", "meta"])
 def test_a_device_revgnn_cannot_use_is_one_line_naming_the_flag(capsys, monkeypatch, device):
     import revgnn.official
-    import revgnn.train
+    import revgnn.training.config
 
     checked = []
-    real = revgnn.train.check_device
-    monkeypatch.setattr(revgnn.train, "check_device", lambda *a, **k: checked.append(a) or real(*a, **k))
+    real = revgnn.training.config.check_device
+    monkeypatch.setattr(revgnn.training.config, "check_device", lambda *a, **k: checked.append(a) or real(*a, **k))
     monkeypatch.setattr(revgnn.official, "read_official_state", lambda *a, **k: pytest.fail("the checkpoint was read"))
     line = refused(["--official-checkpoint", CKPT, "--device", device], capsys)
     assert f"--device {device!r}" in line and "use cpu or cuda" in line, line

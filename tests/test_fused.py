@@ -8,10 +8,11 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch_geometric.nn import GENConv
 
-from revgnn import ModelConfig, build_model, count_parameters, get_preset, native
-from revgnn.fused import default_chunk_size, gen_aggregate, sort_graph
-from revgnn.layers import GENBlock
-from revgnn.memory import synthetic_graph
+from revgnn import ModelConfig, build_model, count_parameters, get_preset
+from revgnn.measure.memory import synthetic_graph
+from revgnn.nn import native
+from revgnn.nn.fused import default_chunk_size, gen_aggregate, sort_graph
+from revgnn.nn.layers import GENBlock
 
 AGGRS = ["max", "softmax", "mean", "add"]
 KERNELS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not native.available(),
@@ -246,7 +247,7 @@ def test_max_tie_at_eps_with_tiny_positive_messages(kernel):
                                             ("ppi", {})])
 def test_whole_graph_training_and_evaluation_on_any_dataset(dataset, kwargs, monkeypatch):
     """--train-parts 1 --eval-parts 1: every optimizer step and every evaluation sees the whole graph."""
-    import revgnn.train as train
+    import revgnn.training.protocol as train
     from revgnn import TrainConfig, fit, load_dataset
 
     ds = load_dataset(dataset, **kwargs)
@@ -284,8 +285,8 @@ def test_memory_cli_fused_switch(capsys):
 
 def test_shape_floor_equals_the_floor_of_a_generated_graph():
     from revgnn import ModelConfig, build_model, count_parameters
-    from revgnn.memory import synthetic_graph
-    from revgnn.whole_graph import floor_bytes, shape_floor_bytes
+    from revgnn.measure.memory import synthetic_graph
+    from revgnn.training.budget import floor_bytes, shape_floor_bytes
 
     data = synthetic_graph(300, 3_000, seed=0)
     model = build_model(ModelConfig("rev", 2, 16))

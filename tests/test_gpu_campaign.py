@@ -10,7 +10,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import gpu_campaign  # noqa: E402
 
-from revgnn.memory import StepMemory  # noqa: E402
+from revgnn.measure.memory import StepMemory  # noqa: E402
 
 ITEMS = ("revgnn-deep", "revgnn-wide", "resgnn-64-112", "families-112", "full-graph-revgnn-64",
          "fused-kernels-partition", "extras-112", "resgnn-64-deeper")
@@ -22,7 +22,7 @@ def _run(tmp_path, *argv):
 
 
 def _fake_measure(fail=lambda cfg: False, peak=1_000_000):
-    """A stand-in for revgnn.memory.measure_config: instant, out of memory where ``fail(cfg)``."""
+    """A stand-in for revgnn.measure.memory.measure_config: instant, out of memory where ``fail(cfg)``."""
     def measure(cfg, num_nodes, num_edges, device="cpu", repeats=1, warmup=1, data=None, **kw):
         if fail(cfg):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -40,11 +40,11 @@ class Payload:
 
 def interrupted_run(out: Path, epochs: int = 6) -> Path:
     """A run stopped after its epoch-2 checkpoint (as a kill would); returns the checkpoint's path."""
-    import revgnn.train as train_module
+    import revgnn.training.checkpoints as checkpoints
 
     with pytest.MonkeyPatch.context() as mp:
-        real = train_module.atomic_torch_save
-        mp.setattr(train_module, "atomic_torch_save", lambda obj, path: (real(obj, path), 1 / 0))
+        real = checkpoints.atomic_torch_save
+        mp.setattr(checkpoints, "atomic_torch_save", lambda obj, path: (real(obj, path), 1 / 0))
         with pytest.raises(ZeroDivisionError):
             assert cli("train", *TINY, "--epochs", epochs, "--out", out) is None
     return out / "run-seed0" / "checkpoint.pt"
@@ -173,7 +173,7 @@ def test_outputs_that_revgnn_did_not_write_are_refused_and_kept(tmp_path, capsys
 
 
 def _contend(folders, start, held, results):
-    from revgnn.runtime import output_lock
+    from revgnn.training.runtime import output_lock
 
     got = []
     for folder in folders:
@@ -228,7 +228,7 @@ def test_a_lock_file_naming_an_unrelated_live_process_is_taken_over(tmp_path, ca
 
 
 def test_a_nan_loss_is_one_line_naming_the_epoch_and_lr(tmp_path, capsys, monkeypatch):
-    import revgnn.train as train_module
+    import revgnn.training.loop as train_module
 
     real = train_module._train_epoch
     monkeypatch.setattr(train_module, "_train_epoch",
@@ -239,7 +239,7 @@ def test_a_nan_loss_is_one_line_naming_the_epoch_and_lr(tmp_path, capsys, monkey
 
 
 def test_a_full_disk_inside_torch_save_is_one_line(tmp_path, capsys, monkeypatch):
-    import revgnn.records as records
+    import revgnn.training.records as records
 
     real = records.torch.save
     monkeypatch.setattr(records.torch, "save", lambda obj, f: real(obj, "/dev/full"))  # torch's own RuntimeError
@@ -253,7 +253,7 @@ def test_a_full_disk_inside_torch_save_is_one_line(tmp_path, capsys, monkeypatch
 @pytest.fixture
 def no_loading(monkeypatch):
     """Fail the test if the dataset is loaded: these errors must come first, in a moment."""
-    import revgnn.train as train_module
+    import revgnn.training.loop as train_module
 
     def refuse(*args, **kwargs):
         raise AssertionError("the dataset was loaded before the bad value was refused")
@@ -278,14 +278,14 @@ def test_absurd_values_are_refused_before_loading_anything(tmp_path, capsys, no_
 
 
 def test_a_step_that_cannot_fit_is_refused_with_its_estimate(tmp_path, capsys, no_loading, monkeypatch):
-    from revgnn import budget
+    from revgnn.training import budget
 
     monkeypatch.setattr(budget, "available_bytes", lambda device="cpu": 2 * 2**30)  # a small box
     assert cli("train", "--dataset", "synthetic-proteins-full", "--no-progress", "--out", tmp_path / "o") == 2
     err = one_line(capsys)
     assert "needs at least" in err and "this machine has 2.00 GiB available" in err and "--force" in err, err
     floor = budget.estimate_step(budget.ModelConfig("rev", 8, 64), 132_534, 79_122_504, 10).floor
-    from revgnn.whole_graph import shape_floor_bytes
+    from revgnn.training.budget import shape_floor_bytes
 
     assert floor == shape_floor_bytes(132_534, 79_122_504, 64, budget.parameter_count(budget.ModelConfig("rev", 8, 64)))
 
@@ -302,8 +302,8 @@ def test_memory_accepts_counts_in_scientific_notation_and_refuses_what_cannot_fi
 @pytest.mark.parametrize("kind, fused", [("rev", True), ("res", True), ("res", False), ("wt-rev", True),
                                          ("deq", True)])
 def test_the_parameter_estimate_is_exact(kind, fused):
-    from revgnn import budget
-    from revgnn.presets import ModelConfig, build_model, count_parameters
+    from revgnn.nn.presets import ModelConfig, build_model, count_parameters
+    from revgnn.training import budget
 
     for layers in (1, 3, 5):
         cfg = ModelConfig(kind, 1 if kind == "deq" else layers, 16, fused=fused)

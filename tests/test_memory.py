@@ -7,8 +7,8 @@ import torch
 
 from revgnn import ModelConfig
 from revgnn.cli import main as cli_main
-from revgnn.deq import ConvergenceWarning
-from revgnn.memory import StepMemory, measure_config, measure_in_subprocess, measure_step, synthetic_graph
+from revgnn.measure.memory import StepMemory, measure_config, measure_in_subprocess, measure_step, synthetic_graph
+from revgnn.nn.deq import ConvergenceWarning
 
 TINY = dict(num_nodes=120, num_edges=1_200)
 

@@ -1,4 +1,4 @@
-"""The native GENConv kernel (revgnn.native) equals the pure-torch kernel and PyG's GENConv, outputs and gradients,
+"""The native GENConv kernel (revgnn.nn.native) equals the pure-torch kernel and PyG's GENConv, outputs and gradients,
 on destination-sorted edges; the sort is done once and is invisible to the caller."""
 import logging
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch_geometric.nn import GENConv
 
-from revgnn import native
-from revgnn.fused import gen_aggregate, resolve_kernel, sort_by_destination
+from revgnn.nn import native
+from revgnn.nn.fused import gen_aggregate, resolve_kernel, sort_by_destination
 
 AGGRS = ["max", "softmax", "mean", "add"]
 
@@ -314,7 +314,7 @@ def test_kernel_choice(monkeypatch, caplog):
         resolve_kernel("native", torch.float16)
     monkeypatch.setattr(native, "_state", {})
     monkeypatch.setattr("torch.utils.cpp_extension.load", lambda **kw: (_ for _ in ()).throw(OSError("no g++")))
-    with caplog.at_level(logging.WARNING, logger="revgnn.native"):
+    with caplog.at_level(logging.WARNING, logger="revgnn.nn.native"):
         assert resolve_kernel("auto") == "torch", "without a compiler, auto falls back to the torch kernel"
     assert sum("unavailable" in r.message for r in caplog.records) == 1, "one line says so"
     with pytest.raises(ValueError, match="could not be built.*kernel='torch'"):
@@ -322,8 +322,8 @@ def test_kernel_choice(monkeypatch, caplog):
 
 
 def test_sort_graph_sorts_edge_tensors_alike():
-    from revgnn.fused import sort_graph
-    from revgnn.memory import synthetic_graph
+    from revgnn.measure.memory import synthetic_graph
+    from revgnn.nn.fused import sort_graph
 
     data = synthetic_graph(80, 600, seed=0)
     s = sort_graph(data)
@@ -336,7 +336,7 @@ def test_sort_graph_sorts_edge_tensors_alike():
 @pytest.mark.parametrize("E,N,chunk", [(0, 5, 4), (1, 5, 4), (3000, 37, 64), (5000, 3, 100), (777, 1000, 7),
                                        (20000, 500, 1 << 22)])
 def test_destination_order_is_the_stable_sort(E, N, chunk):
-    from revgnn.fused import destination_order
+    from revgnn.nn.fused import destination_order
 
     dst = torch.randint(0, N, (E,), generator=torch.Generator().manual_seed(E))
     perm = destination_order(dst, N, chunk=chunk)
@@ -344,8 +344,8 @@ def test_destination_order_is_the_stable_sort(E, N, chunk):
 
 
 def test_sort_graph_in_place_equals_sort_graph_and_the_loaders_use_it():
-    from revgnn.fused import sort_by_destination, sort_graph, sort_graph_
-    from revgnn.memory import synthetic_graph
+    from revgnn.measure.memory import synthetic_graph
+    from revgnn.nn.fused import sort_by_destination, sort_graph, sort_graph_
 
     data = synthetic_graph(80, 600, seed=0)
     want = sort_graph(data)
@@ -356,7 +356,8 @@ def test_sort_graph_in_place_equals_sort_graph_and_the_loaders_use_it():
         assert torch.equal(got[key], want[key]), key
     assert sort_by_destination(got.edge_index, got.num_nodes).perm is None, "a sorted graph needs no permutation"
     assert sort_graph_(data) is data and torch.equal(data.edge_index, want.edge_index), "sorting twice: no change"
-    from revgnn.train import TrainConfig, _load_sorted
+    from revgnn.training.config import TrainConfig
+    from revgnn.training.loop import _load_sorted
 
     ds = _load_sorted(TrainConfig(dataset="synthetic-proteins", dataset_kwargs={"num_nodes": 300, "num_edges": 3000}))
     assert bool((ds.data.edge_index[1, 1:] >= ds.data.edge_index[1, :-1]).all()), "fit's dataset comes sorted"
@@ -365,7 +366,7 @@ def test_sort_graph_in_place_equals_sort_graph_and_the_loaders_use_it():
 def test_sort_cache_is_freed_with_the_graph():
     import gc
 
-    from revgnn import fused
+    from revgnn.nn import fused
 
     ei = torch.randint(0, 20, (2, 300))
     se = sort_by_destination(ei, 20)
@@ -385,8 +386,8 @@ def test_model_kernel_choice_reaches_every_block_with_equal_results():
     import torch.nn.functional as F
 
     from revgnn import ModelConfig, build_model
-    from revgnn.layers import GENBlock
-    from revgnn.memory import synthetic_graph
+    from revgnn.measure.memory import synthetic_graph
+    from revgnn.nn.layers import GENBlock
 
     with pytest.raises(ValueError, match="kernel must be one of"):
         ModelConfig(kernel="cuda")
@@ -425,7 +426,7 @@ def test_other_builds_pass_the_exactness_tests(variant, tmp_path):
     if variant == "avx2" and have not in ("AVX2", "AVX512") or variant == "avx512" and have != "AVX512":
         pytest.skip(f"this CPU has no {variant} ({have})")
     env = {**os.environ, "REVGNN_NATIVE_ISA": variant, "TORCH_EXTENSIONS_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    check = "from revgnn import native; assert native.load() is not None, native.error(); print(native._state['isa'])"
+    check = "from revgnn.nn import native; assert native.load() is not None, native.error(); print(native._state['isa'])"
     run = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0 and run.stdout.split() == [variant], f"the {variant} build loads: {run.stderr[-2000:]}"
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", str(Path(__file__)),

@@ -70,7 +70,7 @@ def test_loader_reproduces_the_official_logits_in_float64(expected, fused):
 
 
 def test_node_features_are_the_official_sum_of_incident_edge_features(expected, proteins_root):
-    from revgnn.data import load_dataset
+    from revgnn.data.datasets import load_dataset
 
     ds = load_dataset("ogbn-proteins", proteins_root)
     assert torch.equal(ds.data.edge_index, expected["edge_index"]), "the same graph as the official pipeline"
@@ -130,7 +130,7 @@ def test_layer_hook_fires_once_per_layer(expected):
 
 
 def _bad_files(tmp_path):
-    from revgnn.models import RevGNN
+    from revgnn.nn.models import RevGNN
 
     other = tmp_path / "other_model.pth"
     torch.save({"model_state_dict": RevGNN(8, 8, 112, 2, edge_dim=8, num_species=8).state_dict()}, other)
@@ -195,9 +195,9 @@ def test_evaluate_works_offline_on_synthetic_proteins(capsys):
     (["--threads", "0"], "--threads must be >= 1"),
 ])
 def test_argument_errors_answer_before_any_data_is_read(argv, phrase, capsys, monkeypatch):
-    import revgnn.data
+    import revgnn.data.datasets
 
-    monkeypatch.setattr(revgnn.data, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(revgnn.data.datasets, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     code, _, err = _run(["evaluate", "--official-checkpoint", str(CKPT), *argv], capsys)
     assert code == 2 and phrase in err and "Traceback" not in err, f"one line, exit 2: {err!r}"
 
@@ -278,7 +278,7 @@ def _official_names(state):
 
 @pytest.mark.parametrize("groups, layers", [(3, 2), (4, 5)])
 def test_depth_width_and_groups_are_read_from_the_names(tmp_path, groups, layers):
-    from revgnn.models import RevGNN
+    from revgnn.nn.models import RevGNN
 
     ref = RevGNN(8, 12, 112, layers, num_groups=groups, edge_dim=8, num_species=8)
     path = tmp_path / "c.pth"
@@ -327,7 +327,7 @@ def test_evaluate_fixes_the_mmap_threshold(monkeypatch, proteins_root, capsys):
     on glibc the call takes effect."""
     import platform
 
-    from revgnn import runtime
+    from revgnn.training import runtime
 
     if platform.libc_ver()[0] == "glibc":
         assert runtime.fix_mmap_threshold(), "mallopt(M_MMAP_THRESHOLD) takes effect on glibc"

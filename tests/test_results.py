@@ -54,7 +54,7 @@ def test_plotted_from_table_is_generated_from_the_records():
     table = plotted_from({"committed": committed, "live run": live})
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")]
             for line in table.splitlines()[3:]}
-    from revgnn.synthetic import SyntheticProteinsConfig
+    from revgnn.data.synthetic import SyntheticProteinsConfig
 
     depths = ", ".join(str(r["num_layers"]) for r in content["rows"])
     seeds = ", ".join(str(s["seed"]) for s in content["rows"][0]["seeds"])
@@ -110,7 +110,7 @@ def test_api_page_documents_every_config_field():
     import dataclasses
 
     from revgnn import ModelConfig
-    from revgnn.train import TrainConfig
+    from revgnn.training.config import TrainConfig
 
     page = (ROOT / "book" / "api.md").read_text()
     missing = [f.name for f in dataclasses.fields(ModelConfig) if f"| `{f.name}` |" not in page]
@@ -126,9 +126,9 @@ def test_recorded_accuracy_commands_still_parse_and_build():
 
     from revgnn.cli import build_parser
     from revgnn.commands.train import model_config, train_config
-    from revgnn.data import load_dataset
-    from revgnn.presets import build_model, count_parameters
-    from revgnn.train import adapt_model_config
+    from revgnn.data.datasets import load_dataset
+    from revgnn.nn.presets import build_model, count_parameters
+    from revgnn.training.config import adapt_model_config
 
     for path in sorted((ROOT / "results").glob("accuracy_*.json")):
         for row in json.loads(path.read_text())["rows"]:

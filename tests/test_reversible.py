@@ -7,7 +7,7 @@ from torch import nn
 from torch_geometric.nn import GroupAddRev
 
 from revgnn import GENBlock, ReversibleStack, RevGNN, WTRevGNN
-from revgnn.memory import SavedTensorMeter
+from revgnn.measure.memory import SavedTensorMeter
 
 
 def graph(N=20, E=60, seed=0, dtype=torch.float32):

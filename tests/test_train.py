@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from revgnn.data import load_dataset
-from revgnn.presets import ModelConfig, build_model
-from revgnn.train import TrainConfig, _label_features, adapt_model_config, fit, predict
+from revgnn.data.datasets import load_dataset
+from revgnn.nn.presets import ModelConfig, build_model
+from revgnn.training.config import TrainConfig, adapt_model_config
+from revgnn.training.loop import fit
+from revgnn.training.protocol import _label_features, predict
 
 TINY = {"num_nodes": 300, "num_edges": 3000}
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,11 +90,11 @@ def test_final_multiview_test_scores_the_best_weights():
 
 def test_label_reuse_never_shows_valid_or_test_labels(monkeypatch):
     ds = load_dataset("ppi")
-    import revgnn.train as train_module
+    import revgnn.training.protocol as protocol
 
     shown = []
-    real = train_module._label_features
-    monkeypatch.setattr(train_module, "_label_features", lambda d, known: shown.append(known) or real(d, known))
+    real = protocol._label_features
+    monkeypatch.setattr(protocol, "_label_features", lambda d, known: shown.append(known) or real(d, known))
     fit(ModelConfig("rev", 2, 16), TrainConfig(dataset="ppi", epochs=2, label_reuse=0.5, test_views=2,
                                                progress=False), ds)
     train = set(ds.split["train"].tolist())
@@ -177,12 +179,12 @@ def _ckpt_fit(out, **train):
 
 @pytest.mark.parametrize("content", [b"", b"garbage, not a checkpoint", "truncate"])
 def test_resume_from_an_unreadable_checkpoint_says_what_to_do(tmp_path, capsys, content):
-    import revgnn.train as train_module
+    import revgnn.training.checkpoints as checkpoints
 
     out = tmp_path / "o"
     with pytest.MonkeyPatch.context() as mp:  # stop after the epoch-2 checkpoint, as a kill would
-        real = train_module.atomic_torch_save
-        mp.setattr(train_module, "atomic_torch_save", lambda obj, path: (real(obj, path), 1 / 0))
+        real = checkpoints.atomic_torch_save
+        mp.setattr(checkpoints, "atomic_torch_save", lambda obj, path: (real(obj, path), 1 / 0))
         with pytest.raises(ZeroDivisionError):
             _ckpt_fit(out)
     ckpt = out / "run-seed0" / "checkpoint.pt"
@@ -212,7 +214,7 @@ def test_resume_over_an_unreadable_record_says_what_to_do(tmp_path, content):
 def test_a_full_disk_is_one_clear_error_and_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
     import errno
 
-    import revgnn.records as records
+    import revgnn.training.records as records
 
     def full(obj, f):
         f.write(b"x" * 100)  # part of the file is written, then the disk is full
@@ -262,7 +264,7 @@ def test_a_second_configuration_in_the_same_folder_is_refused(tmp_path):
         tiny_fit(out_dir=str(out), epochs=4)
 
 
-HOLD_LOCK = ("import sys, time\nfrom pathlib import Path\nfrom revgnn.runtime import output_lock\n"
+HOLD_LOCK = ("import sys, time\nfrom pathlib import Path\nfrom revgnn.training.runtime import output_lock\n"
              "with output_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)\n")
 
 
@@ -289,8 +291,8 @@ def test_a_live_lock_is_refused_and_a_stale_one_taken_over(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch, signum):
-    import revgnn.train as train_module
-    from revgnn.runtime import TrainingInterrupted
+    import revgnn.training.loop as train_module
+    from revgnn.training.runtime import TrainingInterrupted
 
     ref = tiny_fit(epochs=6, checkpoint_every=0, out_dir=str(tmp_path / "ref"))
     real = train_module._train_epoch
@@ -338,7 +340,7 @@ def test_sigterm_to_the_command_saves_and_exits_143_with_a_resume_line(tmp_path)
 
 
 def test_a_signal_in_the_last_epoch_is_not_swallowed(monkeypatch):
-    import revgnn.train as train_module
+    import revgnn.training.loop as train_module
 
     real = train_module._train_epoch
 

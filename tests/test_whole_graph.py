@@ -1,4 +1,4 @@
-"""revgnn.whole_graph: the edge sweep and the committed whole-graph records name the kernel that ran, and the
+"""revgnn.measure.whole_graph: the edge sweep and the committed whole-graph records name the kernel that ran, and the
 figure draws one line per kernel."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 from revgnn import ModelConfig  # noqa: E402
-from revgnn.fused import resolve_kernel  # noqa: E402
-from revgnn.whole_graph import edge_sweep, load_edge_records, plot_step_vs_edges  # noqa: E402
+from revgnn.measure.whole_graph import edge_sweep, load_edge_records, plot_step_vs_edges  # noqa: E402
+from revgnn.nn.fused import resolve_kernel  # noqa: E402
 
 
 def test_live_sweep_runs_each_kernel_and_pyg():

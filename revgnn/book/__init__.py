@@ -13,6 +13,9 @@ Modules, imported one way (a module imports only those before it):
 
 Notebooks import the public names from here (``from revgnn.book import memory_panels``); each is loaded from its
 module on first use (PEP 562), so checking a parameter does not import matplotlib.
+
+Imports: everything below (``revgnn.nn``, ``data``, ``training``, ``measure``) and, to rerun a committed record, the
+command line's parser (``revgnn.cli``, ``revgnn.commands.train``); nothing in revgnn imports the book.
 """
 import importlib
 

@@ -38,7 +38,7 @@ def provenance_line(records: Sequence[dict] | dict) -> str:
     records = [records] if isinstance(records, dict) else list(records)
     fields: dict[str, set] = {"device": set(), "git": set(), "torch": set(), "seed": set(), "source": set()}
     for r in records:
-        prov = r.get("provenance") or r  # benchmark files nest it; run records (revgnn.train) carry it on top
+        prov = r.get("provenance") or r  # benchmark files nest it; run records (revgnn.training.loop) carry it on top
         for key in fields:
             value = prov.get(key, r.get(key))
             if value is None and key == "torch":
@@ -290,7 +290,7 @@ def plot_metric_vs_depth(live: Sequence[dict], committed: Sequence[dict] = (), m
     ``live`` records hold one seed each (``seed`` and ``metric_key``); points of the same (series, depth) are
     averaged. ``committed`` records are :func:`revgnn.book.records.accuracy_records` rows (``test``, ``test_std``).
     ``reference`` adds a dotted grey line of (depth, value) points, e.g. the best ROC-AUC a predictor that knows
-    the hidden truth within as many hops can reach (:func:`revgnn.synthetic.oracle_rocauc`); it is not a model.
+    the hidden truth within as many hops can reach (:func:`revgnn.data.synthetic.oracle_rocauc`); it is not a model.
     ``series_format`` names a series from its ``series_key`` value (``"D={}"``; ``"{}"`` for a ready-made label).
     """
     fig, ax = plt.subplots(figsize=(7.5, 4.6), constrained_layout=True)
@@ -338,7 +338,7 @@ def memory_table(records: Sequence[dict], x_key: str = "depth", x_header: str = 
 
     DEQ-GNN's x is its solver's iteration cap, never a layer count: it gets its own column ("solver iterations")
     and the layered models' column is ``x_header``. Columns of the memory split (``activation_peak_bytes``,
-    ``gradient_transient_bytes``, ``optimizer_transient_bytes``, from :mod:`revgnn.memory`) and of the solver
+    ``gradient_transient_bytes``, ``optimizer_transient_bytes``, from :mod:`revgnn.measure.memory`) and of the solver
     (``solver``: DEQ-GNN's forward and backward solves) appear when the records carry them.
     """
     def mib(value):

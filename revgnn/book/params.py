@@ -134,9 +134,9 @@ def notebook_device(device: str):
 def notebook_dataset(dataset: str, num_nodes: int, num_edges: int, seed: int = 0, data_root: str = "",
                      **synthetic):
     """Load a notebook's dataset: ``synthetic-proteins`` is sized by ``num_nodes``/``num_edges`` and seeded (and
-    takes further :class:`~revgnn.synthetic.SyntheticProteinsConfig` fields, e.g. ``max_hops``), the other names
+    takes further :class:`~revgnn.data.synthetic.SyntheticProteinsConfig` fields, e.g. ``max_hops``), the other names
     (``ogbn-proteins``, ``ppi``, ...) ignore those; ``data_root`` '' means the package default."""
-    from revgnn.data import DATASETS, load_dataset
+    from revgnn.data.datasets import DATASETS, load_dataset
 
     if dataset == "synthetic-proteins":
         check_range("num_nodes", num_nodes, 80, None, integer=True)

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from revgnn.presets import PAPER_PARAMS
+from revgnn.nn.presets import PAPER_PARAMS
 
 __all__ = ["REPO_ROOT", "FRESH", "MODEL_NAMES", "PAPER_MARKS", "PAPER_112_LAYERS", "PAPER_MAIN", "resolve_path",
            "load_records", "memory_records", "solver_misses", "solver_summary", "accuracy_records", "live_record",
@@ -65,7 +65,7 @@ PAPER_MARKS = {
 def _paper_112(name: str, model: str, channels: int, roc_auc: float | None, memory_gb: float | None,
                oom: bool = False) -> dict:
     """One point of the paper's 112-layer comparison; the parameter count and its mark come from
-    :data:`revgnn.presets.PAPER_PARAMS` (the same record the preset tests assert)."""
+    :data:`revgnn.nn.presets.PAPER_PARAMS` (the same record the preset tests assert)."""
     params, params_mark = PAPER_PARAMS[name.lower()]
     row = {"name": name, "model": model, "num_layers": 112, "hidden_channels": channels, "roc_auc": roc_auc,
            "memory_gb": memory_gb, "params": params, "params_mark": params_mark, "mark": "unconfirmed"}
@@ -133,7 +133,7 @@ def _benchmark_row(row: dict, result: dict) -> dict:
 
 
 def solver_summary(entries: Sequence[dict]) -> dict | None:
-    """DEQ-GNN's solves from :func:`revgnn.deq.solver_fields` records (a training history, or one measured step):
+    """DEQ-GNN's solves from :func:`revgnn.nn.deq.solver_fields` records (a training history, or one measured step):
     ``{"forward"|"backward": {"iterations", "residual", "converged", "tol", "solves", "unconverged"}}``, the last
     solve's statistics and, over all entries, how many solves ran and how many stopped above the tolerance; None when
     no entry carries them (a layered model)."""
@@ -155,7 +155,7 @@ def solver_summary(entries: Sequence[dict]) -> dict | None:
 
 @contextlib.contextmanager
 def solver_misses() -> Iterator[dict]:
-    """Count DEQ-GNN's solves that missed their tolerance (:class:`revgnn.deq.ConvergenceWarning`) instead of letting
+    """Count DEQ-GNN's solves that missed their tolerance (:class:`revgnn.nn.deq.ConvergenceWarning`) instead of letting
     each print a warning line: a page then says how many forward and backward solves did not converge (one line,
     :func:`revgnn.book.prose.deq_solver_note`) where a notebook would show a wall of warnings.
 
@@ -163,7 +163,7 @@ def solver_misses() -> Iterator[dict]:
         ``{"forward": n, "backward": n, "last": the last warning's text}``, filled when the block ends. Other warnings
         pass through.
     """
-    from revgnn.deq import ConvergenceWarning
+    from revgnn.nn.deq import ConvergenceWarning
 
     counts: dict = {"forward": 0, "backward": 0}
     with warnings.catch_warnings(record=True) as caught:
@@ -184,9 +184,9 @@ def solver_misses() -> Iterator[dict]:
 
 def memory_records(points: Iterable[tuple[dict, object]], data, device="cpu", seed: int = 0,
                    limit_bytes: float | None = None, repeats: int = 1) -> list[dict]:
-    """Measure one training step per ``(labels, ModelConfig)`` point with :func:`revgnn.memory.measure_config`.
+    """Measure one training step per ``(labels, ModelConfig)`` point with :func:`revgnn.measure.memory.measure_config`.
 
-    Each record is the :class:`~revgnn.memory.StepMemory` as a dict, plus ``labels`` (e.g. model, depth, width),
+    Each record is the :class:`~revgnn.measure.memory.StepMemory` as a dict, plus ``labels`` (e.g. model, depth, width),
     ``oom`` and ``provenance`` (git revision, versions, device). A step is out of memory when the device raises
     it (CUDA) or when its peak exceeds ``limit_bytes``; once a ``(model, hidden_channels)`` series is out of
     memory, its later (deeper) points are recorded as OOM without being run.
@@ -201,8 +201,8 @@ def memory_records(points: Iterable[tuple[dict, object]], data, device="cpu", se
     """
     import torch
 
-    from revgnn.memory import measure_config
-    from revgnn.records import environment
+    from revgnn.measure.memory import measure_config
+    from revgnn.training.records import environment
 
     device = torch.device(device)
     provenance = {**environment(device), "seed": seed}
@@ -269,7 +269,7 @@ def accuracy_records(path: str | Path) -> list[dict]:
     """
     from revgnn.cli import build_parser
     from revgnn.commands.train import model_config, train_config
-    from revgnn.synthetic import SyntheticProteinsConfig
+    from revgnn.data.synthetic import SyntheticProteinsConfig
 
     path = resolve_path(path)
     if not path.is_file():
@@ -297,7 +297,7 @@ def accuracy_records(path: str | Path) -> list[dict]:
 
 
 def live_record(run: dict, config, data, epochs: int, **labels) -> dict:
-    """A record of one seeded run of :func:`revgnn.train.fit` (``summary["runs"][i]``), with the setting the
+    """A record of one seeded run of :func:`revgnn.training.loop.fit` (``summary["runs"][i]``), with the setting the
     "plotted from" table reads: model, L, D, graph size, epochs, seed, device, revision; ``roc_auc`` is the test
     metric at the best validation epoch (a fraction)."""
     hop = getattr(data.data, "hop", None)  # synthetic-proteins: each task's radius

@@ -48,7 +48,7 @@ def memory_file_setting(path: str | Path, models: Sequence[str]) -> dict | None:
     graph = content.get("graph") or {}
     prov = content.get("provenance") or {}
     rows = [r for r in content.get("rows", []) if r.get("mode", "train") == "train"]
-    paths = {bool((r.get("model") or {}).get("fused", False)) for r in rows}  # records before revgnn.fused: PyG
+    paths = {bool((r.get("model") or {}).get("fused", False)) for r in rows}  # records before revgnn.nn.fused: PyG
     return {"x": {m: sorted({r["x"] for r in rows if r["label"] == m}) for m in models},
             "fused": paths.pop() if len(paths) == 1 else None,
             "hidden_channels": content.get("hidden_channels"), "num_nodes": graph.get("num_nodes"),
@@ -179,7 +179,7 @@ def memory_comparison(models: Sequence[str], depths: Sequence[int], hidden_chann
         iterations: DEQ-GNN's solver iteration caps (tolerance 0, so every iteration runs).
         memory_limit_mb: a step needing more is drawn as out of memory; 0 = the device's own limit.
         source, results_file: see :func:`committed_or_fresh`; save_to: write fresh records there ('' = nowhere).
-        fused: message passing of every model: PyG's GENConv (False, as the paper measured) or revgnn.fused.
+        fused: message passing of every model: PyG's GENConv (False, as the paper measured) or revgnn.nn.fused.
         The others are the notebook's parameters of the same names.
 
     Returns:
@@ -212,8 +212,8 @@ def memory_comparison(models: Sequence[str], depths: Sequence[int], hidden_chann
             r["oom"] = bool(r.get("oom")) or (limit is not None and (r["peak_bytes"] or 0) > limit)
         return records, note, limit
     from revgnn import ModelConfig
-    from revgnn.records import write_json
-    from revgnn.train import TrainConfig, adapt_model_config
+    from revgnn.training.config import TrainConfig, adapt_model_config
+    from revgnn.training.records import write_json
 
     data = notebook_dataset(dataset, num_nodes, num_edges, seed, data_root)
     base = adapt_model_config(ModelConfig("rev", 1, hidden_channels, fused=fused), data, TrainConfig(dataset=dataset))
@@ -240,7 +240,7 @@ def accuracy_results_table(results_dir: str | Path = "results") -> str:
     one, and the file with its revision. Written by the book build into ``_build/_generated/accuracy.md``, which
     ``book/results.md`` includes, so the page always quotes the committed files as they are.
     """
-    from revgnn.synthetic import MAX_HOPS
+    from revgnn.data.synthetic import MAX_HOPS
 
     folder = resolve_path(results_dir)
     names = [n for n in ACCURACY_FILES if (folder / n).is_file()]

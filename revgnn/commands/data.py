@@ -20,7 +20,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from revgnn.data import default_root, load_dataset
+    from revgnn.data.datasets import default_root, load_dataset
 
     try:
         ds = load_dataset(args.name, root=args.root, download=True)

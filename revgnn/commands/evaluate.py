@@ -65,8 +65,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def check_args(args) -> None:
     """Raise a ValueError on bad arguments before any checkpoint or data is read."""
-    from revgnn.data import DATASETS, PLANETOID
-    from revgnn.train import MAX_SEED, check_device
+    from revgnn.data.datasets import DATASETS, PLANETOID
+    from revgnn.training.config import MAX_SEED, check_device
 
     if args.eval_parts < 1:
         raise ValueError(f"--eval-parts must be >= 1 (got {args.eval_parts}); 1 is the whole graph")
@@ -115,10 +115,10 @@ def run_checkpoint_file(path: Path) -> Path:
 
 
 def read_run_checkpoint(path: Path) -> dict:
-    """A revgnn training checkpoint (``revgnn.train``'s layout) with its ``config`` parsed, read with
+    """A revgnn training checkpoint (``revgnn.training.checkpoints``'s layout) with its ``config`` parsed, read with
     ``weights_only=True``: tensors and plain containers only, nothing in the file runs."""
     from revgnn.official import _is_plain_pickle, _load_quietly, _not_torch_save
-    from revgnn.train import CHECKPOINT_FORMAT
+    from revgnn.training.checkpoints import CHECKPOINT_FORMAT
 
     try:
         ckpt = _load_quietly(path)
@@ -179,7 +179,7 @@ def _dataset_kwargs(kwargs, name: str, path: Path) -> dict:
     that a damaged or edited configuration is one line before any data is built."""
     from dataclasses import fields
 
-    from revgnn.synthetic import FULL_SIZE, SyntheticProteinsConfig
+    from revgnn.data.synthetic import FULL_SIZE, SyntheticProteinsConfig
 
     if not kwargs:
         return {}
@@ -206,10 +206,10 @@ def _dataset_taxa(root):
     naming it), not on the checkpoint whose species columns it orders."""
     import numpy as np
 
-    from revgnn.data import default_root
-    from revgnn.datafiles import first_line_problem
+    from revgnn.data.datafiles import first_line_problem
+    from revgnn.data.datasets import default_root
+    from revgnn.data.proteins_raw import PROTEINS_TABLES, bad_proteins_file, read_table, species_file
     from revgnn.official import OGBN_PROTEINS_TAXA
-    from revgnn.proteins_raw import PROTEINS_TABLES, bad_proteins_file, read_table, species_file
 
     folder = Path(root or default_root()) / "ogbn_proteins"
     path = folder / species_file(folder)    # node_species.csv.gz, or ogb's older species.csv.gz
@@ -243,8 +243,9 @@ def run(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from revgnn.data import evaluate, load_dataset
-    from revgnn.fused import resolve_kernel, sort_graph_
+    from revgnn.data.datasets import evaluate, load_dataset
+    from revgnn.nn.fused import resolve_kernel, sort_graph_
+    from revgnn.nn.presets import ModelConfig, _with_kernel, build_model
     from revgnn.official import (
         OGBN_PROTEINS_TAXA,
         check_weights,
@@ -252,9 +253,8 @@ def run(args) -> int:
         on_each_layer,
         read_official_state,
     )
-    from revgnn.presets import ModelConfig, _with_kernel, build_model
-    from revgnn.runtime import apply_thread_policy, fix_mmap_threshold
-    from revgnn.train import predict
+    from revgnn.training.protocol import predict
+    from revgnn.training.runtime import apply_thread_policy, fix_mmap_threshold
 
     apply_thread_policy(args.threads)
     fix_mmap_threshold()                   # the peak stays flat over a whole graph's layers (see its docstring)

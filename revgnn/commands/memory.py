@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..budget import count
-from ..presets import MODEL_KINDS, ModelConfig
+from revgnn.nn.presets import MODEL_KINDS, ModelConfig
+from revgnn.training.budget import count
 
 
 def add_parser(subparsers) -> None:
@@ -54,8 +54,8 @@ def _config(args) -> ModelConfig:
 def run(args) -> int:
     import warnings
 
-    from ..budget import check_depth, check_fits, estimate_step
-    from ..memory import measure_config  # here, not at the top: the parser must not import torch
+    from revgnn.measure.memory import measure_config  # here, not at the top: the parser must not import torch
+    from revgnn.training.budget import check_depth, check_fits, estimate_step
 
     cfg = _config(args)
     check_depth(cfg, args.force)
@@ -66,7 +66,7 @@ def run(args) -> int:
         warnings.filterwarnings("ignore", message="DEQ .* did not converge")  # tol=0: exactly --layers iterations
         rec = measure_config(cfg, args.nodes, args.edges, device=args.device, train=not args.inference,
                              repeats=args.repeats, warmup=args.warmup, seed=args.seed)
-    from ..fused import resolve_kernel
+    from revgnn.nn.fused import resolve_kernel
 
     rec.model["kernel_ran"] = resolve_kernel(cfg.kernel, device=args.device) if cfg.fused else "pyg"
     if args.json:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..presets import PAPER_PARAMS, build_model, count_parameters, get_preset, list_presets
+from revgnn.nn.presets import PAPER_PARAMS, build_model, count_parameters, get_preset, list_presets
 
 
 def add_parser(subparsers) -> None:

@@ -9,13 +9,13 @@ Examples::
 
 Each dataset brings its documented recipe as defaults (cora and planetoid:NAME: dropout 0.6, lr 0.005, weight decay
 5e-4, 200 epochs, as PyG's GAT example, and mean aggregation; ppi: label reuse 0.5); a flag given explicitly always
-wins, and each run record lists what came from the recipe ("recipe"). Ctrl-C or SIGTERM stops after the current
-epoch with a checkpoint in --out (exit 130 / 143); the same command with --resume continues it. One run at a time may
-use an --out folder, and only with the configuration its runs were made with. A seed's interrupted checkpoint or
-finished record in --out is never overwritten silently: --resume continues (or keeps) it, --restart discards it, and
-without either the command stops and says so. The final checkpoint is kept (--no-keep-checkpoint deletes it).
-Before the data is loaded, the step's memory is estimated (revgnn.budget) and a step that cannot fit in this machine's
-memory is refused with the estimate (--force tries anyway).
+wins, and each run record lists what came from the recipe ("recipe"). Ctrl-C or SIGTERM stops after the current epoch
+with a checkpoint in --out (exit 130 / 143); the same command with --resume continues it. One run at a time may use an
+--out folder, and only with the configuration its runs were made with. A seed's interrupted checkpoint or finished
+record in --out is never overwritten silently: --resume continues (or keeps) it, --restart discards it, and without
+either the command stops and says so. The final checkpoint is kept (--no-keep-checkpoint deletes it). Before the data is
+loaded, the step's memory is estimated (revgnn.training.budget) and a step that cannot fit in this machine's memory is
+refused with the estimate (--force tries anyway).
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import argparse
 import json
 import sys
 
-from revgnn.budget import count
-from revgnn.presets import MODEL_KINDS, ModelConfig, get_preset, list_presets
+from revgnn.nn.presets import MODEL_KINDS, ModelConfig, get_preset, list_presets
+from revgnn.training.budget import count
 
 # Defaults of the flags a dataset recipe may set. The model's dropout defaults to the preset's (0.1 without one).
 GLOBAL_DEFAULTS: dict[str, object] = {"epochs": 50, "lr": 1e-3, "weight_decay": 0.0, "clip": 1.0, "label_reuse": 0.0,
@@ -117,7 +117,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     t.add_argument("--threads", type=int, help="torch CPU threads (default: $OMP_NUM_THREADS, else 1; see "
-                                               "revgnn.runtime for why)")
+                                               "revgnn.training.runtime for why)")
     t.add_argument("--accumulate", type=int, default=1,
                    help="parts per optimizer step, gradients averaged (= the trajectory of that many ranks)")
     t.add_argument("--nproc", type=int, help="launch this many data-parallel ranks here (torchrun --standalone)")
@@ -155,7 +155,7 @@ def model_config(args) -> ModelConfig:
 
 
 def train_config(args, progress: bool = True):
-    from revgnn.train import TrainConfig
+    from revgnn.training.config import TrainConfig
 
     values, taken = resolve(args)
     kwargs = {k: v for k, v in (("num_nodes", args.num_nodes), ("num_edges", args.num_edges),
@@ -175,15 +175,15 @@ def train_config(args, progress: bool = True):
 
 
 def _kernel_ran(cfg: ModelConfig, device: str) -> str:
-    from revgnn.fused import resolve_kernel
+    from revgnn.nn.fused import resolve_kernel
 
     return resolve_kernel(cfg.kernel, device=device.split(":")[0]) if cfg.fused else "pyg"
 
 
 def run(args) -> int:
-    from revgnn import distributed
-    from revgnn.runtime import TrainingInterrupted
-    from revgnn.train import fit
+    from revgnn.training import distributed
+    from revgnn.training.loop import fit
+    from revgnn.training.runtime import TrainingInterrupted
 
     main = True
     try:

@@ -2,18 +2,18 @@
 per K random-partition parts, their gradients averaged, on K ranks of ``torch.distributed`` or in one process.
 
 Work split (same on every rank, since each epoch's partition comes from a generator seeded by (seed, epoch)): the
-epoch's parts that hold loss nodes are numbered j = 0, 1, ...; consecutive groups of G = world size x accumulate
-parts make one optimizer step each, and rank r trains the parts of a group at positions p with p mod W = r. The last
-group of an epoch may be shorter; its gradients are averaged over the parts it has. The dropout RNG is re-seeded per
-(seed, epoch, part) before each part's forward, so a part's gradient does not depend on which rank (or which
-position in a single process) trained it: K ranks and ``accumulate=K`` in one process follow the same trajectory.
-With one process and ``accumulate=1`` none of this runs and the trajectory is that of :mod:`revgnn.train` as before.
+epoch's parts that hold loss nodes are numbered j = 0, 1, ...; consecutive groups of G = world size x accumulate parts
+make one optimizer step each, and rank r trains the parts of a group at positions p with p mod W = r. The last group of
+an epoch may be shorter; its gradients are averaged over the parts it has. The dropout RNG is re-seeded per (seed,
+epoch, part) before each part's forward, so a part's gradient does not depend on which rank (or which position in a
+single process) trained it: K ranks and ``accumulate=K`` in one process follow the same trajectory. With one process and
+``accumulate=1`` none of this runs and the trajectory is that of :mod:`revgnn.training.loop` as before.
 
 Gradients are all-reduced by hand after backward (one flat buffer per step, summed, divided by the group's number
 of parts), not through ``DistributedDataParallel``: (1) a rank with no part in a short last group still takes part in
 the step with zero gradients, which DDP cannot express without a dummy forward; (2) the average is over parts, not
 ranks, so ``accumulate`` and world size compose and the result equals the single-process average; (3) the
-reversible engine (:mod:`revgnn.reversible`) and DEQ's implicit backward (:mod:`revgnn.deq`) return parameter
+reversible engine (:mod:`revgnn.nn.reversible`) and DEQ's implicit backward (:mod:`revgnn.nn.deq`) return parameter
 gradients from custom autograd Functions, nothing here hooks into autograd, so they need no special care (DDP's
 per-parameter reducer hooks would also see them, but a parameter without a gradient on one rank would need
 ``find_unused_parameters``). The price is no overlap of communication with backward.

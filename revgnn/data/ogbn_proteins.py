@@ -1,14 +1,14 @@
 """ogbn-proteins (Hu et al., 2020), the benchmark of Li et al. (ICML 2021): its folder, cache, split and download,
-with the safety rules of :mod:`revgnn.datafiles`.
+with the safety rules of :mod:`revgnn.data.datafiles`.
 
-- The raw tables are read and checked by :mod:`revgnn.proteins_raw` into the graph ogb builds (tested). Nothing in
+- The raw tables are read and checked by :mod:`revgnn.data.proteins_raw` into the graph ogb builds (tested). Nothing in
   the folder is renamed or written but ``processed/``; ogb is used only to download into a folder that does not exist.
 - No code runs from the folder: the processed cache and ``split_dict.pt`` are read with ``weights_only=True`` (only
   PyG's graph classes allow-listed, :func:`read_pyg_cache`), and PyG's ``processed/pre_transform.pt`` and
   ``pre_filter.pt``, which PyG's ``Dataset`` unpickles as full pickles (code and all), are never read.
 - The cache (ogb's format, so ogb reads it too) is built in a staging folder and moved into place with a record of
   the raw files' size, mtime and SHA-256; it is rebuilt from ``raw/`` when it is damaged, fails
-  :func:`~revgnn.proteins_raw.proteins_graph_problem`, or a raw file's size or SHA-256 changed. At the real size
+  :func:`~revgnn.data.proteins_raw.proteins_graph_problem`, or a raw file's size or SHA-256 changed. At the real size
   (79M directed edges) the checks of every load took 1.7 s (graph), 0.2 s (split) and 0.9 s (SHA-256 of 300 MB of raw
   files), against 44 s for the node-feature sum the loader computes anyway (medians of 3, ``benchmarks/data_checks.py``,
   one thread of a 2-core Xeon at load average 7-9).
@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data
 
-from revgnn.datafiles import (
+from .datafiles import (
     MANIFEST,
     DatasetError,
     build_in_stage,
@@ -43,7 +43,7 @@ from revgnn.datafiles import (
     warn_foreign_pyg_files,
     write_manifest,
 )
-from revgnn.proteins_raw import (
+from .proteins_raw import (
     KEPT,
     PROTEINS_TABLES,
     SPLIT_FILES,

@@ -49,12 +49,12 @@ class GENBlock(nn.Module):
         learn_t (bool): learnable softmax temperature (only with ``aggr="softmax"``). (default: ``False``)
         pre_norm (bool): apply LayerNorm -> ReLU -> dropout before the convolution; ResGNN's first layer has none.
         dropout (float): probability of the ordinary dropout used when no shared mask is given. (default: 0)
-        fused (bool): compute messages and aggregation over edge chunks (:func:`~revgnn.fused.gen_aggregate`) with
+        fused (bool): compute messages and aggregation over edge chunks (:func:`~revgnn.nn.fused.gen_aggregate`) with
             the edge encoders folded, instead of PyG's ``GENConv.propagate`` (the reference). Same parameters, same
             ``state_dict``, equal outputs and gradients. (default: ``True``)
         chunk_size (int, optional): edges per chunk of the fused path (default: from a 64 MiB budget).
         kernel (str): the fused path's kernel, ``"auto"`` (native where it builds), ``"native"`` or ``"torch"``
-            (:func:`~revgnn.fused.gen_aggregate`). (default: ``"auto"``)
+            (:func:`~revgnn.nn.fused.gen_aggregate`). (default: ``"auto"``)
 
     Forward arguments ``enc_weight`` (edge_dim, k) and ``enc_bias`` (edge_dim,) are the model-level edge encoder
     Linear(k, edge_dim): given them, ``edge_attr`` holds the raw (E, k) features and the block computes

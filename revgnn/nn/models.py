@@ -8,7 +8,7 @@ All models share the ogbn-proteins heads of the official code, configurable for 
   of each node's incident 8-dim edge features and S = 8 species;
 - edge embedding: Linear(edge_dim, D), shared by all layers (each block re-encodes it to its own width); with
   ``fused=True`` (the default) no (E, D) embedding is built: each block folds this encoder into its own and computes
-  its edge term from the raw (E, edge_dim) features chunk by chunk (:mod:`revgnn.fused`), with the same parameters;
+  its edge term from the raw (E, edge_dim) features chunk by chunk (:mod:`revgnn.nn.fused`), with the same parameters;
 - output: LayerNorm(D) -> ReLU -> dropout -> Linear(D, T).
 """
 from __future__ import annotations
@@ -96,7 +96,7 @@ class GraphHeads(nn.Module):
 
 
 class _FusedSwitch:
-    """The ``fused`` switch of a model: every :class:`~revgnn.layers.GENBlock` runs the fused edge-chunked path
+    """The ``fused`` switch of a model: every :class:`~revgnn.nn.layers.GENBlock` runs the fused edge-chunked path
     (``True``) or PyG's ``GENConv`` (``False``, the reference); the parameters and ``state_dict`` are the same."""
 
     @property
@@ -142,7 +142,7 @@ class ResGNN(_FusedSwitch, nn.Module):
         learn_t (bool): learnable softmax temperature. (default: ``True``)
         checkpoint_grads (bool): gradient checkpointing per layer (recompute in backward; the strong baseline).
         weight_tied (bool): reuse one block for layers 2..L (WT-ResGNN).
-        fused (bool): fused edge-chunked GENConv with folded edge encoders (:mod:`revgnn.fused`); ``False`` runs
+        fused (bool): fused edge-chunked GENConv with folded edge encoders (:mod:`revgnn.nn.fused`); ``False`` runs
             PyG's GENConv on an (E, D) edge embedding (the reference). (default: ``True``)
 
     Shapes:
@@ -210,8 +210,8 @@ class RevGNN(_FusedSwitch, nn.Module):
         dropout_mode (str): ``"shared"`` or ``"replay"``. (default: ``"shared"``)
         reversible (bool): ``False`` runs the same blocks with ordinary autograd (reference path).
         anchor_every (int, optional): keep every K-th layer's exact input to bound float drift
-            (:class:`~revgnn.reversible.ReversibleStack`). (default: ``None``, O(ND) memory)
-        fused (bool): fused edge-chunked GENConv with folded edge encoders (:mod:`revgnn.fused`); ``False`` runs
+            (:class:`~revgnn.nn.reversible.ReversibleStack`). (default: ``None``, O(ND) memory)
+        fused (bool): fused edge-chunked GENConv with folded edge encoders (:mod:`revgnn.nn.fused`); ``False`` runs
             PyG's GENConv on an (E, D) edge embedding (the reference). (default: ``True``)
 
     Shapes:
@@ -274,8 +274,8 @@ class WTRevGNN(RevGNN):
 
 class DEQGNN(_FusedSwitch, nn.Module):
     r"""Deep-equilibrium GNN (Li et al., 2021, Sec. 3.3): node states are the fixed point
-    :math:`Z^* = f(Z^*, X)` of a weight-tied :class:`~revgnn.layers.DEQCell`, found by a root finder; gradients by
-    implicit differentiation (:class:`~revgnn.deq.DEQLayer`). Activation memory O(ND), parameters O(D^2).
+    :math:`Z^* = f(Z^*, X)` of a weight-tied :class:`~revgnn.nn.layers.DEQCell`, found by a root finder; gradients by
+    implicit differentiation (:class:`~revgnn.nn.deq.DEQLayer`). Activation memory O(ND), parameters O(D^2).
 
     Args:
         in_channels, hidden_channels, out_channels: as in :class:`GraphHeads`.
@@ -307,12 +307,12 @@ class DEQGNN(_FusedSwitch, nn.Module):
 
     @property
     def last_solver_stats(self):
-        """The last forward solve's :class:`~revgnn.deq.SolverStats`."""
+        """The last forward solve's :class:`~revgnn.nn.deq.SolverStats`."""
         return self.deq.last_stats
 
     @property
     def last_backward_solver_stats(self):
-        """The last backward (adjoint) solve's :class:`~revgnn.deq.SolverStats`."""
+        """The last backward (adjoint) solve's :class:`~revgnn.nn.deq.SolverStats`."""
         return self.deq.last_backward_stats
 
     @property

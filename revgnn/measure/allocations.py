@@ -1,4 +1,4 @@
-"""The allocator's event trace of one step (Li et al., 2021, Fig. 2-4, as measured by :mod:`revgnn.memory` on CPU).
+"""The allocator's event trace of one step (Li et al., 2021, Fig. 2-4), as :mod:`revgnn.measure.memory` reads it on CPU.
 
 ``torch.profiler`` with ``profile_memory=True`` records every allocation and free of the CPU allocator with its
 address and size. :func:`cpu_peak_increment` sums them in time order (the step's peak above what lived before it);

@@ -57,7 +57,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
-from revgnn.metrics import rocauc
+from .metrics import rocauc
 
 NUM_SPECIES = 8
 NUM_TASKS = 112

@@ -26,7 +26,7 @@ def _atomic_write(path: str | os.PathLike, mode: str, write) -> None:
     that names ``path`` and what to do.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.revgnn-{os.getpid()}.tmp")  # revgnn.runtime.remove_stale_temps
+    tmp = path.with_name(f".{path.name}.revgnn-{os.getpid()}.tmp")  # revgnn.training.runtime.remove_stale_temps
     try:
         with open(tmp, mode) as f:
             write(f)

@@ -52,8 +52,8 @@ class ModelConfig:
     max_iter: int = 30                 # DEQ-GNN forward iterations cap
     tol: float = 1e-4                  # DEQ-GNN relative residual
     unrolled_iters: int | None = None  # DEQ-GNN weight-tied warm-up
-    fused: bool = True                 # fused edge-chunked GENConv (revgnn.fused); False: PyG's GENConv reference
-    kernel: str = "auto"               # fused path: 'native' C++ kernel where it builds, else 'torch' (revgnn.fused)
+    fused: bool = True                 # fused edge-chunked GENConv (revgnn.nn.fused); False: PyG's GENConv reference
+    kernel: str = "auto"               # fused path: 'native' C++ kernel where it builds, else 'torch' (revgnn.nn.fused)
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)

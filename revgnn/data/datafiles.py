@@ -1,5 +1,5 @@
 """Dataset files that are never deleted, checked before use, and cached atomically (the safety rules of
-:mod:`revgnn.data`).
+:mod:`revgnn.data.datasets`).
 
 - Nothing the program did not create in the same call is deleted. A file that cannot be used is named, with what to
   do, as a :class:`DatasetError` (one line, exit 2 on the command line).

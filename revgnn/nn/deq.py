@@ -14,8 +14,8 @@ Solvers: ``"anderson"`` (Anderson acceleration, window m, Tikhonov-regularised l
 ``"broyden"`` (limited-memory good Broyden) and ``"picard"`` (plain iteration z <- f(z)). Every solve returns a
 :class:`SolverStats` record; a solve that stops at ``max_iter`` above tolerance emits a
 :class:`ConvergenceWarning` and says so in its stats. :func:`solver_fields` flattens the last forward and adjoint
-solves (and counts of the training solves that missed) into record fields; ``revgnn.memory`` and
-``revgnn.train`` put them in every step record and training-history entry of a DEQ-GNN.
+solves (and counts of the training solves that missed) into record fields; ``revgnn.measure.memory`` and
+``revgnn.training.loop`` put them in every step record and training-history entry of a DEQ-GNN.
 
 The defaults (Anderson, m = 5, tol 1e-4, cap 30) do not always converge, and the records say when they do not
 (``results/deq_convergence.json``, ``benchmarks/deq_convergence.py``). At the initial weights the cell need not be a

@@ -1,5 +1,5 @@
-"""Run control for :func:`revgnn.train.fit`: CPU thread policy, Ctrl-C/SIGTERM handling, an output-folder lock and
-removal of temporary files left by killed runs.
+"""Run control for :func:`revgnn.training.loop.fit`: CPU thread policy, Ctrl-C/SIGTERM handling, an output-folder lock
+and removal of temporary files left by killed runs.
 
 Thread policy. torch starts with one intra-op thread per physical core. On a shared or busy machine that collapses:
 on the project's busy 2-core box (load ~20), one epoch of a 4 x 64 RevGNN on Cora took a median 175 s with torch's
@@ -156,7 +156,7 @@ class StopRequest:
                 signal.raise_signal(self.signum)  # the caller's handler (or the default) acts on it now
 
 
-STOP = StopRequest()  # the one installed by revgnn.train.fit
+STOP = StopRequest()  # the one installed by revgnn.training.loop.fit
 
 
 def _pid_alive(pid: int) -> bool:
@@ -314,7 +314,7 @@ _TEMP = re.compile(rf"^\.(checkpoint\.pt|record\.json|summary\.json|config\.json
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete the temporary files of :mod:`revgnn.records` under ``folder`` whose process is dead.
+    """Delete the temporary files of :mod:`revgnn.training.records` under ``folder`` whose process is dead.
 
     Only names carrying revgnn's run token (``.NAME.revgnn-PID.tmp``, NAME one of checkpoint.pt, record.json,
     summary.json, config.json, revgnn.lock) in ``folder`` and its ``run-seed*`` folders are touched: a file of

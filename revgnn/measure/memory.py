@@ -52,10 +52,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from revgnn.nn.deq import solver_fields
+from revgnn.nn.presets import count_parameters
+from revgnn.training.records import device_name
+
 from .allocations import OPT_STEP_MARK, QuietProfile, cpu_peak_increment, cpu_split, mark_gradient
-from .deq import solver_fields
-from .presets import count_parameters
-from .records import device_name
 
 __all__ = ["SavedTensorMeter", "StepMemory", "synthetic_graph", "measure_step", "measure_config",
            "measure_in_subprocess", "tensor_bytes", "PEAK_METHODS", "SPLIT_METHODS"]
@@ -137,7 +138,7 @@ class StepMemory:
         split_method: how the three were measured (one of :data:`SPLIT_METHODS`).
         deq_solver, deq_tol, deq_forward_iters, deq_forward_residual, deq_forward_converged, deq_backward_iters,
             deq_backward_residual, deq_backward_converged: a DEQ-GNN's forward and adjoint solves in the measured
-            step (:func:`revgnn.deq.solver_fields`; None for layered models, backward None for inference).
+            step (:func:`revgnn.nn.deq.solver_fields`; None for layered models, backward None for inference).
         graph: ``num_nodes``, ``num_edges``; model: its configuration as a dict, ``num_parameters``.
     """
 
@@ -206,7 +207,7 @@ def synthetic_graph(num_nodes: int, num_edges: int, seed: int = 0):
     ``y`` (N, 112)."""
     from torch_geometric.data import Data
 
-    from .synthetic import SyntheticProteinsConfig, generate_synthetic_proteins
+    from revgnn.data.synthetic import SyntheticProteinsConfig, generate_synthetic_proteins
 
     if num_nodes < 80:
         raise ValueError(f"--nodes must be >= 80 for a synthetic-proteins graph (8 species), got {num_nodes}")
@@ -372,10 +373,10 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
 
 def measure_config(config, num_nodes: int, num_edges: int, device: str = "cpu", train: bool = True,
                    repeats: int = 3, warmup: int = 1, seed: int = 0, data=None) -> StepMemory:
-    """Build ``config`` (a :class:`~revgnn.presets.ModelConfig`) and measure it on a ``synthetic-proteins`` graph
+    """Build ``config`` (a :class:`~revgnn.nn.presets.ModelConfig`) and measure it on a ``synthetic-proteins`` graph
     of the given size (or on ``data``)."""
-    from .presets import build_model
-    from .runtime import apply_thread_policy
+    from revgnn.nn.presets import build_model
+    from revgnn.training.runtime import apply_thread_policy
 
     apply_thread_policy()  # one thread unless the caller chose: torch's default collapses on a busy small box
     torch.manual_seed(seed)
@@ -389,7 +390,7 @@ def measure_config(config, num_nodes: int, num_edges: int, device: str = "cpu", 
 
 _CHILD = r"""
 import json, sys, torch
-from revgnn.memory import _child_main
+from revgnn.measure.memory import _child_main
 print(json.dumps(_child_main(json.loads(sys.argv[1]))))
 """
 
@@ -404,8 +405,8 @@ def _proc_status_kb(key: str) -> int:
 
 def _child_main(spec: dict) -> dict:
     """Subprocess body of :func:`measure_in_subprocess`."""
-    from .presets import ModelConfig, build_model
-    from .runtime import apply_thread_policy
+    from revgnn.nn.presets import ModelConfig, build_model
+    from revgnn.training.runtime import apply_thread_policy
 
     apply_thread_policy()
     cfg = ModelConfig(**spec["config"])

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from revgnn.datafiles import DatasetError, first_line_problem, table_problem
+from .datafiles import DatasetError, first_line_problem, table_problem
 
 PROTEINS_RAW = ("edge.csv.gz", "edge-feat.csv.gz", "node-label.csv.gz", "num-node-list.csv.gz", "num-edge-list.csv.gz")
 PROTEINS_EDGE_DIM = 8

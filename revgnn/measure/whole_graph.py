@@ -1,11 +1,12 @@
 """The whole graph: full-batch RevGNN training memory against the number of edges, and its floor.
 
 With reversible connections the activations no longer grow with depth L; what remains is edge-level. PyG's GENConv
-builds (E, c) temporaries per block and the model an (E, D) edge embedding; the fused path (:mod:`revgnn.fused`)
+builds (E, c) temporaries per block and the model an (E, D) edge embedding; the fused path (:mod:`revgnn.nn.fused`)
 builds none beyond one chunk. Whatever the model, a full-graph training step holds at least the *floor*:
 edge_index, the edge features, the labels, one N x D state and the parameters with their gradients and Adam's two
-moments. This module computes the floor, measures step memory and time over a range of edge counts (fused and
-PyG), reads the committed records of ``benchmarks/fused.py`` and plots them.
+moments (:func:`revgnn.training.budget.floor_bytes`, which the size estimate starts from). This module measures step
+memory and time over a range of edge counts (fused and PyG) against that floor, reads the committed records of
+``benchmarks/fused.py`` and plots them.
 """
 from __future__ import annotations
 
@@ -13,44 +14,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from .presets import ModelConfig, build_model, count_parameters
+from revgnn.nn.presets import ModelConfig, build_model
+from revgnn.training.budget import floor_bytes
 
-__all__ = ["floor_bytes", "shape_floor_bytes", "edge_sweep", "load_edge_records", "plot_step_vs_edges"]
-
-
-def floor_bytes(data, model: nn.Module, hidden_channels: int) -> int:
-    """Bytes any full-graph training step of ``model`` on ``data`` must hold: edge_index, edge features, labels,
-    one (N, D) float32 state, and float32 parameters + gradients + Adam's two moments (4 P floats)."""
-    graph = sum(t.numel() * t.element_size() for t in (data.edge_index, data.edge_attr, data.y) if t is not None)
-    return _floor(graph, data.num_nodes, hidden_channels, count_parameters(model))
-
-
-def shape_floor_bytes(num_nodes: int, num_edges: int, hidden_channels: int, num_parameters: int) -> int:
-    """:func:`floor_bytes` of a ``synthetic-proteins`` graph known only by its shape (int64 edge_index and labels,
-    float32 edge features), e.g. the whole ogbn-proteins shape without generating it."""
-    from .synthetic import EDGE_DIM, NUM_TASKS
-
-    graph = num_edges * (2 * 8 + EDGE_DIM * 4) + num_nodes * NUM_TASKS * 8
-    return _floor(graph, num_nodes, hidden_channels, num_parameters)
-
-
-def _floor(graph_bytes: int, num_nodes: int, hidden_channels: int, num_parameters: int) -> int:
-    return graph_bytes + num_nodes * hidden_channels * 4 + 4 * num_parameters * 4
+__all__ = ["edge_sweep", "load_edge_records", "plot_step_vs_edges"]
 
 
 def edge_sweep(num_nodes: int, edge_counts: Sequence[int], config: ModelConfig, seed: int = 0,
                repeats: int = 1, pyg_max_edges: int | None = None) -> list[dict]:
     """One training step of ``config`` on ``synthetic-proteins`` graphs of ``num_nodes`` nodes and each of
-    ``edge_counts`` edges (:func:`revgnn.memory.measure_config`): fused with each kernel that runs here (the native
-    C++ one where it builds, and pure torch) and with PyG's GENConv. PyG's path runs only up to ``pyg_max_edges``
+    ``edge_counts`` edges (:func:`revgnn.measure.memory.measure_config`): fused with each kernel that runs here (the
+    native C++ one where it builds, and pure torch) and with PyG's GENConv. PyG's path runs only up to ``pyg_max_edges``
     edges (it needs about 2 KB per edge at D = 80).
 
     Returns records with ``num_edges``, ``fused``, ``kernel`` (``native``, ``torch`` or ``pyg``), ``peak_bytes``,
     ``step_seconds``, ``floor_bytes``.
     """
-    from .fused import resolve_kernel
+    from revgnn.nn.fused import resolve_kernel
+
     from .memory import measure_config, synthetic_graph
 
     kernels = ["native", "torch"] if resolve_kernel("auto") == "native" else ["torch"]
@@ -81,7 +63,7 @@ def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] =
     the Python and libtorch process itself; used when the run was not profiled). ``kernel`` is the fused kernel the
     record names (records from before the native kernel, which name none, ran the pure-torch one), or ``pyg``.
     """
-    from .records import read_json
+    from revgnn.training.records import read_json
 
     records = []
     path = Path(sweep_file)

@@ -3,28 +3,28 @@
 :func:`load_dataset` returns a :class:`GraphDataset`: one PyG ``Data`` graph, its split, its metric and task count.
 
 - ``ogbn-proteins``: the paper's benchmark, read from ogb's raw files into the graph ogb's ``PygNodePropPredDataset``
-  builds (:mod:`revgnn.ogbn_proteins`; species split, 112 binary tasks, ROC-AUC). Node input as in the paper: the
+  builds (:mod:`revgnn.data.ogbn_proteins`; species split, 112 binary tasks, ROC-AUC). Node input as in the paper: the
   sum of each node's incident 8-dim edge features (``x``, (N, 8)), plus the species index (``species``, (N,), one-hot
   encoded inside the model). Offline, missing files raise :class:`FileNotFoundError` with instructions instead of
   letting ogb prompt or download; a file that cannot be used
   (bad gzip, header row, counts that disagree across files, a non-integer id, a label other than 0/1, overlapping
-  splits, ...) raises :class:`revgnn.datafiles.DatasetError` naming it. Nothing the loader did not create in the same
-  call is deleted, and no file but ``processed/`` is renamed or written.
-- ``synthetic-proteins`` (and ``synthetic-proteins-full``, ogbn-proteins' exact size): see :mod:`revgnn.synthetic`.
-- ``ppi``: the node2vec human PPI graph shipped in ``revgnn/datasets/node2vec_PPI`` (3,890 nodes, 50 labels,
+  splits, ...) raises :class:`revgnn.data.datafiles.DatasetError` naming it. Nothing the loader did not create in the
+  same call is deleted, and no file but ``processed/`` is renamed or written.
+- ``synthetic-proteins`` (and ``synthetic-proteins-full``, ogbn-proteins' exact size): see :mod:`revgnn.data.synthetic`.
+- ``ppi``: the node2vec human PPI graph shipped in ``revgnn/data/shipped/node2vec_PPI`` (3,890 nodes, 50 labels,
   ROC-AUC), seeded 60/20/20 split. It has no node features; ``x`` is the standardised log-degree (N, 1). Training
-  adds label reuse and learnable embeddings on top (:class:`revgnn.train.TrainConfig`).
-- ``cora``: Planetoid Cora shipped in ``revgnn/datasets/Cora`` (public split, accuracy); ``planetoid:NAME`` reads
+  adds label reuse and learnable embeddings on top (:class:`revgnn.training.config.TrainConfig`).
+- ``cora``: Planetoid Cora shipped in ``revgnn/data/shipped/Cora`` (public split, accuracy); ``planetoid:NAME`` reads
   Cora, CiteSeer or PubMed in PyG's raw Planetoid layout from ``root/NAME/raw``.
 
 Shipped files are copied to ``root`` (default ``$REVGNN_DATA`` or ``~/.cache/revgnn``) before PyG or ogb writes
 ``processed/`` next to them, so the package directory may be read-only. ``processed/`` is written through a staging
-folder (:func:`revgnn.datafiles.build_in_stage`); a damaged one, or one whose raw files changed since (a record of
+folder (:func:`revgnn.data.datafiles.build_in_stage`); a damaged one, or one whose raw files changed since (a record of
 their size, mtime and SHA-256 lies next to it), is rebuilt from ``raw/``. A root that cannot be written is needed
 only until ``processed/`` exists. No code runs from a dataset folder: caches are read here with
 ``torch.load(weights_only=True)``, never through PyG's ``Dataset``, which unpickles ``processed/pre_transform.pt``
 in full; raw Planetoid pickles may name only numpy, scipy and container types
-(:func:`revgnn.datafiles.pickle_problem`), and must agree with each other (rows, columns, 0/1 labels, test ids).
+(:func:`revgnn.data.datafiles.pickle_problem`), and must agree with each other (rows, columns, 0/1 labels, test ids).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, degree, remove_self_loops, scatter
 
-from revgnn.datafiles import (
+from .datafiles import (
     DatasetError,
     build_in_stage,
     disk_error,
@@ -53,13 +53,13 @@ from revgnn.datafiles import (
     warn_foreign_pyg_files,
     write_manifest,
 )
-from revgnn.metrics import rocauc
-from revgnn.ogbn_proteins import load_ogbn_proteins, read_pyg_cache, split_problem
-from revgnn.synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
+from .metrics import rocauc
+from .ogbn_proteins import load_ogbn_proteins, read_pyg_cache, split_problem
+from .synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
 
 log = logging.getLogger(__name__)
 
-SHIPPED = Path(__file__).parent / "datasets"
+SHIPPED = Path(__file__).parent / "shipped"
 DATASETS = ("ogbn-proteins", "synthetic-proteins", "synthetic-proteins-full", "ppi", "cora", "planetoid:NAME")
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 PLANETOID_RAW = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -150,7 +150,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
             ``planetoid:NAME``.
         root: Writable directory for dataset files; default :func:`default_root`.
         download: Allow ogb to download ogbn-proteins when its files are absent.
-        **kwargs: ``synthetic-proteins`` only: fields of :class:`revgnn.synthetic.SyntheticProteinsConfig`.
+        **kwargs: ``synthetic-proteins`` only: fields of :class:`revgnn.data.synthetic.SyntheticProteinsConfig`.
 
     Raises:
         ValueError: unknown name or bad parameters.
@@ -282,7 +282,8 @@ def _planetoid_raw_problem(raw: Path, name: str) -> tuple[str, str] | None:
     """Check that the raw Planetoid files agree (Yang et al., 2016 layout): feature rows ``x``/``tx``/``allx`` equal
     the label rows ``y``/``ty``/``ally``, ``test.index`` lists one integer per ``tx`` row, the feature and class
     counts agree across files, and labels are one-hot 0/1 rows; (file, what is wrong) or None. The pickles are read
-    through :func:`revgnn.datafiles.safe_unpickle` (call after :func:`~revgnn.datafiles.pickle_problem` passed)."""
+    through :func:`revgnn.data.datafiles.safe_unpickle` (call after :func:`~revgnn.data.datafiles.pickle_problem`
+    passed)."""
     f = {s: f"ind.{name.lower()}.{s}" for s in PLANETOID_RAW}
     arrays = {s: safe_unpickle(raw / f[s]) for s in ("x", "tx", "allx", "y", "ty", "ally")}
     for s, a in arrays.items():

@@ -1,9 +1,10 @@
 """Size estimates before allocating: will one training step of "Training Graph Neural Networks with 1000 Layers"
 (Li et al., ICML 2021) fit in this machine's memory?
 
-The estimate is the book's floor (:func:`revgnn.whole_graph.shape_floor_bytes`: edge_index, edge features, labels,
-one N x D state, parameters with gradients and Adam's two moments) plus what each model kind must keep for backward,
-the paper's memory argument (Sec. 3, Figs. 2-4), each term a float32 tensor counted once:
+The estimate is the book's floor (:func:`floor_bytes` of a graph, :func:`shape_floor_bytes` of a graph's shape:
+edge_index, edge features, labels, one N x D state, parameters with gradients and Adam's two moments) plus what each
+model kind must keep for backward, the paper's memory argument (Sec. 3, Figs. 2-4), each term a float32 tensor counted
+once:
 
 - ResGNN / WT-ResGNN: one (N, D) activation per layer, O(L N D) (also with gradient checkpointing, which keeps each
   block's input); with PyG's GENConv (``fused=False``) also one (E, D) message tensor per layer, O(L E D);
@@ -19,11 +20,15 @@ graph stays in memory.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .presets import ModelConfig
+from revgnn.nn.presets import ModelConfig
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["MAX_CHANNELS", "StepEstimate", "parameter_count", "estimate_step", "available_bytes", "check_fits",
-           "dataset_shape", "count", "check_depth", "MAX_LAYERS"]
+           "dataset_shape", "count", "check_depth", "MAX_LAYERS", "floor_bytes", "shape_floor_bytes"]
 
 MAX_CHANNELS = 2**20        # one D x D weight would be 4 TiB: beyond any machine, refused before building anything
 MAX_LAYERS = 10_000        # ten times the paper's deepest model (RevGNN-Deep, 1001 layers)
@@ -37,7 +42,7 @@ def parameter_count(cfg: ModelConfig) -> int:
     DEQ-GNN repeat one layer's weights)."""
     import torch
 
-    from .presets import build_model, count_parameters
+    from revgnn.nn.presets import build_model, count_parameters
 
     if cfg.hidden_channels > MAX_CHANNELS:
         raise ValueError(f"--channels {cfg.hidden_channels} is beyond what can be built (one D x D weight alone "
@@ -50,6 +55,28 @@ def parameter_count(cfg: ModelConfig) -> int:
     if cfg.model in ("wt-res", "wt-rev"):
         return two
     return one + (cfg.num_layers - 1) * (two - one)
+
+
+def floor_bytes(data, model: nn.Module, hidden_channels: int) -> int:
+    """Bytes any full-graph training step of ``model`` on ``data`` must hold: edge_index, edge features, labels,
+    one (N, D) float32 state, and float32 parameters + gradients + Adam's two moments (4 P floats)."""
+    from revgnn.nn.presets import count_parameters
+
+    graph = sum(t.numel() * t.element_size() for t in (data.edge_index, data.edge_attr, data.y) if t is not None)
+    return _floor(graph, data.num_nodes, hidden_channels, count_parameters(model))
+
+
+def shape_floor_bytes(num_nodes: int, num_edges: int, hidden_channels: int, num_parameters: int) -> int:
+    """:func:`floor_bytes` of a ``synthetic-proteins`` graph known only by its shape (int64 edge_index and labels,
+    float32 edge features), e.g. the whole ogbn-proteins shape without generating it."""
+    from revgnn.data.synthetic import EDGE_DIM, NUM_TASKS
+
+    graph = num_edges * (2 * 8 + EDGE_DIM * 4) + num_nodes * NUM_TASKS * 8
+    return _floor(graph, num_nodes, hidden_channels, num_parameters)
+
+
+def _floor(graph_bytes: int, num_nodes: int, hidden_channels: int, num_parameters: int) -> int:
+    return graph_bytes + num_nodes * hidden_channels * 4 + 4 * num_parameters * 4
 
 
 @dataclass
@@ -76,8 +103,6 @@ def estimate_step(cfg: ModelConfig, num_nodes: int, num_edges: int, parts: int =
     directed edges trained in ``parts`` random parts (1: the whole graph); ``train=False``: a no-grad forward (the
     graph, one state, the parameters). On a GPU only the step's subgraph counts (the whole graph stays in host
     memory); on the CPU the whole graph shares the memory with the step."""
-    from .whole_graph import shape_floor_bytes
-
     params = parameter_count(cfg)
     n = -(-num_nodes // parts)
     e = -(-num_edges // parts**2)
@@ -141,7 +166,7 @@ def check_fits(estimate: StepEstimate, what: str, device: str = "cpu", force: bo
 def dataset_shape(name: str, kwargs: dict) -> tuple[int, int] | None:
     """(nodes, directed edges) of a dataset known before loading it (synthetic-proteins, ogbn-proteins), else
     None."""
-    from .synthetic import FULL_SIZE, SyntheticProteinsConfig
+    from revgnn.data.synthetic import FULL_SIZE, SyntheticProteinsConfig
 
     key = name.lower()
     if key in ("synthetic-proteins", "synthetic-proteins-full"):

@@ -1,8 +1,8 @@
 """ROC-AUC as ogbn-proteins scores it, the metric of "Training Graph Neural Networks with 1000 Layers" (2021).
 
 :func:`rocauc` is the mean over tasks of each task's ROC-AUC, vectorised with average ranks (the Mann-Whitney U
-statistic), equal to ogb's ``Evaluator`` to float precision. It lives apart from :mod:`revgnn.data` and
-:mod:`revgnn.synthetic` so that both import it and neither imports the other for it.
+statistic), equal to ogb's ``Evaluator`` to float precision. It lives apart from :mod:`revgnn.data.datasets` and
+:mod:`revgnn.data.synthetic` so that both import it and neither imports the other for it.
 """
 from __future__ import annotations
 
