@@ -1,4 +1,4 @@
-"""Fused, edge-chunked GENConv (revgnn.fused): equal to PyG's GENConv, no edge-sized tensor, same parameters."""
+"""Fused, edge-chunked GENConv (revgnn.nn.fused): equal to PyG's GENConv, no edge-sized tensor, same parameters."""
 import json
 
 import genconv_reference as ref
