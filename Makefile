@@ -9,6 +9,8 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 PARAMS ?=
+# pytest processes (pytest-xdist): the tests run one torch thread each, so one process per core
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 # Tiny tensors: one intra-op thread avoids oversubscription (10x slower tests on a busy 2-core box).
 OMP_NUM_THREADS ?= 1
@@ -24,12 +26,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(PIP_TORCH_ARGS)
 	$(BIN)/python -m pip install --quiet -e ".[dev,book,lab]"
-	-$(BIN)/python -c "from revgnn.nn import native; native.load()"  # pre-build the native GENConv kernel (~1-2 min)
+	-$(BIN)/python -m revgnn.nn.native --all  # pre-build the native GENConv kernel, every build this CPU runs (~1-2 min)
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -rs tests
-	$(BIN)/python -m pytest -q -rs --nbmake --nbmake-timeout=600 notebooks
+	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) tests
+	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --nbmake --nbmake-timeout=600 notebooks
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -rs -m "not slow" tests

@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["load", "available", "build_seconds", "error", "isa", "NativeAggregate", "aggregate_no_grad", "AGGR_CODES"]
+__all__ = ["load", "available", "build_seconds", "error", "isa", "cpu_isa", "runnable_variants", "NativeAggregate",
+           "aggregate_no_grad", "AGGR_CODES"]
 
 log = logging.getLogger(__name__)
 AGGR_CODES = {"max": 0, "softmax": 1, "mean": 2, "add": 3}
@@ -50,6 +51,16 @@ def _build_dir(name: str) -> Path:
     return path
 
 
+def cpu_isa() -> str:
+    """The best variant this CPU runs, from what torch reports (``REVGNN_NATIVE_ISA`` aside)."""
+    return {"AVX512": "avx512", "AVX2": "avx2"}.get(torch.backends.cpu.get_cpu_capability(), "generic")
+
+
+def runnable_variants() -> list[str]:
+    """Every build this CPU can run, best first (its own and those below it)."""
+    return list(_FALLBACK[cpu_isa()])
+
+
 def isa() -> str:
     """The instruction-set variant this machine runs: ``"avx512"`` where torch reports AVX-512, ``"avx2"`` where it
     reports AVX2, else ``"generic"`` (SSE2 on x86-64, the compiler's default). ``REVGNN_NATIVE_ISA`` (one of these
@@ -57,7 +68,7 @@ def isa() -> str:
     wanted = os.environ.get("REVGNN_NATIVE_ISA", "auto")
     if wanted in _ISA:
         return wanted
-    return {"AVX512": "avx512", "AVX2": "avx2"}.get(torch.backends.cpu.get_cpu_capability(), "generic")
+    return cpu_isa()
 
 
 def load(verbose: bool = False):
