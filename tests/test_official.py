@@ -192,7 +192,8 @@ def test_evaluate_works_offline_on_synthetic_proteins(capsys):
     (["--eval-parts", "0"], "--eval-parts must be >= 1"),
     (["--views", "3"], "--views > 1 needs --eval-parts > 1"),
     (["--dataset", "nope"], "unknown dataset"),
-    (["--threads", "0"], "--threads must be >= 1"),
+    (["--threads", "0"], "--threads must be an integer from 1"),
+    (["--threads", str(10**20)], "--threads must be an integer from 1 to 1024"),
 ])
 def test_argument_errors_answer_before_any_data_is_read(argv, phrase, capsys, monkeypatch):
     import revgnn.data.datasets

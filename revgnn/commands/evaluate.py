@@ -67,6 +67,7 @@ def check_args(args) -> None:
     """Raise a ValueError on bad arguments before any checkpoint or data is read."""
     from revgnn.data.datasets import DATASETS, PLANETOID
     from revgnn.training.config import MAX_SEED, check_device
+    from revgnn.training.runtime import check_threads
 
     if args.eval_parts < 1:
         raise ValueError(f"--eval-parts must be >= 1 (got {args.eval_parts}); 1 is the whole graph")
@@ -80,8 +81,7 @@ def check_args(args) -> None:
                          "--views 10")
     if not 0 <= args.seed <= MAX_SEED:  # revgnn train's seed range; torch.Generator overflows beyond 2**64
         raise ValueError(f"--seed {args.seed} is out of range; use an integer from 0 to {MAX_SEED}")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1 (got {args.threads})")
+    check_threads(args.threads, "--threads")
     name = (args.dataset or "").lower()
     if name and name not in DATASETS and not (name.startswith("planetoid:") and name[10:] in PLANETOID):
         raise ValueError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")

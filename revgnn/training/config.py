@@ -18,8 +18,9 @@ from revgnn.data.datasets import GraphDataset
 from revgnn.nn.presets import ModelConfig
 
 from . import distributed
+from .runtime import MAX_THREADS, check_threads
 
-__all__ = ["TrainConfig", "MAX_SEED", "check_device", "adapt_model_config"]
+__all__ = ["TrainConfig", "MAX_SEED", "MAX_THREADS", "check_threads", "check_device", "adapt_model_config"]
 
 
 @dataclass
@@ -120,6 +121,7 @@ _DATASET_FIELDS = ("in_channels", "out_channels", "edge_dim", "num_species", "nu
 MAX_SEED = 2**32 - 1  # numpy's seed range; also keeps the (seed, epoch) generator seeds in torch's range
 
 
+
 def check_device(device: str, name: str = "device") -> None:
     """ValueError naming ``device`` (as ``name``, e.g. a flag) and the fix unless it is ``cpu`` or a visible
     ``cuda[:N]``: the devices revgnn runs on (``revgnn train`` and ``revgnn evaluate`` share this check)."""
@@ -148,8 +150,7 @@ def _validate_more(c: TrainConfig) -> None:
         raise ValueError(f"checkpoint_every must be >= 0 (0 disables checkpoints), got {c.checkpoint_every}")
     if c.embedding_dim < 1:
         raise ValueError(f"embedding_dim must be >= 1, got {c.embedding_dim}")
-    if c.threads is not None and c.threads < 1:
-        raise ValueError(f"threads must be >= 1, got {c.threads}")
+    check_threads(c.threads)
     check_device(c.device)
     for name in ("root", "out_dir"):
         path = getattr(c, name)

@@ -36,6 +36,15 @@ _set_by_policy: int | None = None
 _last_choice: dict[str, int | str] = {}
 
 
+MAX_THREADS = 1024    # more than any CPU here has; torch.set_num_threads overflows far beyond it
+
+
+def check_threads(threads, name: str = "threads") -> None:
+    """Raise a ValueError naming ``name`` unless ``threads`` is None or an integer from 1 to MAX_THREADS."""
+    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= MAX_THREADS):
+        raise ValueError(f"{name} must be an integer from 1 to {MAX_THREADS}, got {threads}")
+
+
 def apply_thread_policy(threads: int | None = None) -> dict[str, int | str]:
     """Set torch's intra-op CPU threads by revgnn's policy (see the module docstring) and say what was chosen.
 
@@ -49,8 +58,7 @@ def apply_thread_policy(threads: int | None = None) -> dict[str, int | str]:
     global _set_by_policy
     current = torch.get_num_threads()
     if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
+        check_threads(threads)
         torch.set_num_threads(threads)
         source = "argument"
     elif any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
