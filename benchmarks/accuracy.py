@@ -85,8 +85,16 @@ def _run(command: str, seed: int) -> dict:
     args = _args(command, "--seed", str(seed), "--no-progress")
     summary = fit(model_config(args), train_config(args))
     run = summary["runs"][0]
-    return {"seed": seed, "test": run["best"]["test"], "valid": run["best"]["valid"], "epoch": run["best"]["epoch"],
-            "params": run["params"], "wall_time_s": run["wall_time_s"], "metric": summary["metric"]}
+    out = {"seed": seed, "test": run["best"]["test"], "valid": run["best"]["valid"], "epoch": run["best"]["epoch"],
+           "params": run["params"], "wall_time_s": run["wall_time_s"], "metric": summary["metric"]}
+    if run.get("deq_warmup"):  # DEQ-GNN: its warm-up, and how many of its training solves did not converge
+        history = run["history"]
+        out["deq_warmup"] = run["deq_warmup"]
+        out["deq_solves"] = {f"{kind}{what}": sum(h[f"deq_{kind}{what}"] or 0 for h in history)
+                             for kind in ("forward", "backward") for what in ("_solves", "_unconverged")}
+        out["deq_solves"]["epochs_with_a_miss"] = [h["epoch"] for h in history
+                                                   if h["deq_forward_unconverged"] or h["deq_backward_unconverged"]]
+    return out
 
 
 def _memory(command: str, ds) -> dict:
