@@ -4,6 +4,7 @@
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py synthetic-depth-2000  # the same on a 2,000-node graph
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py synthetic-depth-16hops --seeds 5  # task radii 1..16
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py fig1              # five families, L=8, D=32 x 3 seeds
+    OMP_NUM_THREADS=1 python benchmarks/accuracy.py fig1 --only DEQ-GNN   # rerun one row into the committed file
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py ppi                # 3 seeds (~5 min)
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py cora               # 3 seeds, the Planetoid recipe alone (~3 min)
 
@@ -84,8 +85,16 @@ def _run(command: str, seed: int) -> dict:
     args = _args(command, "--seed", str(seed), "--no-progress")
     summary = fit(model_config(args), train_config(args))
     run = summary["runs"][0]
-    return {"seed": seed, "test": run["best"]["test"], "valid": run["best"]["valid"], "epoch": run["best"]["epoch"],
-            "params": run["params"], "wall_time_s": run["wall_time_s"], "metric": summary["metric"]}
+    out = {"seed": seed, "test": run["best"]["test"], "valid": run["best"]["valid"], "epoch": run["best"]["epoch"],
+           "params": run["params"], "wall_time_s": run["wall_time_s"], "metric": summary["metric"]}
+    if run.get("deq_warmup"):  # DEQ-GNN: its warm-up, and how many of its training solves did not converge
+        history = run["history"]
+        out["deq_warmup"] = run["deq_warmup"]
+        out["deq_solves"] = {f"{kind}{what}": sum(h[f"deq_{kind}{what}"] or 0 for h in history)
+                             for kind in ("forward", "backward") for what in ("_solves", "_unconverged")}
+        out["deq_solves"]["epochs_with_a_miss"] = [h["epoch"] for h in history
+                                                   if h["deq_forward_unconverged"] or h["deq_backward_unconverged"]]
+    return out
 
 
 def _memory(command: str, ds) -> dict:
@@ -101,11 +110,17 @@ def _memory(command: str, ds) -> dict:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="DEQ .* did not converge")  # tol=0: exactly max_iter iterations
         rec = measure_config(cfg, ds.num_nodes, ds.data.edge_index.size(1), data=ds.data, repeats=1)
-    return {"peak_bytes": rec.peak_bytes, "state_bytes": rec.state_bytes,
-            "peak_above_state_bytes": rec.peak_above_state_bytes, "saved_bytes": rec.saved_bytes,
-            "method": rec.method, "num_nodes": rec.num_nodes, "num_edges": rec.num_edges,
-            "command": f"revgnn memory --model {cfg.model} --layers {layers} --channels {cfg.hidden_channels} "
-                       f"--groups {cfg.num_groups} --nodes {rec.num_nodes} --edges {rec.num_edges} --json"}
+    out = {"peak_bytes": rec.peak_bytes, "state_bytes": rec.state_bytes,
+           "peak_above_state_bytes": rec.peak_above_state_bytes, "saved_bytes": rec.saved_bytes,
+           "method": rec.method, "num_nodes": rec.num_nodes, "num_edges": rec.num_edges,
+           "command": f"revgnn memory --model {cfg.model} --layers {layers} --channels {cfg.hidden_channels} "
+                      f"--groups {cfg.num_groups} --nodes {rec.num_nodes} --edges {rec.num_edges} --json"}
+    if cfg.model == "deq" and cfg.warmup_epochs:  # its warm-up epochs train the unrolled network of k cells
+        warm = measure_config(cfg.replace(unrolled_iters=cfg.warmup_iters), ds.num_nodes, ds.data.edge_index.size(1),
+                              data=ds.data, repeats=1)
+        out["warmup"] = {"epochs": cfg.warmup_epochs, "iters": cfg.warmup_iters, "peak_bytes": warm.peak_bytes,
+                         "peak_above_state_bytes": warm.peak_above_state_bytes, "saved_bytes": warm.saved_bytes}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds 0 .. n-1 per configuration (default 3)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once, one process each (default 2)")
     p.add_argument("--out", help="output file name under results/ (default accuracy_<task>.json)")
+    p.add_argument("--only", nargs="+", metavar="NAME",
+                   help="rerun only these rows (e.g. DEQ-GNN) and put them into the committed file in place of the "
+                        "old ones; the other rows are kept, and each rerun row carries its own provenance")
     p.add_argument("--rescore", action="store_true",
                    help="run nothing: recompute targets (and fig1's claims) of results/accuracy_<task>.json (or "
                         "--out) from its rows with this revision's rules, recorded under 'rescored'")
@@ -124,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     if n_seeds < 1 or args.jobs < 1:
         p.error("--seeds and --jobs must be >= 1")
     configs = TASKS[args.task]
+    if args.only:
+        unknown = sorted(set(args.only) - set(configs))
+        if unknown:
+            p.error(f"--only: {args.task} has no row {', '.join(unknown)}; its rows are {', '.join(configs)}")
+        configs = {name: configs[name] for name in args.only}
     load_start, t0 = os.getloadavg(), time.perf_counter()
     jobs = [(name, seed) for name in reversed(configs) for seed in range(n_seeds)]  # longest first (depth sweep)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -158,11 +181,28 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": f"accuracy_{args.task}", "provenance": provenance("cpu"), "jobs": args.jobs,
               "wall_time_s": time.perf_counter() - t0, "load_average": {"start": load_start, "end": os.getloadavg()},
               "rows": rows, "targets": _targets(args.task, rows)}
+    if args.only:
+        result = _merge_rows(args.task, args.out, result)
     if args.task == "fig1":
-        result["claims"] = _claims(rows)
+        result["claims"] = _claims(result["rows"])
         for c in result["claims"]:
             print(f"claim holds={c['holds']}: {c['claim']}", flush=True)
     return write_result(f"accuracy_{args.task}", "cpu", args.out, result)
+
+
+def _merge_rows(task: str, out: str | None, rerun: dict) -> dict:
+    """The committed file with ``rerun``'s rows in place of its rows of the same names, each with the rerun's
+    provenance, jobs, wall time and load; targets (and fig1's claims) recomputed over the merged rows."""
+    result = json.loads((RESULTS / (out or f"accuracy_{task}.json")).read_text())
+    new = {row["name"]: row for row in rerun["rows"]}
+    for row in new.values():
+        row["provenance"] = {**rerun["provenance"], "jobs": rerun["jobs"], "wall_time_s": rerun["wall_time_s"],
+                             "load_average": rerun["load_average"]}
+    result["rows"] = [new.pop(row["name"], row) for row in result["rows"]] + list(new.values())
+    result["targets"] = _targets(task, result["rows"])
+    if task == "fig1":
+        result["claims"] = _claims(result["rows"])
+    return result
 
 
 def _rescore(task: str, out: str | None) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import provenance, write_result  # noqa: E402
+from provenance import RESULTS, provenance, write_result  # noqa: E402
 
 from revgnn import ModelConfig  # noqa: E402
 from revgnn.measure.memory import measure_config, synthetic_graph  # noqa: E402
@@ -141,6 +141,9 @@ def main(argv=None) -> int:
                         "revgnn.nn.fused (--fused; ResGNN then keeps O(N D) per layer instead of O(E D))")
     p.add_argument("--out", help="output file name under results/")
     p.add_argument("--summarise-only", metavar="FILE", help="recompute summary and targets of a results file")
+    p.add_argument("--merge", metavar="FILE",
+                   help="put the measured rows into results/FILE in place of its rows of the same models (each with "
+                        "this run's provenance; the other rows kept) and recompute its summary and targets")
     args = p.parse_args(argv)
     if args.summarise_only:
         path = Path(args.summarise_only)
@@ -190,7 +193,21 @@ def main(argv=None) -> int:
         "seconds": time.time() - t_start,
         "load_average": {"start": load_start, "end": os.getloadavg()},  # 1/5/15-minute; memory is not timing
     }
-    return write_result(f"memory_depth_{args.graph}", args.device, args.out, _analyse(result))
+    if args.merge:
+        result = _merge(args.merge, result, args.models)
+    return write_result(f"memory_depth_{args.graph}", args.device, args.out or args.merge, _analyse(result))
+
+
+def _merge(name: str, new: dict, models: list[str]) -> dict:
+    """The committed ``results/<name>`` with ``new``'s rows in place of its rows of ``models``; each new row carries
+    ``new``'s provenance (and load), the file keeps its own for the other rows."""
+    result = read_json(RESULTS / name)
+    for row in new["rows"]:
+        row["provenance"] = {**new["provenance"], "load_average": new["load_average"]}
+    kept = [r for r in result["rows"] if r["label"] not in models]
+    order = list(MODELS)
+    result["rows"] = sorted(kept + new["rows"], key=lambda r: order.index(r["label"]))
+    return result
 
 
 if __name__ == "__main__":

@@ -133,9 +133,10 @@ def test_parameter_changed_in_place_before_backward_raises():
 def _check_stats_dict(d, tol):
     assert isinstance(d["iterations"], int) and d["iterations"] >= 1
     assert isinstance(d["residual"], float) and d["residual"] >= 0
-    assert isinstance(d["converged"], bool) and d["tol"] == tol
-    assert d["converged"] == (d["residual"] <= tol), "converged means the returned point's residual is within tol"
-    assert len(d["residuals"]) == d["iterations"] and min(d["residuals"]) == d["residual"]
+    assert isinstance(d["converged"], bool) and d["tol"] == tol and d["node_tol"] == 10 * tol
+    assert d["converged"] == (d["residual"] <= tol and d["node_residual"] <= d["node_tol"]), \
+        "converged means the returned point's residual is within tol, and its worst node's within node_tol"
+    assert len(d["residuals"]) == len(d["node_residuals"]) == d["iterations"] and d["residual"] in d["residuals"]
 
 
 @pytest.mark.parametrize("solver", ["anderson", "broyden", "picard"])
@@ -183,7 +184,8 @@ def test_solver_fields_flat_record_and_counts():
     for kind in ("forward", "backward"):
         assert isinstance(fields[f"deq_{kind}_iters"], int) and fields[f"deq_{kind}_iters"] >= 1
         assert isinstance(fields[f"deq_{kind}_residual"], float)
-        assert fields[f"deq_{kind}_converged"] == (fields[f"deq_{kind}_residual"] <= fields["deq_tol"])
+        assert fields[f"deq_{kind}_converged"] == (fields[f"deq_{kind}_residual"] <= fields["deq_tol"] and
+                                                   fields[f"deq_{kind}_node_residual"] <= fields["deq_node_tol"])
         assert fields[f"deq_{kind}_solves"] == 2 and 0 <= fields[f"deq_{kind}_unconverged"] <= 2
     assert solver_fields(model)["deq_forward_solves"] == 0, "reset=True starts the count again"
     assert model.last_stats["forward"]["iterations"] == fields["deq_forward_iters"]
@@ -203,7 +205,7 @@ def test_memory_record_carries_the_solves():
         inf = measure_config(cfg, 0, 0, data=graph, repeats=1, train=False)
     for kind in ("forward", "backward"):
         assert isinstance(rec[f"deq_{kind}_iters"], int) and isinstance(rec[f"deq_{kind}_converged"], bool)
-        assert rec[f"deq_{kind}_converged"] == (rec[f"deq_{kind}_residual"] <= rec["deq_tol"] == 1e-3)
+        assert rec[f"deq_{kind}_converged"] in (False, rec[f"deq_{kind}_residual"] <= rec["deq_tol"] == 1e-3)
     assert rec["deq_forward_iters"] == rec["solver_iterations"]
     assert inf.deq_forward_iters >= 1 and inf.deq_backward_iters is None, "inference solves forward only"
 
@@ -215,15 +217,22 @@ def test_training_history_carries_each_epochs_solves():
     from revgnn.training.loop import fit
 
     tcfg = TrainConfig(dataset="synthetic-proteins", dataset_kwargs={"num_nodes": 200, "num_edges": 2000},
-                       epochs=2, lr=0.01, progress=False)
+                       epochs=3, lr=0.01, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        run = fit(ModelConfig("deq", 1, hidden_channels=8, dropout=0.1, max_iter=20, tol=1e-3), tcfg)["runs"][0]
+        run = fit(ModelConfig("deq", 1, hidden_channels=8, dropout=0.1, max_iter=20, tol=1e-3, warmup_epochs=1),
+                  tcfg)["runs"][0]
+    assert [e["deq_phase"] for e in run["history"]] == ["warmup", "solver", "solver"], "the warm-up, then the solver"
+    assert run["deq_warmup"]["switch_epoch"] == 2, "the record says when the switch happened"
     for entry in run["history"]:
         assert set(SOLVER_FIELDS) <= set(entry), "every epoch names its solves"
         for kind in ("forward", "backward"):
+            if entry["deq_phase"] == "warmup":
+                assert entry[f"deq_{kind}_solves"] == 0, "the warm-up epoch runs the unrolled network, no solver"
+                continue
             assert entry[f"deq_{kind}_solves"] >= 1, "the epoch's training solves are counted"
-            assert entry[f"deq_{kind}_converged"] == (entry[f"deq_{kind}_residual"] <= entry["deq_tol"])
+            assert entry[f"deq_{kind}_converged"] == (entry[f"deq_{kind}_residual"] <= entry["deq_tol"]
+                                                      and entry[f"deq_{kind}_node_residual"] <= entry["deq_node_tol"])
             assert entry[f"deq_{kind}_unconverged"] <= entry[f"deq_{kind}_solves"]
     json.dumps(run["history"])
     rev = fit(ModelConfig("rev", 2, hidden_channels=8), tcfg)["runs"][0]

@@ -290,10 +290,13 @@ def accuracy_records(path: str | Path) -> list[dict]:
             "model": row.get("model", mcfg.model), "num_layers": row.get("num_layers", mcfg.num_layers),
             "hidden_channels": row.get("hidden_channels", mcfg.hidden_channels), "epochs": tcfg.epochs,
             "dataset": tcfg.dataset, **size, **row, "peak_bytes": row.get("peak_bytes", row.get("peak_memory_bytes")),
-            "source": _display(path),
-            "git_revision": prov.get("git_revision"), "device_name": prov.get("device_name") or prov.get("device"),
-            "device": prov.get("device")})
+            "source": _display(path), **_provenance_fields(row.get("provenance") or prov)})  # a rerun row has its own
     return records
+
+
+def _provenance_fields(prov: dict) -> dict:
+    return {"git_revision": prov.get("git_revision"), "device_name": prov.get("device_name") or prov.get("device"),
+            "device": prov.get("device")}
 
 
 def live_record(run: dict, config, data, epochs: int, **labels) -> dict:

@@ -41,6 +41,14 @@ RECIPES: dict[str, dict[str, object]] = {
 }
 
 
+# DEQ-GNN's flags, each an argparse dest and ModelConfig field, with the conversion of its value ("none" and 0 mean
+# None); given with another model they are refused.
+DEQ_FLAGS = {**dict.fromkeys(("solver", "max_iter", "backward_max_iter", "tol", "stop_mode", "anderson_m", "damping",
+                              "broyden_memory", "warmup_epochs", "warmup_iters", "deq_backward", "phantom_steps",
+                              "jac_reg", "spectral_iters"), lambda v: v),
+             "deq_norm": lambda v: None if v == "none" else v, "node_factor": lambda v: v or None}
+
+
 def recipe_name(dataset: str) -> str | None:
     """The recipe of a dataset name: ``planetoid`` for cora and every ``planetoid:NAME``, ``ppi``, else None."""
     key = dataset.lower()
@@ -87,6 +95,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--aggr", help="GENConv aggregation (default: the paper's for the model)")
     m.add_argument("--kernel", default="auto", choices=("auto", "native", "torch"),
                    help="fused GENConv kernel: native C++ where it builds (auto), or pure torch")
+    m.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
+                   help="fused edge-chunked GENConv (default); --no-fused runs PyG's GENConv (the same weights)")
+    q = p.add_argument_group("DEQ-GNN (--model deq; the defaults are ModelConfig's)")
+    q.add_argument("--solver", choices=("anderson", "broyden", "picard"), help="fixed-point solver (anderson)")
+    q.add_argument("--max-iter", type=int, help="forward solver iteration cap (30)")
+    q.add_argument("--backward-max-iter", type=int, help="adjoint solver iteration cap (default --max-iter)")
+    q.add_argument("--tol", type=float, help="whole-graph residual to stop at (1e-4)")
+    q.add_argument("--stop-mode", choices=("rel", "abs"), help="residual ||f(z)-z|| / ||f(z)|| (rel) or ||f(z)-z||")
+    q.add_argument("--node-factor", type=float,
+                   help="the worst node's residual must be within this times --tol as well (10; 0: not checked)")
+    q.add_argument("--anderson-m", type=int, help="Anderson window m (5)")
+    q.add_argument("--damping", type=float, help="Anderson / Picard mixing in (0, 1], 1 undamped (1)")
+    q.add_argument("--broyden-memory", type=int, help="Broyden rank-one updates kept (20)")
+    q.add_argument("--warmup-epochs", type=int,
+                   help="epochs trained as the weight-tied unrolled network before the solver (1; 0: none)")
+    q.add_argument("--warmup-iters", type=int, help="k, cell applications of that unrolled network (4)")
+    q.add_argument("--deq-norm", choices=("none", "weight", "spectral"),
+                   help="normalisation of the cell's Linear layers (none)")
+    q.add_argument("--deq-backward", choices=("implicit", "phantom"),
+                   help="implicit (adjoint solve) or phantom (one-step) gradient (implicit)")
+    q.add_argument("--phantom-steps", type=int, help="f applications the phantom gradient differentiates (1)")
+    q.add_argument("--jac-reg", type=float, help="Jacobian regularisation weight, needs --no-fused (0: off)")
+    q.add_argument("--spectral-iters", type=int,
+                   help="power iterations estimating df/dz's spectral radius per step, recorded (0: none)")
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="synthetic-proteins",
                    help="ogbn-proteins, synthetic-proteins[-full], ppi, cora, planetoid:NAME")
@@ -146,12 +178,18 @@ def model_config(args) -> ModelConfig:
                "kernel": getattr(args, "kernel", None)}
     values = resolve(args)[0]
     changes["dropout"], changes["aggr"] = values["dropout"], values["aggr"]  # flag, else the recipe, else the preset
+    deq = {flag: getattr(args, flag, None) for flag in DEQ_FLAGS}
+    deq = {flag: DEQ_FLAGS[flag](value) for flag, value in deq.items() if value is not None}
+    if deq and (args.model or cfg.model) != "deq":
+        raise ValueError(f"--{next(iter(deq)).replace('_', '-')} applies to --model deq only; drop it or add "
+                         "--model deq")
+    changes["fused"] = getattr(args, "fused", None)
     if (args.model or cfg.model) == "deq":
         if args.layers is not None:
             raise ValueError("--layers does not apply to --model deq: a DEQ-GNN has one implicit layer, its depth is "
                              "the fixed-point solver's iterations; drop --layers")
         changes["num_layers"] = 1  # recorded as it is built
-    return cfg.replace(**{k: v for k, v in changes.items() if v is not None})
+    return cfg.replace(**{k: v for k, v in changes.items() if v is not None}, **deq)
 
 
 def train_config(args, progress: bool = True):

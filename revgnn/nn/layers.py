@@ -7,13 +7,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
 from torch_geometric.nn import GENConv
+from torch_geometric.nn import Linear as PyGLinear
 
 from .fused import AGGRS as _AGGRS
 from .fused import KERNELS as _KERNELS
 from .fused import gen_aggregate
 
-__all__ = ["GENBlock", "DEQCell", "shared_dropout_mask"]
+__all__ = ["GENBlock", "DEQCell", "SpectralNorm", "shared_dropout_mask", "CELL_NORMS"]
+
+CELL_NORMS = ("weight", "spectral")
 
 
 def shared_dropout_mask(x: Tensor, p: float, training: bool) -> Tensor | None:
@@ -131,6 +136,38 @@ class GENBlock(nn.Module):
         return self.conv(h, edge_index, edge_attr)
 
 
+class SpectralNorm(nn.Module):
+    r"""Spectral normalisation W / sigma(W) (Miyato et al., 2018) as a parametrization, fixed between power steps.
+
+    sigma = u^T W v with v = W^T u / ||W^T u|| and u a buffer (u and v held constant, as in Miyato et al.). Unlike
+    ``torch.nn.utils.parametrizations.spectral_norm``, which advances u at every call in training mode, u moves only
+    in :meth:`power_step`, which :class:`~revgnn.nn.models.DEQGNN` calls once per training forward: a fixed-point
+    solve and its implicit backward must see one and the same f.
+
+    Args:
+        weight (Tensor): the (out, in) weight; u starts from 15 power iterations (as PyTorch's).
+    """
+
+    def __init__(self, weight: Tensor):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)                     # the global RNG (weight init) is left untouched
+        u = torch.randn(weight.size(0), generator=gen).to(weight)
+        self.register_buffer("u", F.normalize(u, dim=0))
+        self.power_step(weight, 15)
+
+    @torch.no_grad()
+    def power_step(self, weight: Tensor, iters: int = 1) -> None:
+        u = self.u
+        for _ in range(iters):
+            u = F.normalize(weight @ F.normalize(weight.t() @ u, dim=0), dim=0)
+        self.u.copy_(u)
+
+    def forward(self, weight: Tensor) -> Tensor:
+        with torch.no_grad():
+            v = F.normalize(weight.t() @ self.u, dim=0)               # (in,)
+        return weight / (self.u @ weight @ v)                       # sigma = u^T W v, differentiated in W only
+
+
 class DEQCell(nn.Module):
     r"""The DEQ-GNN cell f(Z, X) whose fixed point Z* = f(Z*, X) is the node representation (Li et al., 2021).
 
@@ -146,6 +183,9 @@ class DEQCell(nn.Module):
         edge_dim (int, optional): width of the edge embedding; ``None`` for no edge input.
         aggr (str): aggregation of both GENConvs. (default: ``"softmax"`` with learnable temperature)
         fused (bool): the GENConvs' fused edge-chunked path (see :class:`GENBlock`). (default: ``True``)
+        norm (str, optional): normalise the weights of the GENConvs' MLP Linear layers: ``"weight"`` (weight
+            normalisation, Salimans & Kingma, 2016: W = g v / ||v|| per output row, one more parameter per row) or
+            ``"spectral"`` (:class:`SpectralNorm`), the two TorchDEQ offers; ``None`` for none. (default: ``None``)
 
     Shapes:
         - z, x: (N, D); edge_index: (2, E); edge_attr: (E, edge_dim), or (E, k) with enc_weight, enc_bias as in
@@ -154,12 +194,32 @@ class DEQCell(nn.Module):
     """
 
     def __init__(self, channels: int, edge_dim: int | None = None, aggr: str = "softmax", learn_t: bool = True,
-                 fused: bool = True):
+                 fused: bool = True, norm: str | None = None):
         super().__init__()
+        if norm is not None and norm not in CELL_NORMS:
+            raise ValueError(f"norm must be one of {CELL_NORMS} or None (got {norm!r})")
         self.conv1 = GENBlock(channels, edge_dim, aggr, learn_t, pre_norm=False, fused=fused)
         self.norm1 = nn.LayerNorm(channels)
         self.conv2 = GENBlock(channels, edge_dim, aggr, learn_t, pre_norm=False, fused=fused)
         self.norm2 = nn.LayerNorm(channels)
+        self.weight_norm = norm
+        for lin in self._linears():
+            if norm == "weight":
+                weight_norm(lin, "weight", dim=0)
+            elif norm == "spectral":
+                parametrize.register_parametrization(lin, "weight", SpectralNorm(lin.weight))
+
+    def _linears(self) -> list[nn.Module]:
+        """The GENConvs' MLP Linear layers (PyG's), the weights ``norm`` normalises."""
+        return [m for block in (self.conv1, self.conv2) for m in block.conv.mlp.modules()
+                if isinstance(m, (nn.Linear, PyGLinear))]
+
+    def power_step(self) -> None:
+        """Advance each :class:`SpectralNorm`'s u by one power iteration (nothing without spectral normalisation)."""
+        for lin in self._linears():
+            for p in getattr(getattr(lin, "parametrizations", None), "weight", []):
+                if isinstance(p, SpectralNorm):
+                    p.power_step(lin.parametrizations.weight.original)
 
     def forward(self, z: Tensor, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 enc_weight: Tensor | None = None, enc_bias: Tensor | None = None,

@@ -281,9 +281,15 @@ class DEQGNN(_FusedSwitch, nn.Module):
         in_channels, hidden_channels, out_channels: as in :class:`GraphHeads`.
         dropout, edge_dim, num_species, num_embeddings, embedding_dim: as in :class:`GraphHeads`.
         aggr (str): GENConv aggregation in the cell. (default: ``"softmax"``, learnable temperature)
-        solver (str): ``"anderson"`` or ``"picard"``. max_iter, tol, backward_max_iter: solver budget.
+        solver (str): ``"anderson"``, ``"broyden"`` or ``"picard"``; max_iter, tol, backward_max_iter, stop_mode,
+            node_factor, m, damping, memory: the solver's budget and options (:class:`~revgnn.nn.deq.DEQLayer`).
         unrolled_iters (int, optional): apply the cell this many times with plain autograd instead of solving
-            (warm-up phase). Settable between epochs: ``model.deq.unrolled_iters = None`` switches to solving.
+            (warm-up phase). Settable between epochs: ``model.deq.unrolled_iters = None`` switches to solving
+            (:func:`~revgnn.nn.deq.set_unrolled`; ``revgnn.training`` does it after ``warmup_epochs``).
+        norm (str, optional): ``"weight"`` or ``"spectral"`` normalisation of the cell's Linear layers
+            (:class:`~revgnn.nn.layers.DEQCell`). (default: ``None``)
+        backward (str): ``"implicit"`` or ``"phantom"``; phantom_steps, jac_reg, spectral_iters: as in
+            :class:`~revgnn.nn.deq.DEQLayer`. ``jac_reg`` needs ``fused=False``.
         fused (bool): fused edge-chunked GENConv with folded edge encoders. (default: ``True``)
 
     Shapes:
@@ -295,14 +301,22 @@ class DEQGNN(_FusedSwitch, nn.Module):
                  edge_dim: int | None = None, num_species: int | None = None, num_embeddings: int | None = None,
                  embedding_dim: int = 64, aggr: str = "softmax", learn_t: bool = True, solver: str = "anderson",
                  max_iter: int = 30, tol: float = 1e-4, backward_max_iter: int | None = None,
-                 unrolled_iters: int | None = None, fused: bool = True):
+                 unrolled_iters: int | None = None, fused: bool = True, stop_mode: str = "rel",
+                 node_factor: float | None = 10.0, m: int = 5, damping: float = 1.0, memory: int = 20,
+                 norm: str | None = None, backward: str = "implicit", phantom_steps: int = 1, jac_reg: float = 0.0,
+                 spectral_iters: int = 0):
         super().__init__()
         _check(1, hidden_channels, dropout)
+        if jac_reg and fused:
+            raise ValueError("jac_reg differentiates the cell twice, which the fused GENConv kernels cannot: build "
+                             "the model with fused=False (PyG's GENConv, the same weights)")
         D = hidden_channels
         self.heads = GraphHeads(in_channels, D, out_channels, edge_dim, num_species, 8, num_embeddings,
                                 embedding_dim, dropout)
-        self.deq = DEQLayer(DEQCell(D, D if edge_dim else None, aggr, learn_t, fused), solver, max_iter, tol,
-                            backward_max_iter, unrolled_iters)
+        self.deq = DEQLayer(DEQCell(D, D if edge_dim else None, aggr, learn_t, fused, norm), solver, max_iter, tol,
+                            backward_max_iter, unrolled_iters, stop_mode=stop_mode, node_factor=node_factor, m=m,
+                            damping=damping, memory=memory, backward=backward, phantom_steps=phantom_steps,
+                            jac_reg=jac_reg, spectral_iters=spectral_iters)
         self.dropout = dropout
 
     @property
@@ -325,5 +339,7 @@ class DEQGNN(_FusedSwitch, nn.Module):
         check_edge_attr(edge_index, edge_attr)
         h, edge = self._edges(x, edge_attr, species, n_id)                  # edge: (e, None, None) or (u, W_0, b_0)
         mask = shared_dropout_mask(h, self.dropout, self.training)
+        if self.training and torch.is_grad_enabled():
+            self.deq.cell.power_step()                                      # spectral norm: once per step
         z = self.deq(h, edge_index, *edge, mask)
         return self.heads.decode(z)

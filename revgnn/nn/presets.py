@@ -16,13 +16,26 @@ import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .solver_options import check_solver_options
+
 if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["ModelConfig", "PRESETS", "PAPER_PARAMS", "build_model", "get_preset", "list_presets",
-           "count_parameters", "MODEL_KINDS"]
+           "count_parameters", "MODEL_KINDS", "DEQ_ONLY_FIELDS", "WARMUP_EPOCHS", "WARMUP_ITERS"]
 
 MODEL_KINDS = ("res", "rev", "wt-res", "wt-rev", "deq")
+# DEQ-GNN's warm-up (issue 29): two epochs as the weight-tied network of k = 8 cells, then the solver. Measured by
+# benchmarks/deq_convergence.py (results/deq_convergence.json): at the Fig. 1 settings every solve of the first 10
+# solver steps of seeds 0-9 converges and the spectral radius of df/dz at the first is below 0.9; of the warm-ups
+# compared it is the one that also made the first 5 solver steps converge for all 20 seeds of a 200-node graph
+# (1 epoch x k = 4: 15 of 20; no warm-up: 13 of 20).
+WARMUP_EPOCHS, WARMUP_ITERS = 2, 8
+# ModelConfig fields that only DEQ-GNN reads and that came after its first records: a run of another model records
+# none of them, so its configuration (and the checkpoints that must match it) are as before.
+DEQ_ONLY_FIELDS = ("backward_max_iter", "stop_mode", "node_factor", "anderson_m", "damping", "broyden_memory",
+                   "warmup_epochs", "warmup_iters", "deq_norm", "deq_backward", "phantom_steps", "jac_reg",
+                   "spectral_iters")
 
 
 @dataclass
@@ -48,10 +61,23 @@ class ModelConfig:
     checkpoint_grads: bool = False     # ResGNN only: gradient checkpointing per layer
     dropout_mode: str = "shared"       # RevGNN: 'shared' mask (paper) or 'replay' (RNG replay)
     anchor_every: int | None = None    # RevGNN: keep every K-th layer's exact input (bounds float drift); None: O(ND)
-    solver: str = "anderson"           # DEQ-GNN
+    solver: str = "anderson"           # DEQ-GNN: anderson, broyden or picard (revgnn.nn.solvers)
     max_iter: int = 30                 # DEQ-GNN forward iterations cap
-    tol: float = 1e-4                  # DEQ-GNN relative residual
-    unrolled_iters: int | None = None  # DEQ-GNN weight-tied warm-up
+    tol: float = 1e-4                  # DEQ-GNN whole-graph residual to stop at (stop_mode)
+    unrolled_iters: int | None = None  # DEQ-GNN: always the weight-tied unrolled network of this many cells
+    backward_max_iter: int | None = None  # DEQ-GNN adjoint cap; None: max_iter
+    stop_mode: str = "rel"             # DEQ-GNN: 'rel' ||f(z)-z|| / ||f(z)|| or 'abs' ||f(z)-z||
+    node_factor: float | None = 10.0   # DEQ-GNN: the worst node must be within node_factor * tol too; None: not
+    anderson_m: int = 5                # DEQ-GNN: Anderson window
+    damping: float = 1.0               # DEQ-GNN: Anderson / Picard mixing, 1 undamped
+    broyden_memory: int = 20           # DEQ-GNN: Broyden rank-one updates kept
+    warmup_epochs: int = WARMUP_EPOCHS  # DEQ-GNN: epochs trained as the unrolled network before the solver; 0: none
+    warmup_iters: int = WARMUP_ITERS   # DEQ-GNN: k, cell applications of that unrolled network
+    deq_norm: str | None = None        # DEQ-GNN: 'weight' or 'spectral' normalisation of the cell's Linear layers
+    deq_backward: str = "implicit"     # DEQ-GNN: 'implicit' (adjoint solve) or 'phantom' (one-step gradient)
+    phantom_steps: int = 1             # DEQ-GNN: f applications the phantom gradient differentiates
+    jac_reg: float = 0.0               # DEQ-GNN: Jacobian regularisation weight (needs fused=False); 0: off
+    spectral_iters: int = 0            # DEQ-GNN: power iterations estimating df/dz's spectral radius per step
     fused: bool = True                 # fused edge-chunked GENConv (revgnn.nn.fused); False: PyG's GENConv reference
     kernel: str = "auto"               # fused path: 'native' C++ kernel where it builds, else 'torch' (revgnn.nn.fused)
 
@@ -70,6 +96,8 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.kernel not in ("auto", "native", "torch"):
             raise ValueError(f"kernel must be one of auto, native, torch, got {self.kernel!r}")
+        if self.model == "deq":
+            _check_deq(self)
         if self.model in ("rev", "wt-rev"):
             if self.num_groups < 2:
                 raise ValueError(f"num_groups must be >= 2 for a reversible model, got {self.num_groups}; "
@@ -77,6 +105,23 @@ class ModelConfig:
             if self.hidden_channels % self.num_groups:
                 raise ValueError(f"hidden_channels {self.hidden_channels} is not divisible by num_groups "
                                  f"{self.num_groups}; choose channels that are a multiple of the groups")
+
+
+def _check_deq(c: ModelConfig) -> None:
+    """DEQ-GNN's solver, warm-up and stabiliser settings (ValueError with the fix)."""
+    check_solver_options(solver=c.solver, max_iter=c.max_iter, tol=c.tol, backward_max_iter=c.backward_max_iter,
+                         stop_mode=c.stop_mode, node_factor=c.node_factor, m=c.anderson_m, damping=c.damping,
+                         memory=c.broyden_memory, backward=c.deq_backward, phantom_steps=c.phantom_steps,
+                         jac_reg=c.jac_reg, spectral_iters=c.spectral_iters)
+    for name, low in (("warmup_epochs", 0), ("warmup_iters", 1)):
+        value = getattr(c, name)
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if c.deq_norm not in (None, "weight", "spectral"):
+        raise ValueError(f"deq_norm must be 'weight', 'spectral' or None, got {c.deq_norm!r}")
+    if c.jac_reg and c.fused:
+        raise ValueError("jac_reg differentiates the DEQ cell twice, which the fused GENConv kernels cannot: set "
+                         "fused=False (PyG's GENConv, the same weights; revgnn train --no-fused)")
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -105,7 +150,10 @@ def _build(config: ModelConfig) -> nn.Module:
                       **common)
     aggr = c.aggr or "softmax"
     return DEQGNN(aggr=aggr, learn_t=aggr == "softmax", solver=c.solver, max_iter=c.max_iter, tol=c.tol,
-                  unrolled_iters=c.unrolled_iters, **common)
+                  backward_max_iter=c.backward_max_iter, unrolled_iters=c.unrolled_iters, stop_mode=c.stop_mode,
+                  node_factor=c.node_factor, m=c.anderson_m, damping=c.damping, memory=c.broyden_memory,
+                  norm=c.deq_norm, backward=c.deq_backward, phantom_steps=c.phantom_steps, jac_reg=c.jac_reg,
+                  spectral_iters=c.spectral_iters, **common)
 
 
 def _with_kernel(model: nn.Module, kernel: str) -> nn.Module:

@@ -9,7 +9,8 @@ once:
 - ResGNN / WT-ResGNN: one (N, D) activation per layer, O(L N D) (also with gradient checkpointing, which keeps each
   block's input); with PyG's GENConv (``fused=False``) also one (E, D) message tensor per layer, O(L E D);
 - RevGNN / WT-RevGNN / DEQ-GNN: one more (N, D) state, O(N D), independent of depth; with PyG's GENConv one (E, D)
-  message tensor at a time, O(E D); the fused kernel holds one edge chunk, nothing of order E D;
+  message tensor at a time, O(E D); the fused kernel holds one edge chunk, nothing of order E D; DEQ-GNN's warm-up
+  epochs train the unrolled network of ``warmup_iters`` cells, which keeps that much once per cell;
 - the modules themselves: about 64 KiB of Python and torch objects per layer (a 2000-layer RevGNN, D = 64, built on
   the ``meta`` device grew the process by 79 KiB per layer).
 
@@ -107,10 +108,12 @@ def estimate_step(cfg: ModelConfig, num_nodes: int, num_edges: int, parts: int =
     n = -(-num_nodes // parts)
     e = -(-num_edges // parts**2)
     L, D = (1 if cfg.model == "deq" else cfg.num_layers), cfg.hidden_channels
-    per_layer = cfg.model in ("res", "wt-res")
-    act = (L if per_layer else 1) * n * D * 4
+    stored = L if cfg.model in ("res", "wt-res") else 1                 # (N, D) activations kept for backward
+    if cfg.model == "deq":  # the unrolled network of its warm-up (or of unrolled_iters) keeps one per cell
+        stored = max(cfg.unrolled_iters or 0, cfg.warmup_iters if cfg.warmup_epochs else 0, 1)
+    act = stored * n * D * 4
     if not cfg.fused:
-        act += (L if per_layer else 1) * e * D * 4
+        act += stored * e * D * 4
     gn, ge = (n, e) if device.startswith("cuda") else (num_nodes, num_edges)
     if not train:
         return StepEstimate(floor=shape_floor_bytes(gn, ge, D, 0) + 4 * params, activations=0,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from revgnn.data.datasets import GraphDataset
-from revgnn.nn.presets import ModelConfig
+from revgnn.nn.presets import DEQ_ONLY_FIELDS, ModelConfig
 
 from . import distributed
 from .runtime import MAX_THREADS, check_threads
@@ -180,4 +180,7 @@ def _config_block(mcfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
         del t["accumulate"]  # configs (and checkpoints) of ungrouped runs as before
     model = dataclasses.asdict(mcfg)
     del model["kernel"]  # how the fused sum is computed, not what is trained: a run resumes under either kernel
+    if mcfg.model != "deq":  # settings no other model reads: their configurations (and checkpoints) as before
+        for name in DEQ_ONLY_FIELDS:
+            del model[name]
     return {"model": model, "train": t}

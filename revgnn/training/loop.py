@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from revgnn.data.datasets import GraphDataset, load_dataset
-from revgnn.nn.deq import solver_fields
+from revgnn.nn.deq import set_unrolled, solver_fields
 from revgnn.nn.presets import ModelConfig, build_model, count_parameters
 
 from . import budget, distributed
@@ -78,6 +78,28 @@ def _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device) -> floa
     return total / max(steps, 1)
 
 
+def _deq_phase(model, mcfg: ModelConfig, epoch: int) -> dict[str, Any]:
+    """DEQ-GNN's warm-up switch: during its first ``warmup_epochs`` epochs (training and evaluation) the model runs as
+    the weight-tied network of ``warmup_iters`` unrolled cells, then by its fixed-point solver (Li et al., 2021, whose
+    official arguments name such pre-training). ``{"deq_phase": "warmup" | "solver"}`` for the history; {} for other
+    models."""
+    if mcfg.model != "deq":
+        return {}
+    warm = epoch <= mcfg.warmup_epochs
+    set_unrolled(model, mcfg.warmup_iters if warm else mcfg.unrolled_iters)
+    return {"deq_phase": "warmup" if warm else "solver"}
+
+
+def _deq_warmup(mcfg: ModelConfig, epochs: int) -> dict[str, Any]:
+    """The run record's account of DEQ-GNN's warm-up: its epochs, k, and the first epoch trained by the solver (None
+    when the run ended before it); {} for other models."""
+    if mcfg.model != "deq":
+        return {}
+    switch = mcfg.warmup_epochs + 1
+    return {"deq_warmup": {"epochs": mcfg.warmup_epochs, "iters": mcfg.warmup_iters,
+                           "switch_epoch": switch if switch <= epochs else None}}
+
+
 def _kernel_ran(mcfg: ModelConfig, device: torch.device) -> str:
     """The GENConv kernel a run used: 'native' or 'torch' (the fused operator), or 'pyg' (PyG's GENConv)."""
     from revgnn.nn.fused import resolve_kernel
@@ -108,8 +130,9 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
     bar = tqdm(range(state["epoch"] + 1, tcfg.epochs + 1), initial=state["epoch"], total=tcfg.epochs,
                desc=f"{tcfg.dataset} seed {seed}", disable=not tcfg.progress, leave=False)
     for epoch in bar:
+        phase = _deq_phase(model, mcfg, epoch)                                           # DEQ-GNN's warm-up
         loss = _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device)
-        entry: dict[str, Any] = {"epoch": epoch, "loss": loss, **solver_fields(model, reset=True)}  # DEQ-GNN
+        entry: dict[str, Any] = {"epoch": epoch, "loss": loss, **phase, **solver_fields(model, reset=True)}
         if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
             logits = predict(model, ds, eval_parts, tcfg.eval_views, _generator(seed, epoch, 1), eval_x, device,
                              shard=True)
@@ -148,7 +171,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         "history": state["history"],
         "train_parts": train_parts, "eval_parts": eval_parts,
         "wall_time_s": time.perf_counter() - start, **peak_memory_bytes(device), **environment(device),
-        **thread_info(), "recipe": tcfg.recipe, "kernel": _kernel_ran(mcfg, device),
+        **thread_info(), "recipe": tcfg.recipe, "kernel": _kernel_ran(mcfg, device), **_deq_warmup(mcfg, tcfg.epochs),
     }
     if run_dir is not None and distributed.is_main():
         write_json(run_dir / "record.json", record)
