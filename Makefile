@@ -1,6 +1,8 @@
 # revgnn: two commands on a fresh machine
-#   make book   executes every notebook (shipped data) and builds the Jupyter Book in _build/html
+#   make book   executes every notebook (shipped data) and builds the Jupyter Book in _build/html; a notebook whose
+#               notebook, parameters, files read and environment are unchanged comes from the cache (FRESH=1: none)
 #   make test   runs pytest for the package and nbmake for the notebooks
+# make book needs npm (MathJax, once).
 # Both create .venv on first use. GPU users choose their torch build, e.g.
 #   make setup TORCH_SPEC="torch==2.5.1" PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cu121"
 
@@ -9,6 +11,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 PARAMS ?=
+FRESH ?=
 # pytest processes (pytest-xdist): the tests run one torch thread each, so one process per core
 TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
@@ -40,7 +43,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check revgnn tests benchmarks
 
 book: $(STAMP)
-	$(BIN)/python -m revgnn.book --params "$(PARAMS)"
+	$(BIN)/python -m revgnn.book --params "$(PARAMS)" $(if $(filter 1 yes true,$(FRESH)),--fresh)
 
 clean:
-	rm -rf _build book/_executed .pytest_cache
+	rm -rf _build book/_executed book/_generated .pytest_cache
