@@ -105,6 +105,11 @@ def test_an_unchanged_notebook_comes_from_the_cache_and_a_touch_changes_nothing(
     assert cache.lookup(repo, plan).cached, "a newer modification time with the same content is not a change"
     (repo / "revgnn" / "other.py").write_text("B = 2\n")
     assert cache.lookup(repo, plan).cached, "a module the run did not read does not execute it again"
+    (repo / "revgnn" / "mod.py").write_text("A = 2\n")
+    assert not cache.lookup(repo, plan).cached
+    _stored_run(repo, plan, reads=["revgnn/mod.py", "results/r.json"])
+    (repo / "revgnn" / "mod.py").write_text("A = 1\n")
+    assert cache.lookup(repo, plan).cached, "a change undone finds the run made before it"
     assert not cache.lookup(repo, plan, fresh=True).cached, "a fresh build does not read the cache"
 
 

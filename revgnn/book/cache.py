@@ -14,8 +14,9 @@ execution of QuantEcon's Jupyter Books. jupyter-cache keys a notebook by its cel
 
 A run is stored in ``_build/_cache/notebooks/<name>/`` (the executed notebook as papermill wrote it, and a manifest
 with the inputs' fingerprints, when it ran, how long, on which revision), at most :data:`KEEP` per notebook, so a
-switch between parameter sets finds both. :func:`lookup` says, per notebook, cached or not and why (the first inputs
-that differ). Imports: :mod:`revgnn.book.trace`, :mod:`revgnn.training.records` and the standard library.
+switch between parameter sets, or a change undone, finds the earlier run. :func:`lookup` says, per notebook, cached
+or not and why (the first inputs that differ). Imports: :mod:`revgnn.book.trace`, :mod:`revgnn.training.records` and
+the standard library.
 """
 from __future__ import annotations
 
@@ -307,16 +308,19 @@ def lookup(root: Path, plan: Plan, fresh: bool = False) -> Decision:
         changes = ([f"notebooks/{plan.name}.ipynb changed"] if last.get("notebook") != plan.notebook_sha() else [])
         changes += _parameter_changes(last, plan)
         return Decision(plan.name, False, _said(changes or ["parameter file changed"]) + " since its last run")
-    entry = same[0]
-    changes = _input_changes(root, entry["inputs"])
-    changes += [f"environment: {c}" for c in
-                _environment_changes(entry["environment"],
-                                     environment_key(distributions=entry["environment"]["packages"]))]
-    if changes:
-        return Decision(plan.name, False, _said(changes) + f" since its run of {entry['executed_at']}")
-    n = len(entry["inputs"]["files"])
-    return Decision(plan.name, True, f"notebook, parameters, {n} files read and the environment as on "
-                                     f"{entry['executed_at']}", entry)
+    first = None
+    for entry in same:  # several runs of one plan: e.g. before and after a change that was then undone
+        changes = _input_changes(root, entry["inputs"])
+        changes += [f"environment: {c}" for c in
+                    _environment_changes(entry["environment"],
+                                         environment_key(distributions=entry["environment"]["packages"]))]
+        if not changes:
+            n = len(entry["inputs"]["files"])
+            return Decision(plan.name, True, f"notebook, parameters, {n} files read and the environment as on "
+                                             f"{entry['executed_at']}", entry)
+        first = first or (entry, changes)
+    entry, changes = first
+    return Decision(plan.name, False, _said(changes) + f" since its run of {entry['executed_at']}")
 
 
 def touch(root: Path, entry: dict) -> None:
@@ -350,7 +354,8 @@ def store(root: Path, plan: Plan, executed: Path, trace_file: Path, started: flo
              "seconds": round(seconds, 1), "revision": revision, "last_used": now.isoformat(timespec="seconds")}
     folder = root / CACHE_DIR / "notebooks" / plan.name
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{entry['key']}.ipynb"
+    inputs_id = _sha(_canonical([inputs, entry["environment"]]).encode())[:8]
+    target = folder / f"{entry['key']}-{inputs_id}.ipynb"  # one file per plan and inputs
     shutil.copyfile(executed, target.with_name(f".{target.name}.tmp"))
     os.replace(target.with_name(f".{target.name}.tmp"), target)
     _write_atomic(target.with_suffix(".json"), json.dumps(entry, indent=1))
