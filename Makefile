@@ -1,8 +1,8 @@
 # revgnn: two commands on a fresh machine
 #   make book   executes every notebook (shipped data) and builds the Jupyter Book in _build/html; a notebook whose
 #               notebook, parameters, files read and environment are unchanged comes from the cache (FRESH=1: none)
-#   make test   runs pytest for the package and nbmake for the notebooks
-# make book needs npm (MathJax, once).
+#   make test   runs pytest for the package (the browser test builds the smoke book) and nbmake for the notebooks
+# They need npm (MathJax, once) and, for the browser test, Chromium (`make browser` installs it as root).
 # Both create .venv on first use. GPU users choose their torch build, e.g.
 #   make setup TORCH_SPEC="torch==2.5.1" PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cu121"
 
@@ -20,7 +20,7 @@ OMP_NUM_THREADS ?= 1
 export OMP_NUM_THREADS
 STAMP := $(VENV)/.revgnn-installed
 
-.PHONY: setup test test-fast book clean lint
+.PHONY: setup browser test test-fast book clean lint
 
 setup: $(STAMP)
 
@@ -28,9 +28,16 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(PIP_TORCH_ARGS)
-	$(BIN)/python -m pip install --quiet -e ".[dev,book,lab]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,book,lab,browser]"
 	-$(BIN)/python -m revgnn.nn.native --all  # pre-build the native GENConv kernel, every build this CPU runs (~1-2 min)
 	touch $(STAMP)
+
+# Chromium for the browser test (Playwright drives Debian's build; its own download needs the internet). apt-get needs
+# root, as in CI; elsewhere this says what to run, and the test is skipped, saying why, until Chromium is there.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+	  echo "make browser: run 'sudo apt-get install chromium' for the browser test (skipped without it)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) tests
