@@ -229,6 +229,7 @@ def test_a_failing_notebook_is_reported_and_not_stored(tmp_path):
     assert row.status == "failed" and "broken on purpose" in row.error
     assert (tmp_path / "book" / "_executed" / "bad.ipynb").is_file(), "the executed copy with the traceback is kept"
     assert not list((tmp_path / cache.CACHE_DIR / "notebooks").glob("bad/*.json")), "a failed run is not stored"
+    assert execute.kept_run(tmp_path, "bad").status == "failed", "a later --no-execute build still reports it failed"
     page = report_page(err.value.runs, {"date": "now", "revision": "abc", "params_set": "", "command": "x"})
     assert "**1 failed**: bad" in page and "broken on purpose" in page
 

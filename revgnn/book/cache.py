@@ -8,9 +8,9 @@ execution of QuantEcon's Jupyter Books. jupyter-cache keys a notebook by its cel
 - every file of the repository the run read (each module of ``revgnn`` it imported, each record under ``results/``,
   the shipped data; content hashes, so a ``touch`` alone changes nothing), every path whose existence it asked and
   every folder it listed, as :mod:`revgnn.book.trace` recorded them in the kernel and in the processes it started;
-- the environment: the versions of the Python packages the kernel imported (and of papermill, nbclient, nbformat,
-  which run it), Python, the CPU (model and vector extensions: the native kernel's rounding depends on them) and the
-  variables that steer the package (``REVGNN_*``, ``OMP_NUM_THREADS``).
+- the environment: the versions of the Python packages the kernel imported (and of papermill, nbclient, nbformat and
+  jupyter_client, which run it), Python, the CPU (model and vector extensions: the native kernel's rounding depends
+  on them) and the variables that steer the package (``REVGNN_*``, ``OMP_NUM_THREADS``).
 
 A run is stored in ``_build/_cache/notebooks/<name>/`` (the executed notebook as papermill wrote it, and a manifest
 with the inputs' fingerprints, when it ran, how long, on which revision), at most :data:`KEEP` per notebook, so a
@@ -32,8 +32,8 @@ from pathlib import Path
 
 from . import trace
 
-__all__ = ["CACHE_DIR", "OUTPUT_DIRS", "Plan", "Decision", "lookup", "store", "prepare_trace", "trace_environment",
-           "fingerprint_inputs", "environment_key"]
+__all__ = ["CACHE_DIR", "OUTPUT_DIRS", "KEEP", "Plan", "Decision", "lookup", "touch", "store", "prepare_trace",
+           "trace_environment", "fingerprint_inputs", "environment_key"]
 
 CACHE_DIR = Path("_build") / "_cache"
 OUTPUT_DIRS = ("_build", "book/_executed", "book/_generated")  # what the build writes: never an input

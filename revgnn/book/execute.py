@@ -192,8 +192,11 @@ def kept_run(root: Path, name: str) -> NotebookRun:
     import nbformat
 
     path = root / EXECUTED_DIR / f"{name}.ipynb"
-    run = dict(nbformat.read(path, as_version=4).metadata.get("revgnn") or {}) if path.is_file() else {}
-    return NotebookRun(name, "passed", "kept", "not considered by this build (--only or --no-execute): the copy of "
+    meta = nbformat.read(path, as_version=4).metadata if path.is_file() else {}
+    run = dict(meta.get("revgnn") or {})
+    status = ("failed" if (meta.get("papermill") or {}).get("exception") else  # papermill's mark of a failed run
+              "passed" if run else "unknown")
+    return NotebookRun(name, status, "kept", "not considered by this build (--only or --no-execute): the copy of "
                        "an earlier build", run.get("executed_at"), run.get("seconds"), run.get("revision"),
                        run.get("params_set", ""), run.get("params_file"), list(run.get("inputs", [])))
 
