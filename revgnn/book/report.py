@@ -66,16 +66,19 @@ def report_page(runs: list[NotebookRun], build: dict) -> str:
     failed = [r for r in runs if r.status == "failed"]
     spent = sum(r.seconds or 0 for r in executed)
     saved = sum(r.seconds or 0 for r in cached)
+    others = sorted({r.status for r in runs} - {"passed", "failed"})
     verdict = (f"**{len(failed)} failed**: " + ", ".join(r.name for r in failed) if failed else
-               "all passed" if all(r.status == "passed" for r in runs) else "some were not run")
+               "all passed" if not others else "some are " + " or ".join(f"'{o}'" for o in others))
     lines = [
         "# Execution report", "",
         f"This book was built on {build['date']} from revision `{build['revision']}` with "
         f"**parameter set: {build['params_set'] or 'none'}** (`{build['command']}`"
         + ("; a fresh build: the cache was not read" if build.get("fresh") else "") + ").",
-        f"Of its {len(runs)} notebooks, {len(executed)} were executed by this build (their runs took {spent:.0f} s) "
-        "and "
-        f"{len(cached)} came from the cache (their runs had taken {saved:.0f} s); {verdict}.", "",
+        f"Of its {len(runs)} notebooks, " + (
+            f"{len(executed)} were executed by this build (their runs took {spent:.0f} s)" if executed else
+            "none was executed by this build") + " and " + (
+            f"{len(cached)} came from the cache (their runs had taken {saved:.0f} s)" if cached else
+            "none came from the cache") + f"; {verdict}.", "",
         "Every notebook is executed by papermill into `book/_executed/`. A stored run stands in for an execution only "
         "when the notebook, its parameters and set, every repository file the run read (the `revgnn` modules it "
         "imported, the records under `results/`, the shipped data), every path whose existence it checked, every "
