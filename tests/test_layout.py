@@ -151,7 +151,8 @@ def test_synthetic_takes_rocauc_from_metrics_not_from_datasets():
 
 
 def test_book_modules_import_one_way():
-    order = ["params", "records", "offline", "claims", "figures", "prose", "sources", "build"]
+    order = ["params", "records", "offline", "claims", "figures", "prose", "sources", "trace", "cache", "environment",
+             "report", "execute", "launch", "extension", "browser", "build"]
     graph = imports()
     for i, name in enumerate(order):
         for dep in graph[f"revgnn.book.{name}"]:

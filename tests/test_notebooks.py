@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from revgnn.book import build, offline, params
+from revgnn.book import build, execute, offline, params
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -253,10 +253,10 @@ def test_parameter_sets_resolve(tmp_path):
     with pytest.raises(params.BookError, match="unknown parameter set"):
         build.resolve_params_set(ROOT, "no-such-set")
     (tmp_path / "lists.yaml").write_text("depths: [1, 2]\n")
-    assert build.load_parameters(tmp_path, "lists")[0] == {"depths": [1, 2]}, "lists are parameters too"
+    assert execute.load_parameters(tmp_path, "lists")[0] == {"depths": [1, 2]}, "lists are parameters too"
     (tmp_path / "nested.yaml").write_text("a: {b: 1}\n")
     with pytest.raises(params.BookError, match="flat mapping"):
-        build.load_parameters(tmp_path, "nested")
+        execute.load_parameters(tmp_path, "nested")
 
 
 def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeypatch, tmp_path):
@@ -273,12 +273,12 @@ def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeyp
         return nb
 
     monkeypatch.setattr(papermill, "execute_notebook", dies_once)
-    monkeypatch.setattr(build.time, "sleep", lambda s: None)
-    build._execute_one("notebooks/x.ipynb", str(tmp_path / "x.ipynb"), {}, None)
+    monkeypatch.setattr(execute.time, "sleep", lambda s: None)
+    execute._execute_one("notebooks/x.ipynb", str(tmp_path / "x.ipynb"), {}, None)
     assert len(calls) == 2, "the dead start was retried once"
-    injected = next(c for c in nbformat.read(tmp_path / "x.ipynb", as_version=4).cells
-                    if "injected-parameters" in c.metadata.get("tags", []))
-    assert "hide-input" in injected.metadata["tags"], "the injected parameters fold like the parameters cell"
+    nb = dies_once()
+    execute.fold_injected_parameters(nb)
+    assert "hide-input" in nb.cells[0].metadata["tags"], "the injected parameters fold like the parameters cell"
 
     def cell_fails(*args, **kwargs):
         calls.append(1)
@@ -287,5 +287,5 @@ def test_book_retries_a_kernel_that_died_at_start_but_not_a_failing_cell(monkeyp
     calls.clear()
     monkeypatch.setattr(papermill, "execute_notebook", cell_fails)
     with pytest.raises(papermill.PapermillExecutionError):
-        build._execute_one("notebooks/x.ipynb", str(tmp_path / "y.ipynb"), {}, None)
+        execute._execute_one("notebooks/x.ipynb", str(tmp_path / "y.ipynb"), {}, None)
     assert len(calls) == 1, "a failing cell is not rerun"

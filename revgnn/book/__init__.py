@@ -9,6 +9,15 @@ Modules, imported one way (a module imports only those before it):
 - :mod:`~revgnn.book.prose`: the "Reading the figure" text, computed from the plotted records;
 - :mod:`~revgnn.book.sources`: committed records or a fresh run, "plotted from" tables, rerun notes;
 - :mod:`~revgnn.book.offline`: MathJax from the build, and no page loading anything from another host;
+- :mod:`~revgnn.book.trace`: what a notebook's kernel reads (an audit hook), the inputs of its cache key;
+- :mod:`~revgnn.book.cache`: a notebook runs again only when its notebook, parameters, inputs or environment changed;
+- :mod:`~revgnn.book.environment`: the page that says what built the book;
+- :mod:`~revgnn.book.report`: the execution report, one row per notebook;
+- :mod:`~revgnn.book.launch`: Binder and Colab buttons where a repository is named;
+- :mod:`~revgnn.book.extension`: the book's Sphinx extension (one copy of each script; launch buttons that open
+  ``notebooks/``);
+- :mod:`~revgnn.book.browser`: every built page opened in Chromium and checked (``make test``);
+- :mod:`~revgnn.book.execute`: run the notebooks with papermill, or reuse their stored runs;
 - :mod:`~revgnn.book.build`: execute the notebooks and render the book (``python -m revgnn.book``).
 
 Notebooks import the public names from here (``from revgnn.book import memory_panels``); each is loaded from its
@@ -31,7 +40,8 @@ _EXPORTS = {
     "prose": ("memory_reading", "depth_reading", "reproduce_reading", "deq_solver_note", "deq_caps_reading"),
     "sources": ("memory_file_setting", "committed_or_fresh", "plotted_from", "describe_values", "memory_comparison",
                 "accuracy_results_table", "rerun_note"),
-    "build": ("main", "page_stamp", "execute_notebooks"),
+    "execute": ("page_stamp", "execute_notebooks"),
+    "build": ("main",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [name for names in _EXPORTS.values() for name in names]

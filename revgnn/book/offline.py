@@ -2,7 +2,9 @@
 
 Part of the book of "Training Graph Neural Networks with 1000 Layers" (Li et al., ICML 2021). MathJax 3 comes from
 the npm package ``mathjax@3.2.2``, checked against npm's published integrity before it is unpacked into
-``_build/_assets/`` (:func:`ensure_mathjax`); after the build every page and stylesheet is scanned for scripts,
+``_build/_assets/_static/mathjax/`` (:func:`ensure_mathjax`), which Sphinx copies into the book as an extra path
+(not a static path: Jupyter Book adds every ``.js`` file under one to every page, and MathJax's bundles and
+components loaded together break each other); after the build every page and stylesheet is scanned for scripts,
 stylesheets, images or fonts fetched from another host (:func:`check_offline`).
 """
 from __future__ import annotations
@@ -20,11 +22,15 @@ from pathlib import Path
 
 from .params import BookError
 
-__all__ = ["MATHJAX_VERSION", "ASSETS_DIR", "ensure_mathjax", "remote_assets", "check_offline"]
+__all__ = ["MATHJAX_VERSION", "ASSETS_DIR", "SetupError", "ensure_mathjax", "remote_assets", "check_offline"]
 
 log = logging.getLogger("revgnn.book")
 
 MATHJAX_VERSION = "3.2.2"
+
+
+class SetupError(BookError):
+    """A tool the build needs is missing; the message says what to install (the build stops before it runs)."""
 
 
 # npm's dist.integrity of mathjax@3.2.2: the tarball is checked against it before it is unpacked.
@@ -33,7 +39,7 @@ MATHJAX_INTEGRITY = (
 )
 
 
-ASSETS_DIR = Path("_build") / "_assets"  # html_static_path in _config.yml; copied to _build/html/_static/
+ASSETS_DIR = Path("_build") / "_assets"  # html_extra_path in _config.yml: copied into _build/html/ as it is laid out
 
 
 # src/href of a tag that the browser fetches by itself (script, stylesheet, image, font, iframe); plain <a> links
@@ -44,6 +50,9 @@ _REMOTE_ASSET = re.compile(
 )
 
 
+_MATHJAX_SCRIPT = re.compile(r"<script\b[^>]*\bsrc\s*=\s*[\"'][^\"']*mathjax/[^\"']*[\"']", re.IGNORECASE)
+
+
 _CSS_REMOTE = re.compile(r"@import\s+url\(\s*[\"']?(?:https?:)?//|url\(\s*[\"']?(?:https?:)?//", re.IGNORECASE)
 
 
@@ -52,12 +61,14 @@ def _npm_integrity(path: Path) -> str:
 
 
 def ensure_mathjax(root: Path) -> Path:
-    """MathJax 3 in ``_build/_assets/mathjax/`` (its ``es5`` folder), from the npm package; returns that folder.
+    """MathJax 3 in ``_build/_assets/_static/mathjax/`` (its ``es5`` folder), from the npm package; returns that
+    folder.
 
     Sources, in order: the cached copy; ``$REVGNN_MATHJAX_TGZ`` (a mathjax-3.2.2.tgz already downloaded);
     ``npm pack mathjax@3.2.2``. The tarball must match npm's published sha512 integrity.
     """
-    target = root / ASSETS_DIR / "mathjax"
+    target = root / ASSETS_DIR / "_static" / "mathjax"
+    shutil.rmtree(root / ASSETS_DIR / "mathjax", ignore_errors=True)  # the earlier layout, a static path
     stamp = target / ".version"
     if stamp.is_file() and stamp.read_text().strip() == MATHJAX_VERSION and (target / "tex-chtml.js").is_file():
         return target
@@ -68,9 +79,9 @@ def ensure_mathjax(root: Path) -> Path:
         else:
             npm = shutil.which("npm")
             if npm is None:
-                raise BookError(
-                    "MathJax is served from the build (offline book), and it comes from the npm package "
-                    f"mathjax@{MATHJAX_VERSION}: install Node.js/npm (Debian: apt-get install npm), or download "
+                raise SetupError(
+                    "npm is needed once, to fetch MathJax for the offline book (npm package "
+                    f"mathjax@{MATHJAX_VERSION}): install Node.js/npm (Debian: apt-get install npm), or download "
                     "the tarball elsewhere and set REVGNN_MATHJAX_TGZ=/path/to/mathjax-3.2.2.tgz"
                 )
             log.info("fetching mathjax@%s with npm", MATHJAX_VERSION)
@@ -79,7 +90,9 @@ def ensure_mathjax(root: Path) -> Path:
                 capture_output=True, text=True, cwd=tmp,
             )
             if done.returncode != 0:
-                raise BookError(f"`npm pack mathjax@{MATHJAX_VERSION}` failed:\n{done.stderr}")
+                said = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                raise SetupError(f"`npm pack mathjax@{MATHJAX_VERSION}` failed ({said}): npm needs its registry "
+                                 "once, or set REVGNN_MATHJAX_TGZ=/path/to/mathjax-3.2.2.tgz")
             tarball = Path(tmp) / f"mathjax-{MATHJAX_VERSION}.tgz"
         if _npm_integrity(tarball) != MATHJAX_INTEGRITY:
             raise BookError(f"{tarball} does not match npm's integrity for mathjax@{MATHJAX_VERSION}")
@@ -115,3 +128,7 @@ def check_offline(html_dir: Path) -> None:
         raise BookError("the book would load assets from the network:\n  " + "\n  ".join(remote[:20]))
     if not (html_dir / "_static" / "mathjax" / "tex-chtml.js").is_file():
         raise BookError("_static/mathjax/tex-chtml.js is missing from the build: equations would not render")
+    twice = [f"{page.relative_to(html_dir)}: {n}" for page in sorted(html_dir.rglob("*.html"))
+             if (n := len(_MATHJAX_SCRIPT.findall(page.read_text(errors="replace")))) > 1]
+    if twice:
+        raise BookError("pages load more than one MathJax script (they break each other): " + ", ".join(twice[:5]))
