@@ -23,7 +23,7 @@ from revgnn.book import (
     memory_reading,
     reproduce_reading,
 )
-from revgnn.book.claims import README_BEGIN, README_END
+from revgnn.book.quotes import render as render_passage
 
 ROOT = Path(__file__).resolve().parents[1]
 FIG1 = ROOT / "results" / "accuracy_fig1.json"
@@ -46,9 +46,9 @@ def test_record_readme_and_pages_show_the_one_claims_checker():
     assert committed == json.loads(json.dumps(claim_records(rows))), \
         "the record's claims are check_claims' output on its own rows (rescore with benchmarks/accuracy.py --rescore)"
     readme = (ROOT / "results" / "README.md").read_text()
-    block = readme[readme.index(README_BEGIN) + len(README_BEGIN):readme.index(README_END)].strip()
-    assert block == claims_markdown(check_claims(accuracy_records(FIG1))), \
-        "results/README.md shows check_claims' verdicts on the committed record, word for word"
+    assert render_passage("results-claims").strip() == claims_markdown(check_claims(accuracy_records(FIG1))), \
+        "the results-claims passage is check_claims' verdicts on the committed record, word for word"
+    assert render_passage("results-claims") in readme, "results/README.md shows that passage"
     for name in ("fig1_auc_vs_memory", "table_112_layers"):
         source = "\n".join(c.source for c in nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", 4).cells)
         assert "claims_markdown(check_claims(committed))" in source, f"{name} shows the same checker's verdicts"
