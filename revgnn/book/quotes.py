@@ -525,16 +525,11 @@ QUOTES: dict[str, Callable[[Path], str]] = {
 
 
 def _wrap(text: str, width: int = 118) -> str:
-    """Prose lines wrapped at ``width`` like the pages around them; table rows kept whole."""
-    out = []
-    for line in text.splitlines():
-        if line.startswith("|") or len(line) <= width:
-            out.append(line)
-        else:
-            lead = "  " if line.startswith("- ") else ""
-            out.append(textwrap.fill(line, width, subsequent_indent=lead, break_long_words=False,
-                                     break_on_hyphens=False))
-    return "\n".join(out)
+    """Paragraphs wrapped at ``width`` like the pages around them; table rows and list items (as the book's own
+    generated lists, e.g. :func:`~revgnn.book.claims.claims_markdown`) kept whole."""
+    return "\n".join(line if line.startswith(("|", "- ")) or len(line) <= width else
+                     textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+                     for line in text.splitlines())
 
 
 def render(name: str, root: Path = REPO_ROOT) -> str:
