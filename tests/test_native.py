@@ -426,7 +426,8 @@ def test_other_builds_pass_the_exactness_tests(variant, tmp_path):
     if variant == "avx2" and have not in ("AVX2", "AVX512") or variant == "avx512" and have != "AVX512":
         pytest.skip(f"this CPU has no {variant} ({have})")
     env = {**os.environ, "REVGNN_NATIVE_ISA": variant, "TORCH_EXTENSIONS_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    check = "from revgnn.nn import native; assert native.load() is not None, native.error(); print(native._state['isa'])"
+    check = ("from revgnn.nn import native; assert native.load() is not None, native.error(); "
+             "print(native._state['isa'])")
     run = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0 and run.stdout.split() == [variant], f"the {variant} build loads: {run.stderr[-2000:]}"
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", str(Path(__file__)),
