@@ -39,28 +39,13 @@ rebuilt activations carry no graph and the second-order terms would silently van
 ``per_group`` tensors that require grad get their gradient.
 
 Float32 drift: the inverse (eq. 2) is exact in real arithmetic only. Each rebuilt input carries the rounding of one
-block call and one subtraction, and every inverse below amplifies it, so a float32 gradient drifts with depth. At
-L=1001 (synthetic-proteins N=200, E=1,000, D=16, C=2, max aggregation, ``benchmarks/drift.py``,
-``results/drift.json``) all gradients together are 7.7e-4 from the float64 truth and the worst tensor 1.1e-2; plain
-float32 autograd is 3.1e-5 (worst 3.4e-3: with max aggregation a last-bit difference can flip a near-tie and send a
-gradient to another edge, in plain float32 too); PyG's ``GroupAddRev`` drifts exactly as this engine does. The
-option ``anchor_every=K`` keeps the exact input of layers 0, K, 2K, ... (ceil(L/K) tensors of (N, D)) and uses it in
-backward in place of the rebuilt one, so the drift accumulates over at most K layers (memory of one forward +
-backward; "start" = parameters and graph, alive before):
-
-====================  ==================  ======================  ======================  ===================
-K                     error vs float64    error vs plain float32  saved for backward      peak - start bytes
-====================  ==================  ======================  ======================  ===================
-none                  7.7e-4              7.7e-4                  0.16 MB                 4.3 MB
-250                   3.1e-5              2.0e-5                  0.22 MB                 4.4 MB
-100                   3.1e-5              2.4e-7                  0.30 MB                 4.4 MB
-25                    3.1e-5              1.5e-7                  0.68 MB                 4.8 MB
-10                    3.1e-5              1.5e-7                  1.45 MB                 5.6 MB
-1 (every input)       3.1e-5              0                       13.0 MB                 17.1 MB
-plain autograd        3.1e-5              0                       250 MB                  250 MB
-====================  ==================  ======================  ======================  ===================
-
-K = 100 already gives plain float32 autograd's gradient to 2e-7 for 0.14 MB more; K = 1 reproduces it bit for bit.
+block call and one subtraction, and every inverse below amplifies it, so a float32 gradient drifts with depth (with
+max aggregation a last-bit difference can also flip a near-tie and send a gradient to another edge, in plain float32
+autograd too); PyG's ``GroupAddRev`` drifts exactly as this engine does. The option ``anchor_every=K`` keeps the exact
+input of layers 0, K, 2K, ... (ceil(L/K) tensors of (N, D)) and uses it in backward in place of the rebuilt one, so
+the drift accumulates over at most K layers; ``K = 1`` reproduces plain float32 autograd bit for bit. The drift and
+the memory of each K at L = 1001 are measured by ``benchmarks/drift.py`` (``results/drift.json``; its figures are
+quoted in ``results/README.md``).
 """
 from __future__ import annotations
 
