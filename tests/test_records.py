@@ -148,5 +148,32 @@ def test_a_changed_record_changes_its_passage(tmp_path):
     for row in content["rows"]:
         if row["label"] == "rev" and row["mode"] == "train":
             row["peak_bytes"] += 10_000 * row["x"]
+            row["peak_above_state_bytes"] += 10_000 * row["x"]
     path.write_text(json.dumps(content))
     assert quotes.render("readme-measured", tmp_path) != quotes.render("readme-measured")
+
+
+def test_regenerate_runs_the_command_then_check_finds_the_record_fresh(tmp_path):
+    """`revgnn records regenerate` runs the registered command from the repository root and writes the record's
+    fingerprint; check then finds it fresh, and a record whose fingerprint no longer matches stale."""
+    from revgnn.measure.registry import Record
+
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "benchmarks" / "fake.py").write_text(
+        "import json, sys\n"
+        "json.dump({'provenance': {'command': 'python benchmarks/fake.py'}, 'seconds': 1.0},"
+        " open('results/fake.json', 'w'))\n")
+    record = Record("fake", "results/fake.json", "python benchmarks/fake.py", ("timing",), "a fake timing", 1,
+                    "none", (), models=(("tiny", ModelConfig("rev", 1, 8), True),), cpu="any")
+    assert freshness.check(record, parse_train_command, tmp_path) == [
+        "results/fake.json does not exist; write it with `python benchmarks/fake.py`"]
+    done = freshness.regenerate(record, parse_train_command, tmp_path)
+    assert done["seconds"] > 0 and len(done["loadavg_start"]) == 3
+    content = json.loads((tmp_path / "results" / "fake.json").read_text())
+    assert content["fingerprint"]["models"]["tiny"]["loss"], "the fingerprint of its computation is written"
+    assert freshness.check(record, parse_train_command, tmp_path) == [], "a regenerated record is fresh"
+    content["fingerprint"]["models"]["tiny"]["loss"][0] *= 1.001
+    (tmp_path / "results" / "fake.json").write_text(json.dumps(content))
+    problems = freshness.check(record, parse_train_command, tmp_path)
+    assert problems and "model numbers of 'tiny'" in problems[0]
