@@ -2,6 +2,7 @@
 #   make book   executes every notebook (shipped data) and builds the Jupyter Book in _build/html; a notebook whose
 #               notebook, parameters, files read and environment are unchanged comes from the cache (FRESH=1: none)
 #   make test   runs pytest for the package (the browser test builds the smoke book) and nbmake for the notebooks
+#   make records regenerates the records of results/ that today's code no longer gives (results/README.md)
 # They need npm (MathJax, once) and, for the browser test, Chromium (`make browser` installs it as root).
 # Both create .venv on first use. GPU users choose their torch build, e.g.
 #   make setup TORCH_SPEC="torch==2.5.1" PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cu121"
@@ -20,7 +21,7 @@ OMP_NUM_THREADS ?= 1
 export OMP_NUM_THREADS
 STAMP := $(VENV)/.revgnn-installed
 
-.PHONY: setup browser test test-fast book clean lint
+.PHONY: setup browser test test-fast book clean lint records
 
 setup: $(STAMP)
 
@@ -48,6 +49,13 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check revgnn tests benchmarks
+
+# Regenerate every record of results/ that today's code no longer gives (revgnn records check says which and why),
+# then the numbers that README.md, results/README.md and the book's pages quote from them. A timing record is only
+# re-timed on an idle machine of the CPU it names (revgnn records regenerate NAME --force overrides).
+records: $(STAMP)
+	$(BIN)/revgnn records regenerate stale
+	$(BIN)/python -m revgnn.book.quotes
 
 book: $(STAMP)
 	$(BIN)/python -m revgnn.book --params "$(PARAMS)" $(if $(filter 1 yes true,$(FRESH)),--fresh)

@@ -34,6 +34,7 @@ CASES = [  # (model, L, D, nodes, edges)
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small-graph cases only")
+    p.add_argument("--out", default="rss_crosscheck.json", help="output file name under results/ (or a path)")
     args = p.parse_args(argv)
     rows, t0 = [], time.time()
     for model, L, D, n, e in CASES[:4] if args.quick else CASES:
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
         rss = "unavailable" if rec.rss_step_bytes is None else \
             f"+{rec.rss_step_bytes / 2**20:.1f} MiB (ratio {row['rss_over_profiler']:.3f})"
         print(f"{model} L={L} D={D} N={n}: profiler +{inc / 2**20:.1f} MiB, RSS {rss}", flush=True)
-    path = save("rss_crosscheck.json", {"benchmark": "rss_crosscheck", "provenance": provenance("cpu"),
+    path = save(args.out, {"benchmark": "rss_crosscheck", "provenance": provenance("cpu"),
                                         "rows": rows, "seconds": time.time() - t0})
     print(f"wrote {path}")
     return 0

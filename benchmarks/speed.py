@@ -19,6 +19,7 @@ step per model (revgnn.measure.memory.measure_step). Writes results/speed[_<devi
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.nodes, args.edges, args.repeats = 1_000, 50_000, 5
     device = torch.device(args.device)
-    t_start = time.time()
+    t_start, load_start = time.time(), os.getloadavg()
     data = synthetic_graph(args.nodes, args.edges, seed=0)
     check = gradient_check(synthetic_graph(200, 2_000, seed=1))
     print("gradient check", check, flush=True)
@@ -180,6 +181,7 @@ def main(argv=None) -> int:
                              "met": ratios["rev/pyg-groupaddrev"] <= 0.85 and pyg_peak_ratio <= 1.0},
         },
         "seconds": time.time() - t_start,
+        "load_average": {"start": load_start, "end": os.getloadavg()},  # 1/5/15 min: the times move with the load
     }
     return write_result("speed", args.device, args.out, result)
 

@@ -12,6 +12,7 @@ Writes results/threads.json with the machine's load average before and after.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -28,21 +29,24 @@ TORCH_DEFAULT = torch.get_num_threads()  # before revgnn sets anything
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance, save  # noqa: E402
 
+from revgnn.cli import build_parser  # noqa: E402
+from revgnn.commands.train import model_config, train_config  # noqa: E402
 from revgnn.data.datasets import load_dataset  # noqa: E402
-from revgnn.nn.presets import ModelConfig  # noqa: E402
-from revgnn.training.config import TrainConfig  # noqa: E402
 from revgnn.training.loop import fit  # noqa: E402
 
-WORKLOADS = {  # name: (command it equals, dataset, epochs)
+WORKLOADS = {  # name: (the command each run is, dataset, epochs)
     "cora": ("revgnn train --dataset cora --layers 4 --channels 64 --epochs 1", "cora", 1),
     "synthetic-proteins": ("revgnn train --dataset synthetic-proteins --layers 4 --channels 64 --epochs 1",
                            "synthetic-proteins", 1),
 }
 
 
-def one_run(ds, epochs: int, threads: int | None) -> dict:
-    tcfg = TrainConfig(dataset=ds.name, epochs=epochs, progress=False, threads=threads)
-    rec = fit(ModelConfig("rev", num_layers=4, hidden_channels=64), tcfg, ds)["runs"][0]
+def one_run(command: str, ds, epochs: int, threads: int | None) -> dict:
+    """One run of ``command`` as the command line reads it (the dataset's recipe included), ``epochs`` epochs, with
+    ``threads`` torch threads (None: revgnn's policy)."""
+    args = build_parser().parse_args(command.split()[1:])
+    tcfg = dataclasses.replace(train_config(args), epochs=epochs, progress=False, threads=threads)
+    rec = fit(model_config(args), tcfg, ds)["runs"][0]
     return {"seconds": rec["wall_time_s"], "torch_threads": rec["torch_threads"],
             "threads_source": rec["threads_source"]}
 
@@ -56,11 +60,11 @@ def main() -> int:
     rows = {}
     for name, (command, dataset, epochs) in WORKLOADS.items():
         ds = load_dataset(dataset)
-        one_run(ds, 1, None)  # warm-up
+        one_run(command, ds, 1, None)  # warm-up
         times = {arm: [] for arm in arms}
         for r in range(args.repeats):
             for arm in (list(arms) if r % 2 == 0 else list(reversed(arms))):
-                times[arm].append(one_run(ds, epochs, arms[arm]))
+                times[arm].append(one_run(command, ds, epochs, arms[arm]))
                 print(name, arm, times[arm][-1], os.getloadavg(), flush=True)
         med = {arm: statistics.median(t["seconds"] for t in times[arm]) for arm in arms}
         rows[name] = {"command": command, "runs": times, "median_seconds": med,

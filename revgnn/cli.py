@@ -1,4 +1,4 @@
-"""The ``revgnn`` command line: ``params``, ``train``, ``data``, ``memory``, ``evaluate``.
+"""The ``revgnn`` command line: ``params``, ``train``, ``data``, ``memory``, ``evaluate``, ``records``.
 
 Each subcommand lives in ``revgnn.commands.<name>`` with ``add_parser(subparsers)`` and ``run(args) -> int``.
 Building the parser imports no torch (each command imports what it needs in ``run``), so ``--help`` and argument
@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 
-COMMANDS = ("params", "train", "data", "memory", "evaluate")
+COMMANDS = ("params", "train", "data", "memory", "evaluate", "records")
 
 
 class OneLineParser(argparse.ArgumentParser):

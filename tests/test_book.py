@@ -23,7 +23,7 @@ from revgnn.book import (
     memory_reading,
     reproduce_reading,
 )
-from revgnn.book.claims import README_BEGIN, README_END
+from revgnn.book.quotes import render as render_passage
 
 ROOT = Path(__file__).resolve().parents[1]
 FIG1 = ROOT / "results" / "accuracy_fig1.json"
@@ -46,9 +46,9 @@ def test_record_readme_and_pages_show_the_one_claims_checker():
     assert committed == json.loads(json.dumps(claim_records(rows))), \
         "the record's claims are check_claims' output on its own rows (rescore with benchmarks/accuracy.py --rescore)"
     readme = (ROOT / "results" / "README.md").read_text()
-    block = readme[readme.index(README_BEGIN) + len(README_BEGIN):readme.index(README_END)].strip()
-    assert block == claims_markdown(check_claims(accuracy_records(FIG1))), \
-        "results/README.md shows check_claims' verdicts on the committed record, word for word"
+    assert render_passage("results-claims").strip() == claims_markdown(check_claims(accuracy_records(FIG1))), \
+        "the results-claims passage is check_claims' verdicts on the committed record, word for word"
+    assert render_passage("results-claims") in readme, "results/README.md shows that passage"
     for name in ("fig1_auc_vs_memory", "table_112_layers"):
         source = "\n".join(c.source for c in nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", 4).cells)
         assert "claims_markdown(check_claims(committed))" in source, f"{name} shows the same checker's verdicts"
@@ -325,3 +325,31 @@ def test_fig4_reads_the_committed_solves_at_each_cap():
     first = record["fig4"]["runs"][0]["forward"]["residual_after"][str(caps[-1])]
     assert f"{first:.1e}" in rows[-1], "the residuals are the record's"
     assert deq_caps_reading({}) == "", "no fig4 section, nothing said"
+
+
+def test_fig4_shows_the_committed_solves_only_at_their_own_setting():
+    """A smoke or parameter book does not show the default book's DEQ-GNN solves as its own (issue 26)."""
+    from revgnn.book import deq_caps_reading
+
+    record = json.loads((ROOT / "results" / "deq_convergence.json").read_text())
+    fig4 = record["fig4"]
+    same = {"caps": fig4["caps"], "hidden_channels": fig4["hidden_channels"],
+            "num_nodes": fig4["graph"]["num_nodes"], "num_edges": fig4["graph"]["num_edges"], "fused": fig4["fused"]}
+    assert "| iteration cap |" in deq_caps_reading(record, "results/deq_convergence.json", same)
+    smoke = dict(same, caps=[1, 2, 4], hidden_channels=8, num_nodes=200)
+    text = deq_caps_reading(record, "results/deq_convergence.json", smoke)
+    assert "| iteration cap |" not in text and "not shown here" in text and "hidden_channels 16 (committed)" in text
+
+
+def test_weight_tying_is_not_judged_where_it_ties_nothing():
+    """At L <= 2 a weight-tied model has as many distinct layers as its untied twin: its trade-off is not judged."""
+    rows = [_row("res", 0.70, None, 48_000, 50 * MiB, num_layers=2), _row("wt-res", 0.69, None, 48_000, 50 * MiB,
+                                                                          num_layers=2),
+            _row("rev", 0.71, None, 31_000, 17 * MiB, num_layers=2), _row("wt-rev", 0.70, None, 31_000, 17 * MiB,
+                                                                          num_layers=2)]
+    verdicts = {c["key"]: c for c in check_claims(rows)}
+    for key in ("wt-res-trades-against-res", "wt-rev-trades-against-rev"):
+        assert verdicts[key]["holds"] is None and "not judged at L = 2" in verdicts[key]["finding"], verdicts[key]
+    assert verdicts["wt-rev-less-memory-than-wt-res"]["holds"] is True, "tied against tied is still compared"
+    deeper = [dict(r, num_layers=3) for r in rows]
+    assert _verdicts(deeper)["wt-res-trades-against-res"] is not None, "from L = 3 on it is judged"

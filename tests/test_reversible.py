@@ -454,3 +454,125 @@ def test_anchor_option_through_the_model_config():
 def test_bad_anchor_every_is_rejected(bad):
     with pytest.raises(ValueError, match="anchor_every must be None"):
         ReversibleStack([blocks(8, 2)], 2, anchor_every=bad)
+
+
+def _backward_events(model, step):
+    """``step()`` runs forward and backward; returns the backward's events in order: ``("run", l)`` when a group
+    block of layer l is called with grad (its recomputation) and ``("grad", l)`` when a parameter of layer l has
+    received its gradient in ``.grad`` (a post-accumulate hook, where DDP's reducer and optimisers in backward
+    listen)."""
+    events, handles = [], []
+    owner = {}
+    for l, layer in enumerate(model.stack.layers):
+        for block in layer:
+            handles.append(block.register_forward_hook(
+                lambda m, a, o, l=l: events.append(("run", l)) if torch.is_grad_enabled() else None))
+            for p in block.parameters():
+                owner.setdefault(p, l)  # a tied parameter belongs to the first layer that uses it
+    for p, l in owner.items():
+        handles.append(p.register_post_accumulate_grad_hook(lambda p, l=l: events.append(("grad", l))))
+    try:
+        step()
+    finally:
+        for h in handles:
+            h.remove()
+    return events
+
+
+def _loss_step(model, x, ei, ea, sp):
+    return lambda: model(x, ei, ea, sp).pow(2).sum().backward()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_gradients_leave_each_layer_as_they_are_made(fused):
+    """A layer's parameter gradients reach .grad before the layer below is recomputed: at most one layer's
+    gradients are in flight, so the gradient transient does not grow with depth (issue 26)."""
+    x, ei, ea, sp = graph()
+    torch.manual_seed(0)
+    L = 6
+    model = RevGNN(8, 12, 3, L, 2, dropout=0.1, edge_dim=8, num_species=8, fused=fused)
+    events = _backward_events(model, _loss_step(model, x, ei, ea, sp))
+    per_layer = len(list(model.stack.layers[0].parameters()))
+    for l in range(L):
+        grads = [k for k, e in enumerate(events) if e == ("grad", l)]
+        assert len(grads) == per_layer, f"every parameter of layer {l} gets its gradient once"
+        if l > 0:
+            below = events.index(("run", l - 1))
+            assert max(grads) < below, f"layer {l}'s gradients are in .grad before layer {l - 1} is recomputed"
+
+
+def test_weight_tied_gradients_are_summed_once_and_handed_over_once():
+    """WT-RevGNN: the tied layer's parameters receive one gradient, summed over layers 2..L (autograd sums it, one
+    copy of one layer's parameters), and the untied first layer's after it."""
+    x, ei, ea, sp = graph()
+    torch.manual_seed(0)
+    model = WTRevGNN(8, 12, 3, 5, 2, dropout=0.1, edge_dim=8, num_species=8)
+    events = _backward_events(model, _loss_step(model, x, ei, ea, sp))
+    tied = [k for k, e in enumerate(events) if e == ("grad", 1)]
+    first = [k for k, e in enumerate(events) if e == ("grad", 0)]
+    assert len(tied) == len(list(model.stack.layers[1].parameters())), "each tied parameter's hook fires once"
+    assert events.index(("run", 1)) < min(tied) and max(tied) < min(first), "... after its last use, layer 1"
+
+
+def test_accumulate_path_hands_gradients_over_per_layer():
+    """--accumulate (revgnn.training.distributed.train_epoch) runs the same backward: per-layer hand-over, and the
+    accumulated step equals the mean of the parts' gradients (test_distributed checks the mean)."""
+    from revgnn.training import distributed
+
+    x, ei, ea, sp = graph()
+    torch.manual_seed(0)
+    L = 4
+    model = RevGNN(8, 12, 3, L, 2, dropout=0.1, edge_dim=8, num_species=8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    parts = [(k, None, None) for k in range(2)]
+
+    def step():
+        distributed.train_epoch(model, opt, parts, lambda b, m: model(x, ei, ea, sp).pow(2).mean(), 2, None, 0, 0)
+
+    events = _backward_events(model, step)
+    for l in range(1, L):
+        starts = [k for k, e in enumerate(events) if e == ("run", l - 1)]
+        grads = [k for k, e in enumerate(events) if e == ("grad", l)]
+        assert len(grads) == 2 * len(list(model.stack.layers[l].parameters())), "once per part"
+        assert grads[len(grads) // 2 - 1] < starts[0] and grads[-1] < starts[len(starts) // 2], \
+            f"in each part's backward, layer {l}'s gradients leave before layer {l - 1} is recomputed"
+
+
+def test_ddp_reducer_hooks_fire_during_the_reversible_backward(tmp_path):
+    """torch's DistributedDataParallel (gloo, one rank): its reducer is told of each layer's gradients as they are
+    made, so buckets are reduced before the first layer is recomputed (communication can overlap backward), and the
+    gradients equal those of the model without DDP."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    x, ei, ea, sp = graph()
+    torch.manual_seed(0)
+    model = RevGNN(8, 12, 3, 6, 2, dropout=0.0, edge_dim=8, num_species=8)
+    ref = copy.deepcopy(model)
+    _loss_step(ref, x, ei, ea, sp)()
+    runs, reduced = [], []
+
+    def hook(state, bucket):
+        reduced.append(len(runs))  # block recomputations so far
+        fut = torch.futures.Future()
+        fut.set_result(bucket.buffer())
+        return fut
+
+    handles = [b.register_forward_hook(lambda m, a, o: runs.append(1) if torch.is_grad_enabled() else None)
+               for layer in model.stack.layers for b in layer]
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(model, bucket_cap_mb=0.002)  # small buckets: several per backward
+        ddp.register_comm_hook(None, hook)
+        for _ in range(2):  # DDP orders its buckets by the first backward's arrival order and uses them from the second
+            model.zero_grad(set_to_none=True)
+            runs.clear(), reduced.clear()
+            ddp(x, ei, ea, sp).pow(2).sum().backward()
+    finally:
+        dist.destroy_process_group()
+        for h in handles:
+            h.remove()
+    assert len(reduced) > 2 and min(reduced) < len(runs) / 2, \
+        f"DDP reduces buckets while the backward still recomputes layers ({reduced} of {len(runs)} block calls)"
+    for (n, a), b in zip(model.named_parameters(), ref.parameters()):
+        assert torch.equal(a.grad, b.grad), f"{n}: DDP on one rank gives the same gradient"

@@ -33,3 +33,12 @@ def test_committed_records_name_their_kernel(tmp_path):
     fig = plot_step_vs_edges(rows)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any("native kernel" in t for t in labels) and any("pure-torch kernel" in t for t in labels), labels
+
+
+def test_committed_records_are_named_from_the_repository_root():
+    """A page names a committed record by its path in the repository, never by the build machine's absolute path."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    rows = load_edge_records(root / "results" / "fused_sweep.json", [root / "results" / "fused_memory_cli.json"])
+    assert rows and {r["source"] for r in rows} == {"results/fused_sweep.json", "results/fused_memory_cli.json"}

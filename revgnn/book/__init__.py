@@ -8,6 +8,9 @@ Modules, imported one way (a module imports only those before it):
 - :mod:`~revgnn.book.figures`: plots and tables;
 - :mod:`~revgnn.book.prose`: the "Reading the figure" text, computed from the plotted records;
 - :mod:`~revgnn.book.sources`: committed records or a fresh run, "plotted from" tables, rerun notes;
+- :mod:`~revgnn.book.headlines` and :mod:`~revgnn.book.quotes`: every figure of ours that ``README.md``,
+  ``results/README.md`` and the static pages state, generated from the registered records
+  (``python -m revgnn.book.quotes``);
 - :mod:`~revgnn.book.offline`: MathJax from the build, and no page loading anything from another host;
 - :mod:`~revgnn.book.trace`: what a notebook's kernel reads (an audit hook), the inputs of its cache key;
 - :mod:`~revgnn.book.cache`: a notebook runs again only when its notebook, parameters, inputs or environment changed;

@@ -194,13 +194,26 @@ def _sci(value) -> str:
     return "–" if value is None else f"{value:.1e}"
 
 
-def deq_caps_reading(record: dict, source: str = "") -> str:
+def deq_caps_reading(record: dict, source: str = "", asked: dict | None = None) -> str:
     """DEQ-GNN's solves at the iteration caps of Fig. 4, from a committed ``benchmarks/deq_convergence.py`` record
     (its ``fig4`` section): the relative residual after each cap, forward and backward, per seed, and how many
-    iterations each needed to come within 1e-4. '' when the record has no ``fig4`` section."""
+    iterations each needed to come within 1e-4. '' when the record has no ``fig4`` section.
+
+    Args:
+        asked: the page's own setting (``caps``, ``hidden_channels``, ``num_nodes``, ``num_edges``, ``fused``); where
+            the record's differs, one sentence says so instead of showing another setting's solves as the page's.
+    """
     fig4 = record.get("fig4")
     if not fig4:
         return ""
+    graph = fig4.get("graph") or {}
+    have = {"caps": list(fig4.get("caps") or []), "hidden_channels": fig4.get("hidden_channels"),
+            "num_nodes": graph.get("num_nodes"), "num_edges": graph.get("num_edges"), "fused": fig4.get("fused")}
+    differ = [f"{k} {have[k]} (committed) != {v} (this page)" for k, v in (asked or {}).items()
+              if k in have and have[k] != (sorted(v) if k == "caps" else v)]
+    if differ:
+        return (f"The committed solves{f' (`{source}`)' if source else ''} are at another setting than this page's "
+                f"({'; '.join(differ)}), so they are not shown here; this page's own solves are summarised above.")
     runs = fig4["runs"]
     rows = []
     for cap in fig4["caps"]:

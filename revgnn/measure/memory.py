@@ -18,14 +18,14 @@ runs one training step (forward, BCE loss, backward, optimizer step) of a model 
   their gradients, optimizer state, the graph), parameter gradients on their way to ``.grad`` left out: the
   activations and the transients of the layers, the quantity the complexity table is about.
 - ``gradient_transient_bytes``: the most parameter-gradient bytes in flight at once during backward, i.e. returned
-  by autograd but not yet added into ``.grad``. The reversible engine returns every layer's parameter gradients
-  together at the end of its backward, so this is one copy of the stack's parameters, O(L D^2).
+  by autograd but not yet added into ``.grad``. The reversible engine hands each layer's gradients over as it makes
+  them (:mod:`revgnn.nn.reversible`), so this is about one layer's parameters (or the output head's), whatever L.
 - ``optimizer_transient_bytes``: the peak of ``optimizer.step()`` above what was alive when it began.
 - ``step_seconds``: median wall time of ``repeats`` un-instrumented steps.
 
 ``peak_bytes`` is the total, as the paper plots it; ``peak_bytes - state_bytes`` (``peak_above_state_bytes``)
-contains the graph, the activations and the gradient transient, so it grows as O(L D^2) for RevGNN where
-``activation_peak_bytes`` stays flat. On CPU the split comes from the same allocator events as the peak: the step
+contains the graph, the activations and the gradient transient; for RevGNN both it and ``activation_peak_bytes``
+are flat in L. On CPU the split comes from the same allocator events as the peak: the step
 is cut at a ``record_function`` mark before ``optimizer.step()``, and a hook on each parameter marks the storage of
 the gradient it receives, whose allocation and free are then counted as gradient, not activation. On CUDA the two
 phases are read with ``torch.cuda.max_memory_allocated`` (reset between them), so ``activation_peak_bytes``

@@ -20,6 +20,8 @@ from revgnn.training.budget import floor_bytes
 
 __all__ = ["edge_sweep", "load_edge_records", "plot_step_vs_edges"]
 
+ROOT = Path(__file__).resolve().parents[2]  # the repository root, against which record paths are shown
+
 
 def edge_sweep(num_nodes: int, edge_counts: Sequence[int], config: ModelConfig, seed: int = 0,
                repeats: int = 1, pyg_max_edges: int | None = None) -> list[dict]:
@@ -65,13 +67,19 @@ def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] =
     """
     from revgnn.training.records import read_json
 
+    def shown(path: Path) -> str:  # relative to the repository root where it lies there: no build paths on a page
+        try:
+            return path.resolve().relative_to(ROOT).as_posix()
+        except ValueError:
+            return str(path)
+
     records = []
     path = Path(sweep_file)
     if path.is_file():
         result = read_json(path)
         for row in result["rows"]:
             records.append({**row, "kernel": _kernel_of(row.get("config", row), row["fused"]),
-                            "step_seconds": row.get("step_seconds_profiled"), "source": str(path),
+                            "step_seconds": row.get("step_seconds_profiled"), "source": shown(path),
                             "peak_kind": "tensors", "provenance": result.get("provenance", {})})
     for f in full_files:
         f = Path(f)
@@ -85,7 +93,7 @@ def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] =
                                                                                      m["model"].get("fused", True)),
                                 "peak_kind": "tensors", "step_seconds": m["step_seconds"],
                                 "floor_bytes": r["floor_bytes"], "layers": m["model"]["num_layers"],
-                                "channels": m["model"]["hidden_channels"], "source": str(f),
+                                "channels": m["model"]["hidden_channels"], "source": shown(f),
                                 "provenance": r.get("provenance", {})})
                 continue
             tensors = r.get("peak_tensor_bytes")
@@ -96,7 +104,7 @@ def load_edge_records(sweep_file: str | Path, full_files: Sequence[str | Path] =
                             "peak_kind": "tensors" if tensors is not None else "resident",
                             "step_seconds": r["step_seconds"], "floor_bytes": r["floor_bytes"],
                             "layers": r["config"]["num_layers"], "channels": r["config"]["hidden_channels"],
-                            "source": str(f), "provenance": r.get("provenance", {})})
+                            "source": shown(f), "provenance": r.get("provenance", {})})
     return records
 
 

@@ -8,12 +8,20 @@ applies one block f_i per group::
     inverse   X_i  = X'_i - f_i(X'_{i-1})                 i = C..2
               X_1  = X'_1 - f_1(X_2 + ... + X_C)                            (eq. 2)
 
-:class:`ReversibleStack` runs L such layers inside one custom autograd function. The forward pass runs under
-``no_grad`` and keeps only the stack's output, so activation memory is O(ND) whatever L is. The backward pass walks
+:class:`ReversibleStack` runs each of its L layers as one custom autograd node. The forward passes run under
+``no_grad`` and only the top layer keeps its output, so activation memory is O(ND) whatever L is. The backward walks
 the layers from the top and, per group, calls f_i once *with* grad on the already known input X'_{i-1}: that one call
 gives both the inverse (X_i = X'_i - f_i(X'_{i-1})) and the vector-Jacobian product. Each group function therefore
 runs twice per training step (forward, then once in backward) instead of three times (forward, inverse,
-recompute) as in the official code and PyG's ``GroupAddRev``.
+recompute) as in the official code and PyG's ``GroupAddRev``. The rebuilt input passes to the layer below through a
+tape that the L nodes of one forward share.
+
+Gradients leave as they are made: each layer's node returns its parameters' gradients when its backward ends, and
+autograd adds them into ``.grad`` before the layer below is rebuilt (running the hooks that DDP's reducer and
+``register_post_accumulate_grad_hook`` listen on), so at most one layer's parameter gradients are in flight and the
+peak above the model state does not grow with L. A weight-tied block's gradient is summed by autograd over the layers
+that use it (one copy). The result is bit for bit that of one node for the whole stack: the same operations in the
+same order, only handed over earlier.
 
 Extra inputs have an explicit policy: ``*shared`` arguments (``edge_index``, an edge embedding) are passed whole to
 every block; ``per_group`` arguments (a shared dropout mask) are split along the channel dimension like X. Shared
@@ -31,28 +39,13 @@ rebuilt activations carry no graph and the second-order terms would silently van
 ``per_group`` tensors that require grad get their gradient.
 
 Float32 drift: the inverse (eq. 2) is exact in real arithmetic only. Each rebuilt input carries the rounding of one
-block call and one subtraction, and every inverse below amplifies it, so a float32 gradient drifts with depth. At
-L=1001 (synthetic-proteins N=200, E=1,000, D=16, C=2, max aggregation, ``benchmarks/drift.py``,
-``results/drift.json``) all gradients together are 7.7e-4 from the float64 truth and the worst tensor 1.1e-2; plain
-float32 autograd is 3.1e-5 (worst 3.4e-3: with max aggregation a last-bit difference can flip a near-tie and send a
-gradient to another edge, in plain float32 too); PyG's ``GroupAddRev`` drifts exactly as this engine does. The
-option ``anchor_every=K`` keeps the exact input of layers 0, K, 2K, ... (ceil(L/K) tensors of (N, D)) and uses it in
-backward in place of the rebuilt one, so the drift accumulates over at most K layers (memory of one forward +
-backward; "start" = parameters and graph, alive before):
-
-====================  ==================  ======================  ======================  ===================
-K                     error vs float64    error vs plain float32  saved for backward      peak - start bytes
-====================  ==================  ======================  ======================  ===================
-none                  7.7e-4              7.7e-4                  0.16 MB                 4.3 MB
-250                   3.1e-5              2.0e-5                  0.22 MB                 4.4 MB
-100                   3.1e-5              2.4e-7                  0.30 MB                 4.4 MB
-25                    3.1e-5              1.5e-7                  0.68 MB                 4.8 MB
-10                    3.1e-5              1.5e-7                  1.45 MB                 5.6 MB
-1 (every input)       3.1e-5              0                       13.0 MB                 17.1 MB
-plain autograd        3.1e-5              0                       250 MB                  250 MB
-====================  ==================  ======================  ======================  ===================
-
-K = 100 already gives plain float32 autograd's gradient to 2e-7 for 0.14 MB more; K = 1 reproduces it bit for bit.
+block call and one subtraction, and every inverse below amplifies it, so a float32 gradient drifts with depth (with
+max aggregation a last-bit difference can also flip a near-tie and send a gradient to another edge, in plain float32
+autograd too); PyG's ``GroupAddRev`` drifts exactly as this engine does. The option ``anchor_every=K`` keeps the exact
+input of layers 0, K, 2K, ... (ceil(L/K) tensors of (N, D)) and uses it in backward in place of the rebuilt one, so
+the drift accumulates over at most K layers; ``K = 1`` reproduces plain float32 autograd bit for bit. The drift and
+the memory of each K at L = 1001 are measured by ``benchmarks/drift.py`` (``results/drift.json``; its figures are
+quoted in ``results/README.md``).
 """
 from __future__ import annotations
 
@@ -110,107 +103,120 @@ def _call(block: nn.Module, seed: int | None, device: torch.device, x: Tensor, s
         return block(x, *shared, *group)
 
 
-class _ReversibleFunction(torch.autograd.Function):
-    """Runs all L layers without storing activations; rebuilds them layer by layer in backward."""
+class _Tape:
+    """What the L layer nodes of one forward share in backward.
+
+    The forward keeps only the stack's output; in backward each layer rebuilds its own input and leaves it here for
+    the layer below (``ys``, C chunks of (N, D/C)), so no layer stores an activation. The gradients of the shared and
+    per-group inputs are summed here over all layers, in place, and handed over by layer 0.
+    """
+
+    def __init__(self, stack: ReversibleStack, seeds, num_shared: int, num_group: int, shared_group: list):
+        self.stack, self.seeds = stack, seeds
+        self.num_shared, self.num_group = num_shared, num_group
+        self.tensor_slots = [isinstance(t, Tensor) for t in shared_group]  # tensors are saved, the rest kept here
+        self.constants = [None if isinstance(t, Tensor) else t for t in shared_group]
+        self.versions = record_versions(stack)
+        self.ys: list[Tensor] | None = None          # C x (N, D/C): the output of the layer whose backward is next
+        self.grad_shared: list[Tensor | None] = []
+        self.grad_group: list[list[Tensor | None]] = []
+
+
+class _LayerFunction(torch.autograd.Function):
+    """One reversible layer as one autograd node: the forward stores nothing but the top layer's output; the
+    backward rebuilds the layer's input by the inverse and returns the layer's parameter gradients at once."""
 
     @staticmethod
-    def forward(ctx, stack: ReversibleStack, seeds, num_shared: int, num_group: int, x: Tensor, *rest):
-        shared = rest[:num_shared]
-        group_args = rest[num_shared:num_shared + num_group]
-        params = rest[num_shared + num_group:]
-        C, K = stack.num_groups, stack.anchor_every
-        group_chunks = [_chunk(a, C) for a in group_args]  # per arg: C chunks of (N, D/C)
-        anchors = []                                       # exact inputs of layers 0, K, 2K, ...: each (N, D)
-        with torch.no_grad():
-            y = x
-            for layer_idx, layer in enumerate(stack.layers):
-                if K is not None and layer_idx % K == 0:
-                    anchors.append(y)
-                y = _layer_forward(layer, y, shared, group_chunks, C, seeds, layer_idx)
-        tensors = [t if isinstance(t, Tensor) else None for t in shared + group_args]
-        ctx.save_for_backward(y, *anchors, *[t for t in tensors if t is not None])
-        ctx.num_anchors, ctx.anchor_every = len(anchors), K
-        ctx.tensor_slots = [t is not None for t in tensors]
-        ctx.constants = [None if isinstance(t, Tensor) else t for t in shared + group_args]
-        ctx.stack, ctx.seeds = stack, seeds
-        ctx.num_shared, ctx.num_group, ctx.num_params = num_shared, num_group, len(params)
-        ctx.param_index = {id(p): k for k, p in enumerate(params)}
-        ctx.versions = record_versions(stack)
+    def forward(ctx, tape: _Tape, layer_idx: int, x: Tensor, *rest):
+        stack, C, K = tape.stack, tape.stack.num_groups, tape.stack.anchor_every
+        args = rest[:tape.num_shared + tape.num_group]
+        shared, group_args = args[:tape.num_shared], args[tape.num_shared:]
+        y = _layer_forward(stack.layers[layer_idx], x, shared, [_chunk(a, C) for a in group_args], C, tape.seeds,
+                           layer_idx)
+        ctx.tape, ctx.layer_idx = tape, layer_idx
+        ctx.top = layer_idx == stack.num_layers - 1
+        ctx.anchor = K is not None and layer_idx % K == 0  # keep this layer's exact input (see anchor_every)
+        ctx.num_params = len(rest) - len(args)
+        ctx.save_for_backward(*([y] if ctx.top else []), *([x] if ctx.anchor else []),
+                              *[t for t in args if isinstance(t, Tensor)])
         return y
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):
         refuse_double_backward("the reversible engine", "use reversible=False (plain autograd) for gradient "
                                "penalties and other second-order terms")
-        check_versions(ctx.versions, "the reversible engine recomputes every block in backward")
+        tape, layer_idx = ctx.tape, ctx.layer_idx
+        stack, C = tape.stack, tape.stack.num_groups
+        ns, ng = tape.num_shared, tape.num_group
         saved = list(ctx.saved_tensors)
-        y = saved.pop(0)
-        K = ctx.anchor_every
-        anchors = {k * K: saved.pop(0) for k in range(ctx.num_anchors)}  # layer index -> its exact input (N, D)
-        args = [saved.pop(0) if slot else const for slot, const in zip(ctx.tensor_slots, ctx.constants)]
-        shared, group_args = args[:ctx.num_shared], args[ctx.num_shared:]
-        stack, C = ctx.stack, ctx.stack.num_groups
-        needs = ctx.needs_input_grad  # (stack, seeds, num_shared, num_group, x, *shared, *group, *params)
-        shared_req = [isinstance(t, Tensor) and needs[5 + k] for k, t in enumerate(shared)]
-        group_req = [needs[5 + ctx.num_shared + k] for k in range(ctx.num_group)]
-
+        needs = ctx.needs_input_grad  # (tape, layer_idx, x, *shared, *group, *params)
+        shared_req = [needs[3 + k] for k in range(ns)]
+        group_req = [needs[3 + ns + k] for k in range(ng)]
+        if ctx.top:  # the first layer to run backward: a fresh tape
+            check_versions(tape.versions, "the reversible engine recomputes every block in backward")
+            tape.ys = list(torch.chunk(saved.pop(0), C, dim=-1))
+            tape.grad_shared = [None] * ns
+            tape.grad_group = [[None] * C for _ in range(ng)]
+        anchor = _chunk(saved.pop(0) if ctx.anchor else None, C)   # the stored exact input, or C x None
+        args = [saved.pop(0) if slot else const for slot, const in zip(tape.tensor_slots, tape.constants)]
+        shared, group_args = args[:ns], args[ns:]
         shared_d = [t.detach().requires_grad_() if req else t for t, req in zip(shared, shared_req)]
         # each chunk its own leaf, so that autograd.grad can differentiate with respect to it
         group_chunks = [[c.detach().requires_grad_() for c in _chunk(a, C)] if req else _chunk(a, C)
                         for a, req in zip(group_args, group_req)]
-        grad_shared = [None] * len(shared)
-        grad_group = [[None] * C for _ in group_args]
-        grad_params: list[Tensor | None] = [None] * ctx.num_params
+        layer = stack.layers[layer_idx]
+        params = _layer_parameters(layer)
+        param_req = needs[3 + ns + ng:]
+        grad_params: list[Tensor | None] = [None] * len(params)
+        index = {id(p): k for k, p in enumerate(params)}
 
-        ys = list(torch.chunk(y, C, dim=-1))         # C x (N, D/C) outputs of the current layer
-        gys = list(torch.chunk(grad_y, C, dim=-1))   # dLoss/dX'_i
-        for layer_idx in range(len(stack.layers) - 1, -1, -1):
-            layer = stack.layers[layer_idx]
-            anchor = _chunk(anchors.get(layer_idx), C)  # the stored exact input, or C x None
-            xs: list[Tensor | None] = [None] * C
-            gxs: list[Tensor | None] = [None] * C
-            for i in range(C - 1, -1, -1):
-                block = layer[i]
-                # input of f_i: X'_{i-1} for i >= 2, X'_0 = X_2 + ... + X_C for i = 1 (eq. 1)
-                inp = ys[i - 1] if i > 0 else torch.stack(xs[1:]).sum(0)
-                inp = inp.detach().requires_grad_()
-                group_i = [ch[i] for ch in group_chunks]
-                block_params = [p for p in block.parameters() if p.requires_grad]
-                with torch.enable_grad():
-                    out = _call(block, _seed(ctx.seeds, layer_idx, i), y.device, inp, shared_d, group_i)
-                # inverse, eq. 2; at an anchor layer the stored input replaces the reconstruction (no drift below)
-                xs[i] = ys[i] - out.detach() if anchor[i] is None else anchor[i]
-                gxs[i] = gys[i]
-                wrt_shared = [t for t, req in zip(shared_d, shared_req) if req]
-                wrt_group = [t for t, req in zip(group_i, group_req) if req]
-                grads = torch.autograd.grad(out, [inp, *wrt_shared, *wrt_group, *block_params], gys[i],
-                                            allow_unused=True)
-                g_inp, rest = grads[0], grads[1:]
-                for k, req in enumerate(shared_req):
-                    if req:
-                        grad_shared[k] = _add(grad_shared[k], rest[0])
-                        rest = rest[1:]
-                for k, req in enumerate(group_req):
-                    if req:
-                        grad_group[k][i] = _add(grad_group[k][i], rest[0])
-                        rest = rest[1:]
-                for p, g in zip(block_params, rest):
-                    k = ctx.param_index.get(id(p))
-                    if k is not None and g is not None:
-                        grad_params[k] = _add(grad_params[k], g)
-                if g_inp is None:
-                    g_inp = torch.zeros_like(inp)
-                if i > 0:
-                    gys[i - 1] = gys[i - 1] + g_inp          # X'_{i-1} feeds f_i
-                else:
-                    for j in range(1, C):                    # X'_0 = sum_{j>=2} X_j
-                        gxs[j] = gxs[j] + g_inp
-            ys, gys = xs, gxs
-        grad_x = torch.cat(gys, dim=-1) if needs[4] else None
-        grad_group_full = [torch.cat([g if g is not None else torch.zeros_like(c) for g, c in zip(gs, chunks)],
-                                     dim=-1) if req else None
-                           for gs, chunks, req in zip(grad_group, group_chunks, group_req)]
-        return (None, None, None, None, grad_x, *grad_shared, *grad_group_full, *grad_params)
+        ys = tape.ys                                   # C x (N, D/C) outputs of this layer
+        gys = list(torch.chunk(grad_y, C, dim=-1))     # dLoss/dX'_i
+        xs: list[Tensor | None] = [None] * C
+        gxs: list[Tensor | None] = [None] * C
+        for i in range(C - 1, -1, -1):
+            block = layer[i]
+            # input of f_i: X'_{i-1} for i >= 2, X'_0 = X_2 + ... + X_C for i = 1 (eq. 1)
+            inp = ys[i - 1] if i > 0 else torch.stack(xs[1:]).sum(0)
+            inp = inp.detach().requires_grad_()
+            group_i = [ch[i] for ch in group_chunks]
+            block_params = [p for p in block.parameters() if p.requires_grad and param_req[index[id(p)]]]
+            with torch.enable_grad():
+                out = _call(block, _seed(tape.seeds, layer_idx, i), grad_y.device, inp, shared_d, group_i)
+            # inverse, eq. 2; at an anchor layer the stored input replaces the reconstruction (no drift below)
+            xs[i] = ys[i] - out.detach() if anchor[i] is None else anchor[i]
+            gxs[i] = gys[i]
+            wrt_shared = [t for t, req in zip(shared_d, shared_req) if req]
+            wrt_group = [t for t, req in zip(group_i, group_req) if req]
+            grads = torch.autograd.grad(out, [inp, *wrt_shared, *wrt_group, *block_params], gys[i],
+                                        allow_unused=True)
+            g_inp, rest = grads[0], grads[1:]
+            for k, req in enumerate(shared_req):
+                if req:
+                    tape.grad_shared[k] = _add(tape.grad_shared[k], rest[0])
+                    rest = rest[1:]
+            for k, req in enumerate(group_req):
+                if req:
+                    tape.grad_group[k][i] = _add(tape.grad_group[k][i], rest[0])
+                    rest = rest[1:]
+            for p, g in zip(block_params, rest):
+                k = index[id(p)]
+                grad_params[k] = g if grad_params[k] is None else grad_params[k] + g  # a block used twice in a layer
+            if g_inp is None:
+                g_inp = torch.zeros_like(inp)
+            if i > 0:
+                gys[i - 1] = gys[i - 1] + g_inp          # X'_{i-1} feeds f_i
+            else:
+                for j in range(1, C):                    # X'_0 = sum_{j>=2} X_j
+                    gxs[j] = gxs[j] + g_inp
+        tape.ys = xs if layer_idx > 0 else None
+        grad_x = torch.cat(gxs, dim=-1) if needs[2] else None
+        if layer_idx > 0:  # the shared and per-group gradients are complete after layer 0
+            return (None, None, grad_x, *[None] * (ns + ng), *grad_params)
+        grad_group = [torch.cat([g if g is not None else torch.zeros_like(c) for g, c in zip(gs, chunks)], dim=-1)
+                      if req else None for gs, chunks, req in zip(tape.grad_group, group_chunks, group_req)]
+        grad_shared, tape.grad_shared, tape.grad_group = tape.grad_shared, [], []
+        return (None, None, grad_x, *grad_shared, *grad_group, *grad_params)
 
 
 def refuse_double_backward(what: str, fix: str) -> None:
@@ -255,6 +261,17 @@ def _add(acc: Tensor | None, g: Tensor | None) -> Tensor | None:
     if g is None:
         return acc
     return g.clone() if acc is None else acc.add_(g)
+
+
+def _layer_parameters(layer) -> list[nn.Parameter]:
+    """The parameters of one layer's group blocks that require grad, each once."""
+    seen, out = set(), []
+    for block in layer:
+        for p in block.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out
 
 
 def _chunk(t, C: int):
@@ -355,9 +372,11 @@ class ReversibleStack(nn.Module):
             for l, layer in enumerate(self.layers):
                 y = _layer_forward(layer, y, shared, chunks, self.num_groups, seeds, l)
             return y
-        params = [p for p in self.unique_parameters() if p.requires_grad]
-        return _ReversibleFunction.apply(self, seeds, len(shared), len(per_group), x, *shared, *per_group,
-                                         *params)
+        tape = _Tape(self, seeds, len(shared), len(per_group), [*shared, *per_group])
+        y = x
+        for l, layer in enumerate(self.layers):  # one autograd node per layer: its gradients leave with it
+            y = _LayerFunction.apply(tape, l, y, *shared, *per_group, *_layer_parameters(layer))
+        return y
 
     @torch.no_grad()
     def inverse(self, y: Tensor, *shared, per_group: Sequence[Tensor | None] = (), seeds="last") -> Tensor:

@@ -120,5 +120,5 @@ def _part_loss(model, ds, batch, mask, device) -> torch.Tensor:
     logits = _forward(model, batch, device)[mask.to(device)]
     target = batch.y.to(device)[mask.to(device)]
     if ds.multilabel:
-        return F.binary_cross_entropy_with_logits(logits, target.float())
+        return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))  # float64 fingerprints too
     return F.cross_entropy(logits, target.view(-1))
