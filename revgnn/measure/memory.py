@@ -89,19 +89,19 @@ class SavedTensorMeter:
     """
 
     def __init__(self, exclude: Iterable[Tensor] = ()):
-        self._exclude = {t.untyped_storage().data_ptr() for t in exclude}
+        self._exclude = {st.data_ptr() for t in exclude for st in _storages(t)}
         self._seen: set[int] = set()
         self.bytes = 0
         self.count = 0
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
     def _pack(self, t: Tensor) -> Tensor:
-        storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr not in self._exclude and ptr not in self._seen:
-            self._seen.add(ptr)
-            self.bytes += storage.nbytes()
-            self.count += 1
+        for storage in _storages(t):
+            ptr = storage.data_ptr()
+            if ptr not in self._exclude and ptr not in self._seen:
+                self._seen.add(ptr)
+                self.bytes += storage.nbytes()
+                self.count += 1
         return t
 
     @staticmethod
@@ -188,11 +188,23 @@ def tensor_bytes(tensors: Iterable) -> int:
     seen, total = set(), 0
     for t in tensors:
         if isinstance(t, Tensor):
-            s = t.untyped_storage()
-            if s.data_ptr() not in seen:
-                seen.add(s.data_ptr())
-                total += s.nbytes()
+            for s in _storages(t):
+                if s.data_ptr() not in seen:
+                    seen.add(s.data_ptr())
+                    total += s.nbytes()
     return total
+
+
+def _storages(t: Tensor) -> list:
+    """The storages holding ``t``: its own, or those of a sparse tensor's index and value tensors (a CSR adjacency
+    saved for backward by RevSAGE's fused aggregation)."""
+    if t.layout == torch.sparse_csr:
+        parts = (t.crow_indices(), t.col_indices(), t.values())
+    elif t.layout == torch.sparse_coo:
+        parts = (t._indices(), t._values())
+    else:
+        parts = (t,)
+    return [p.untyped_storage() for p in parts]
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer | None) -> list:

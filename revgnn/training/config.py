@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from revgnn.data.datasets import GraphDataset
-from revgnn.nn.presets import ModelConfig
+from revgnn.nn.presets import EXTRA_DEFAULTS, ModelConfig
 
 from . import distributed
 from .runtime import MAX_THREADS, check_threads
@@ -180,4 +180,7 @@ def _config_block(mcfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
         del t["accumulate"]  # configs (and checkpoints) of ungrouped runs as before
     model = dataclasses.asdict(mcfg)
     del model["kernel"]  # how the fused sum is computed, not what is trained: a run resumes under either kernel
+    for key, default in EXTRA_DEFAULTS.items():  # RevGAT's fields: configurations of other models as before
+        if model[key] == default:
+            del model[key]
     return {"model": model, "train": t}
