@@ -8,6 +8,7 @@ Modules, imported one way (a module imports only those before it):
 - :mod:`~revgnn.book.figures`: plots and tables;
 - :mod:`~revgnn.book.prose`: the "Reading the figure" text, computed from the plotted records;
 - :mod:`~revgnn.book.sources`: committed records or a fresh run, "plotted from" tables, rerun notes;
+- :mod:`~revgnn.book.other_datasets`: ogbn-arxiv and ogbn-products: the paper's numbers, full-run commands, Fig. 5;
 - :mod:`~revgnn.book.offline`: MathJax from the build, and no page loading anything from another host;
 - :mod:`~revgnn.book.build`: execute the notebooks and render the book (``python -m revgnn.book``).
 
@@ -31,6 +32,9 @@ _EXPORTS = {
     "prose": ("memory_reading", "depth_reading", "reproduce_reading", "deq_solver_note", "deq_caps_reading"),
     "sources": ("memory_file_setting", "committed_or_fresh", "plotted_from", "describe_values", "memory_comparison",
                 "accuracy_results_table", "rerun_note"),
+    "other_datasets": ("PAPER_OTHER", "FULL_RUN_COMMANDS", "other_datasets_table", "full_run_commands",
+                       "batching_panels", "batching_table", "batching_reading", "batching_setting",
+                       "batching_file"),
     "build": ("main", "page_stamp", "execute_notebooks"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
