@@ -34,7 +34,7 @@ _EXPORTS = {
                 "accuracy_results_table", "rerun_note"),
     "other_datasets": ("PAPER_OTHER", "FULL_RUN_COMMANDS", "other_datasets_table", "full_run_commands",
                        "batching_panels", "batching_table", "batching_reading", "batching_setting",
-                       "batching_file"),
+                       "batching_file", "batching_extrapolation"),
     "build": ("main", "page_stamp", "execute_notebooks"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -19,7 +19,7 @@ from .figures import MODEL_STYLES
 from .records import MODEL_NAMES, _display, markdown_table, resolve_path
 
 __all__ = ["PAPER_OTHER", "FULL_RUN_COMMANDS", "other_datasets_table", "full_run_commands", "batching_panels",
-           "batching_table", "batching_reading", "batching_setting", "batching_file"]
+           "batching_table", "batching_reading", "batching_setting", "batching_file", "batching_extrapolation"]
 
 # The paper's results on its other datasets, (value, std, mark) in %, marks as in PAPER.md. The official RevGAT's
 # README gives the test means; its main.py ends with the logs of both 10-run commands (validation included) [code];
@@ -206,3 +206,22 @@ def batching_reading(records: Sequence[dict], limit_bytes: float | None = None) 
                 line += f"; from L = {min(oom)} on it does not fit in {limit_bytes / scale:,.1f} {unit}"
             out.append(f"- {line}.")
     return "\n".join(out) if out else "No measured points to read."
+
+
+def batching_extrapolation(meta: dict) -> str:
+    """What a full-batch step needs at ogbn-products' full shape, from the record's probe: the peaks at small
+    fractions of the shape (L = 1 and 2) extrapolated linearly in the fraction (nodes and edges scale together)."""
+    probe = (meta.get("probe") or {}).get("extrapolation") or {}
+    if not probe:
+        return "The record carries no extrapolation to the full shape."
+    fractions = sorted({r["fraction"] for r in meta["probe"].get("rows", []) if r.get("fraction")})
+    rows = []
+    for key, fit in sorted(probe.items()):
+        model, depth = key.split("_L")
+        rows.append({"model": MODEL_NAMES[model], "L": int(depth), "full": f"{fit['full_shape_bytes'] / 2**30:,.1f}",
+                     "slope": f"{fit['slope'] / 2**30:,.2f}"})
+    shown = ", ".join(f"1/{round(1 / f)}" for f in fractions)
+    return (f"Extrapolated to the full shape from full-batch steps at {shown} of it (ours, linear in the fraction; "
+            f"the record's `probe`):\n\n" + markdown_table(rows, [("model", "model"), ("L", "L"),
+                                                                    ("full", "full-batch peak at the full shape, GiB"),
+                                                                    ("slope", "GiB per unit fraction")]))
