@@ -119,7 +119,7 @@ def _build_node_feature_model(c: ModelConfig) -> nn.Module:
                   num_layers=c.num_layers, dropout=c.dropout)
     if c.model == "revgat":
         return RevGAT(heads=c.heads, num_groups=c.num_groups, input_dropout=c.input_dropout, edge_drop=c.edge_drop,
-                      **common)
+                      fused=c.fused, **common)
     if c.model == "revsage":
         return RevSAGE(num_groups=c.num_groups, fused=c.fused, **common)
     return ResSAGE(fused=c.fused, **common)

@@ -37,7 +37,7 @@ class RevGATBlock(nn.Module):
         channels (int): D/C, the block's input and output width.
         heads (int): H; the convolution has ``channels // heads`` channels per head.
         layer_index (int): which row of the stacked kept-edge ids (one row per reversible layer) this block uses.
-        edge_drop, attention_dst, symmetric_norm: as in :class:`~revgnn.nn.gat.BoTGATConv`.
+        edge_drop, attention_dst, symmetric_norm, fused: as in :class:`~revgnn.nn.gat.BoTGATConv`.
 
     Shapes:
         - x: (N, D/C); edge_index: (2, E); keep: (L - 2, E') kept edge ids per reversible layer, or None;
@@ -46,7 +46,7 @@ class RevGATBlock(nn.Module):
     """
 
     def __init__(self, channels: int, heads: int, layer_index: int = 0, edge_drop: float = 0.0,
-                 attention_dst: bool = False, symmetric_norm: bool = True):
+                 attention_dst: bool = False, symmetric_norm: bool = True, fused: bool = True):
         super().__init__()
         if channels % heads:
             raise ValueError(f"a RevGAT group has {channels} channels, not divisible by heads={heads}; choose "
@@ -54,7 +54,7 @@ class RevGATBlock(nn.Module):
         self.layer_index = layer_index
         self.norm = nn.BatchNorm1d(channels)
         self.conv = BoTGATConv(channels, channels // heads, heads, attention_dst=attention_dst, residual=True,
-                               symmetric_norm=symmetric_norm, edge_drop=edge_drop)
+                               symmetric_norm=symmetric_norm, edge_drop=edge_drop, fused=fused)
 
     def forward(self, x: Tensor, edge_index: Tensor, keep: Tensor | None = None, out_norm: Tensor | None = None,
                 in_norm: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
@@ -85,6 +85,8 @@ class RevGAT(nn.Module):
         copy_weights (bool): the groups of a layer start with the same weights, as the official code.
             (default: ``True``)
         reversible (bool): ``False`` runs the same blocks with plain autograd (the non-reversible baseline).
+        fused (bool): every attention sum over edge chunks, no (E, H, F) tensor (:func:`~revgnn.nn.gat.attention_sum`);
+            ``False``: PyG's gather and scatter (the reference). (default: ``True``)
 
     Shapes:
         - x: (N, in_channels); edge_index: (2, E)
@@ -94,7 +96,7 @@ class RevGAT(nn.Module):
     def __init__(self, in_channels: int, hidden_channels: int = 256, out_channels: int = 40, num_layers: int = 5,
                  heads: int = 3, num_groups: int = 2, dropout: float = 0.75, input_dropout: float = 0.25,
                  edge_drop: float = 0.3, attention_dst: bool = False, symmetric_norm: bool = True,
-                 copy_weights: bool = True, reversible: bool = True):
+                 copy_weights: bool = True, reversible: bool = True, fused: bool = True):
         super().__init__()
         if num_layers < 3:
             raise ValueError(f"RevGAT needs num_layers >= 3 (a first and a last GAT layer around the reversible "
@@ -104,7 +106,7 @@ class RevGAT(nn.Module):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must be in [0, 1) (got {p})")
         D, C = heads * hidden_channels, num_groups
-        conv = dict(attention_dst=attention_dst, symmetric_norm=symmetric_norm, edge_drop=edge_drop)
+        conv = dict(attention_dst=attention_dst, symmetric_norm=symmetric_norm, edge_drop=edge_drop, fused=fused)
         self.input_dropout = nn.Dropout(input_dropout)
         self.first = BoTGATConv(in_channels, hidden_channels, heads, **conv)               # (N, D)
         self.stack = ReversibleSequential([

@@ -9,8 +9,8 @@ once:
 - ResGNN / WT-ResGNN / ResSAGE: one (N, D) activation per layer, O(L N D) (also with gradient checkpointing, which
   keeps each block's input); with PyG's GENConv (``fused=False``) also one (E, D) message tensor per layer, O(L E D);
 - RevGNN / WT-RevGNN / DEQ-GNN / RevSAGE / RevGAT: one more (N, D) state, O(N D), independent of depth; with PyG's
-  GENConv (and RevGAT's attention) one (E, D) message tensor at a time, O(E D); the fused kernel (and RevSAGE's
-  sparse product) holds one edge chunk, nothing of order E D;
+  GENConv (or ``fused=False``) one (E, D) message tensor at a time, O(E D); the fused kernels (GENConv, RevGAT's
+  attention sum, RevSAGE's sparse product) hold one edge chunk, nothing of order E D;
 - the modules themselves: about 64 KiB of Python and torch objects per layer (a 2000-layer RevGNN, D = 64, built on
   the ``meta`` device grew the process by 79 KiB per layer).
 
@@ -111,7 +111,7 @@ def estimate_step(cfg: ModelConfig, num_nodes: int, num_edges: int, parts: int =
     L, D = (1 if cfg.model == "deq" else cfg.num_layers), cfg.hidden_channels * cfg.heads
     per_layer = cfg.model in ("res", "wt-res", "ressage")
     act = (L if per_layer else 1) * n * D * 4
-    if not cfg.fused or cfg.model == "revgat":  # PyG's message passing (RevGAT's attention): an (E, D) message tensor
+    if not cfg.fused:  # PyG's message passing: an (E, D) message tensor
         act += (L if per_layer else 1) * e * D * 4
     gn, ge = (n, e) if device.startswith("cuda") else (num_nodes, num_edges)
     if not train:
