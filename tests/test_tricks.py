@@ -134,3 +134,15 @@ def test_revgat_refuses_edge_features_with_the_fix(capsys):
     rc, io = train("--model", "revgat", "--dataset", "synthetic-proteins", "--num-nodes", "200", "--num-edges",
                    "1000", "--epochs", "1", capsys=capsys)
     assert rc == 2 and "reads node features only" in io.err, io.err
+
+
+def test_recorded_configurations_of_other_runs_are_unchanged():
+    from revgnn.nn.presets import EXTRA_DEFAULTS, ModelConfig
+    from revgnn.training.config import TRICK_DEFAULTS, TrainConfig, _config_block
+
+    block = _config_block(ModelConfig(), TrainConfig())
+    assert not set(EXTRA_DEFAULTS) & set(block["model"]), "RevGAT's fields are left out at their defaults"
+    assert not set(TRICK_DEFAULTS) & set(block["train"]), "the tricks' settings are left out at their defaults"
+    tricked = _config_block(ModelConfig(heads=3), TrainConfig(optimizer="rmsprop", label_reuse=0.5, label_iters=1))
+    assert tricked["model"]["heads"] == 3 and tricked["train"]["optimizer"] == "rmsprop"
+    assert tricked["train"]["label_iters"] == 1, "a setting that changes the numbers is recorded"

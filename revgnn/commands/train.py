@@ -46,8 +46,8 @@ GLOBAL_DEFAULTS: dict[str, object] = {"epochs": 50, "lr": 1e-3, "weight_decay": 
                                       "node_embeddings": False, "dropout": None, "aggr": None, "optimizer": "adam",
                                       "warmup_epochs": 0, "loss": "ce", "label_iters": 0, "label_flag": True,
                                       "select": "valid", "layers": None, "channels": None, "heads": None,
-                                      "input_dropout": None, "edge_drop": None, "train_parts": None,
-                                      "eval_parts": None}
+                                      "input_dropout": None, "edge_drop": None, "input_residual": None,
+                                      "train_parts": None, "eval_parts": None}
 # Per-dataset recipes: the dataset's documented settings, used unless a flag is given (flag > recipe > preset >
 # GLOBAL_DEFAULTS), and recorded in each run's "recipe". Planetoid (cora, planetoid:NAME): PyG's examples/gat.py
 # and the GAT paper (Velickovic et al., 2018): dropout 0.6, Adam lr 0.005, weight decay 5e-4; mean aggregation
@@ -126,6 +126,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--heads", type=int, help=_default_help("heads", "RevGAT attention heads "))
     m.add_argument("--input-dropout", type=float, help=_default_help("input_dropout", "RevGAT input dropout "))
     m.add_argument("--edge-drop", type=float, help=_default_help("edge_drop", "RevGAT edge drop "))
+    m.add_argument("--input-residual", action=argparse.BooleanOptionalAction, default=None,
+                   help=_default_help("input_residual", "RevGAT's linear residual from the input features "))
     m.add_argument("--groups", type=int, help="C, RevGNN groups (default 2)")
     m.add_argument("--dropout", type=float, help=_default_help("dropout", "dropout ") + ", 0.1 without a preset")
     m.add_argument("--aggr", help="GENConv aggregation (default: the paper's for the model)")
@@ -211,7 +213,8 @@ def model_config(args) -> ModelConfig:
     changes = {"model": args.model, "num_layers": values["layers"], "hidden_channels": values["channels"],
                "num_groups": args.groups, "dropout": values["dropout"], "aggr": values["aggr"],
                "kernel": getattr(args, "kernel", None), "heads": values["heads"],
-               "input_dropout": values["input_dropout"], "edge_drop": values["edge_drop"]}
+               "input_dropout": values["input_dropout"], "edge_drop": values["edge_drop"],
+               "input_residual": values["input_residual"]}
     if (args.model or cfg.model) == "deq":
         if args.layers is not None:
             raise ValueError("--layers does not apply to --model deq: a DEQ-GNN has one implicit layer, its depth is "

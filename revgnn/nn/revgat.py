@@ -85,6 +85,9 @@ class RevGAT(nn.Module):
         copy_weights (bool): the groups of a layer start with the same weights, as the official code.
             (default: ``True``)
         reversible (bool): ``False`` runs the same blocks with plain autograd (the non-reversible baseline).
+        input_residual (bool): the first layer's linear residual from the input features, as the official code;
+            ``False`` drops it (on sparse bag-of-words inputs such as Cora's it lets the model fit the training labels
+            from a node's own features alone). (default: ``True``)
         fused (bool): every attention sum over edge chunks, no (E, H, F) tensor (:func:`~revgnn.nn.gat.attention_sum`);
             ``False``: PyG's gather and scatter (the reference). (default: ``True``)
 
@@ -96,7 +99,7 @@ class RevGAT(nn.Module):
     def __init__(self, in_channels: int, hidden_channels: int = 256, out_channels: int = 40, num_layers: int = 5,
                  heads: int = 3, num_groups: int = 2, dropout: float = 0.75, input_dropout: float = 0.25,
                  edge_drop: float = 0.3, attention_dst: bool = False, symmetric_norm: bool = True,
-                 copy_weights: bool = True, reversible: bool = True, fused: bool = True):
+                 copy_weights: bool = True, reversible: bool = True, fused: bool = True, input_residual: bool = True):
         super().__init__()
         if num_layers < 3:
             raise ValueError(f"RevGAT needs num_layers >= 3 (a first and a last GAT layer around the reversible "
@@ -108,7 +111,7 @@ class RevGAT(nn.Module):
         D, C = heads * hidden_channels, num_groups
         conv = dict(attention_dst=attention_dst, symmetric_norm=symmetric_norm, edge_drop=edge_drop, fused=fused)
         self.input_dropout = nn.Dropout(input_dropout)
-        self.first = BoTGATConv(in_channels, hidden_channels, heads, **conv)               # (N, D)
+        self.first = BoTGATConv(in_channels, hidden_channels, heads, residual=input_residual, **conv)  # (N, D)
         self.stack = ReversibleSequential([
             GroupAddRev(RevGATBlock(D // C, heads, layer_index=l, **conv), num_groups=C, disable=not reversible,
                         copy_weights=copy_weights, rng="none")     # edge drop and mask come from outside
