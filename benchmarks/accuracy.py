@@ -7,6 +7,8 @@
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py fig1 --only DEQ-GNN   # rerun one row into the committed file
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py ppi                # 3 seeds (~5 min)
     OMP_NUM_THREADS=1 python benchmarks/accuracy.py cora               # 3 seeds, the Planetoid recipe alone (~3 min)
+    OMP_NUM_THREADS=1 python benchmarks/accuracy.py cora-revgat        # RevGAT, its small-graph recipe alone
+    OMP_NUM_THREADS=1 python benchmarks/accuracy.py cora-revsage       # RevSAGE, its small-graph recipe alone
 
 Every (configuration, seed) is one ``revgnn train ... --seed S --runs 1`` command line, parsed by the real command-line
 parser and run through :func:`revgnn.training.loop.fit`, ``--jobs`` at a time in separate processes (one torch thread
@@ -71,6 +73,10 @@ TASKS = {
                         "--eval-every 5 --label-reuse 0.5"},
     # Cora: the dataset's recipe alone (no tuning flags), as issue 10 asks of the defaults.
     "cora": {"rev-4x64": "--model rev --layers 4 --channels 64 --dataset cora"},
+    # RevGAT and RevSAGE (the paper's ogbn-arxiv and ogbn-products models) with their small-graph recipes alone:
+    # `revgnn train --model revgat --dataset cora --runs 3` must reach 79 % (GAT's published 83.0 % the anchor).
+    "cora-revgat": {"revgat": "--model revgat --dataset cora"},
+    "cora-revsage": {"revsage": "--model revsage --dataset cora"},
 }
 SEEDS = (0, 1, 2)
 
@@ -256,7 +262,7 @@ def _targets(task: str, rows: list[dict]) -> dict:
         low = min(r["test"] for r in rows)
         return {"every_point_at_least_0.70": {"target": "every family's mean test ROC-AUC >= 0.70", "lowest": low,
                                               "met": low >= 0.70}}
-    bound = {"ppi": 0.62, "cora": 0.78}[task]
+    bound = {"ppi": 0.62, "cora": 0.78, "cora-revgat": 0.79, "cora-revsage": 0.75}[task]
     return {f"test_at_least_{bound}": {"target": f"mean test >= {bound}", "test": rows[0]["test"],
                                        "met": rows[0]["test"] >= bound}}
 

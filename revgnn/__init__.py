@@ -13,6 +13,10 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "nn.reversible": ("ReversibleStack",),
+    "nn.rev_wrapper": ("GroupAddRev", "ReversibleSequential"),
+    "nn.gat": ("BoTGATConv",),
+    "nn.revgat": ("RevGAT",),
+    "nn.revsage": ("RevSAGE", "ResSAGE"),
     "nn.layers": ("DEQCell", "GENBlock", "shared_dropout_mask"),
     "nn.deq": ("ConvergenceWarning", "DEQLayer", "SolverStats", "fixed_point"),
     "nn.models": ("DEQGNN", "GraphHeads", "ResGNN", "RevGNN", "WTResGNN", "WTRevGNN"),
@@ -31,7 +35,8 @@ _EXPORTS = {
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
-    "ReversibleStack", "GENBlock", "DEQCell", "shared_dropout_mask", "DEQLayer", "SolverStats",
+    "ReversibleStack", "GroupAddRev", "ReversibleSequential", "BoTGATConv", "RevGAT", "RevSAGE", "ResSAGE",
+    "GENBlock", "DEQCell", "shared_dropout_mask", "DEQLayer", "SolverStats",
     "ConvergenceWarning", "fixed_point", "GraphHeads", "ResGNN", "RevGNN", "WTResGNN", "WTRevGNN", "DEQGNN",
     "ModelConfig", "build_model", "count_parameters", "get_preset", "list_presets", "PRESETS", "PAPER_PARAMS",
     "load_dataset", "GraphDataset", "evaluate", "DATASETS", "DatasetError", "SyntheticProteinsConfig",

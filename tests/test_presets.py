@@ -15,6 +15,9 @@ EXACT = {
     "revgnn-80": 2_251_384,
     "revgnn-224": 17_141_560,
     "resgnn-64": 2_374_568,
+    "revgat-arxiv": 2_098_256,          # 258,816 + 6 x 296,064 + 61,480 + 1,536 + 40 (the official RevGAT)
+    "revgnn-112-products": 2_945_007,   # 16,160 + 112 x 26,080 + 7,887 (OGB entry)
+    "revgnn-7-products": 206_607,       # the same at L = 7 (PyG's examples/rev_gnn.py)
 }
 APPROX = {  # the paper's rounded figures; we must be within 1 %
     "wt-resgnn-64": 51_200, "wt-revgnn-64": 35_000, "wt-revgnn-80": 51_400, "wt-revgnn-224": 337_000,
@@ -75,3 +78,17 @@ def test_cli_unknown_preset_is_a_clean_error():
     r = subprocess.run([sys.executable, "-m", "revgnn", "params", "--preset", "nope"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "unknown preset" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_revgat_parameters_by_part():
+    model = build_model(get_preset("revgat-arxiv"))
+    parts = {"first": count_parameters(model.first), "reversible": count_parameters(model.stack),
+             "last": count_parameters(model.last), "norm": count_parameters(model.norm), "bias": model.bias.numel()}
+    assert parts == {"first": 258_816, "reversible": 6 * 296_064, "last": 61_480, "norm": 1_536, "bias": 40}, \
+        "RevGAT's parts have the official code's counts (3 reversible layers of 2 groups)"
+
+
+@pytest.mark.parametrize("name", ["revgat-arxiv", "revgnn-112-products", "revgnn-7-products"])
+def test_params_command_prints_the_paper_counts(name, capsys):
+    assert main(["params", "--preset", name]) == 0
+    assert f"{PAPER_PARAMS[name][0]:,} parameters" in capsys.readouterr().out, "revgnn params gives the paper's count"

@@ -94,7 +94,8 @@ def test_label_reuse_never_shows_valid_or_test_labels(monkeypatch):
 
     shown = []
     real = protocol._label_features
-    monkeypatch.setattr(protocol, "_label_features", lambda d, known: shown.append(known) or real(d, known))
+    monkeypatch.setattr(protocol, "_label_features",
+                        lambda d, known, *flag: shown.append(known) or real(d, known, *flag))
     fit(ModelConfig("rev", 2, 16), TrainConfig(dataset="ppi", epochs=2, label_reuse=0.5, test_views=2,
                                                progress=False), ds)
     train = set(ds.split["train"].tolist())

@@ -11,6 +11,7 @@ Modules, imported one way (a module imports only those before it):
 - :mod:`~revgnn.book.headlines` and :mod:`~revgnn.book.quotes`: every figure of ours that ``README.md``,
   ``results/README.md`` and the static pages state, generated from the registered records
   (``python -m revgnn.book.quotes``);
+- :mod:`~revgnn.book.other_datasets`: ogbn-arxiv and ogbn-products: the paper's numbers, full-run commands, Fig. 5;
 - :mod:`~revgnn.book.offline`: MathJax from the build, and no page loading anything from another host;
 - :mod:`~revgnn.book.trace`: what a notebook's kernel reads (an audit hook), the inputs of its cache key;
 - :mod:`~revgnn.book.cache`: a notebook runs again only when its notebook, parameters, inputs or environment changed;
@@ -43,6 +44,9 @@ _EXPORTS = {
     "prose": ("memory_reading", "depth_reading", "reproduce_reading", "deq_solver_note", "deq_caps_reading"),
     "sources": ("memory_file_setting", "committed_or_fresh", "plotted_from", "describe_values", "memory_comparison",
                 "accuracy_results_table", "rerun_note"),
+    "other_datasets": ("PAPER_OTHER", "FULL_RUN_COMMANDS", "other_datasets_table", "full_run_commands",
+                       "batching_panels", "batching_table", "batching_reading", "batching_setting",
+                       "batching_file", "batching_extrapolation"),
     "execute": ("page_stamp", "execute_notebooks"),
     "build": ("main",),
 }

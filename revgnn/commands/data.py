@@ -1,4 +1,4 @@
-"""``revgnn data NAME --root DIR``: prepare a dataset (downloads ogbn-proteins where a network exists).
+"""``revgnn data NAME --root DIR``: prepare a dataset (downloads an OGB dataset where a network exists).
 
 Bad or damaged files, a read-only root and a full disk are one line naming the file and what to do (exit 2); nothing
 that this command did not create is deleted.
@@ -12,7 +12,8 @@ import sys
 def add_parser(subparsers):
     p = subparsers.add_parser("data", help="prepare a dataset and print its summary",
                               description=__doc__)
-    p.add_argument("name", help="ogbn-proteins, synthetic-proteins[-full], ppi, cora, planetoid:NAME")
+    p.add_argument("name", help="ogbn-proteins, ogbn-arxiv, ogbn-products, synthetic-proteins[-full], ppi, cora, "
+                                "planetoid:NAME")
     p.add_argument("--root", help="data root (default $REVGNN_DATA or ~/.cache/revgnn)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run)

@@ -20,7 +20,7 @@ def run(args) -> int:
         for name in list_presets():
             c = get_preset(name)
             paper, mark = PAPER_PARAMS[name]
-            line = (f"{name:14s} model={c.model:6s} L={c.num_layers:<5d} D={c.hidden_channels:<4d} "
+            line = (f"{name:20s} model={c.model:7s} L={c.num_layers:<5d} D={c.hidden_channels:<4d} "
                     f"C={c.num_groups} paper={paper:,} [{mark}]")
             print(json.dumps({"preset": name, "config": vars(c)}) if args.json else line)
         return 0

@@ -16,6 +16,20 @@ record in --out is never overwritten silently: --resume continues (or keeps) it,
 either the command stops and says so. The final checkpoint is kept (--no-keep-checkpoint deletes it). Before the data is
 loaded, the step's memory is estimated (revgnn.training.budget) and a step that cannot fit in this machine's memory is
 refused with the estimate (--force tries anyway).
+
+RevGAT and RevSAGE (the paper's ogbn-arxiv and ogbn-products models) start from their presets (revgat-arxiv,
+revgnn-112-products) and bring their datasets' recipes: ogbn-arxiv the official RevGAT's (RMSprop, lr 0.002 with a
+50-epoch warm-up, 2,000 full-batch epochs, log-CE loss, label reuse 0.5 without a flag channel and one label
+iteration, the epoch of lowest validation loss; --save-logits makes a teacher, --teacher DIR --kd-alpha 0.95
+--kd-temperature 0.7 its self-distilled student), ogbn-products PyG's examples/rev_gnn.py (Adam, lr 0.003, no clip,
+1,000 epochs of 10 random parts, full-graph evaluation). On Planetoid graphs (cora, planetoid:NAME) they take a small-
+graph recipe (shown by --help under each flag): the model scaled down to the graph, GAT's optimiser settings.
+
+    revgnn train --model revgat --dataset cora --runs 3
+    revgnn train --model revgat --dataset ogbn-arxiv --runs 10 --device cuda --save-logits --out runs/teacher
+    revgnn train --model revgat --dataset ogbn-arxiv --runs 10 --device cuda --teacher runs/teacher \\
+        --kd-alpha 0.95 --kd-temperature 0.7 --out runs/student
+    revgnn train --preset revgnn-112-products --dataset ogbn-products --runs 10 --device cuda
 """
 from __future__ import annotations
 
@@ -26,19 +40,36 @@ import sys
 from revgnn.nn.presets import MODEL_KINDS, ModelConfig, get_preset, list_presets
 from revgnn.training.budget import count
 
-# Defaults of the flags a dataset recipe may set. The model's dropout defaults to the preset's (0.1 without one).
+# Defaults of the flags a dataset recipe may set (None: the preset's value). The model's dropout defaults to the
+# preset's (0.1 without one).
 GLOBAL_DEFAULTS: dict[str, object] = {"epochs": 50, "lr": 1e-3, "weight_decay": 0.0, "clip": 1.0, "label_reuse": 0.0,
-                                      "node_embeddings": False, "dropout": None, "aggr": None}
+                                      "node_embeddings": False, "dropout": None, "aggr": None, "optimizer": "adam",
+                                      "lr_warmup_epochs": 0, "loss": "ce", "label_iters": 0, "label_flag": True,
+                                      "select": "valid", "layers": None, "channels": None, "heads": None,
+                                      "input_dropout": None, "edge_drop": None, "input_residual": None,
+                                      "train_parts": None, "eval_parts": None}
 # Per-dataset recipes: the dataset's documented settings, used unless a flag is given (flag > recipe > preset >
 # GLOBAL_DEFAULTS), and recorded in each run's "recipe". Planetoid (cora, planetoid:NAME): PyG's examples/gat.py
 # and the GAT paper (Velickovic et al., 2018): dropout 0.6, Adam lr 0.005, weight decay 5e-4; mean aggregation
 # (RevGNN 4 x 64, 3 seeds: 79.2 +- 1.1 % test accuracy on Cora, against 77.6 +- 0.8 % with the paper's max).
 # ppi: log-degree + label reuse (0.5) measured best; learnable embeddings scored at chance on held-out nodes, so
-# they stay off.
+# they stay off. ogbn-arxiv: the official RevGAT command (lightaime/deep_gcns_torch, examples/ogb_eff/
+# ogbn_arxiv_dgl/README.md). ogbn-products: PyG's examples/rev_gnn.py. planetoid-revgat / planetoid-revsage: the
+# small-graph recipes of RevGAT and RevSAGE (results/accuracy_cora_revgat.json, results/accuracy_cora_revsage.json).
 RECIPES: dict[str, dict[str, object]] = {
     "planetoid": {"dropout": 0.6, "lr": 0.005, "weight_decay": 5e-4, "epochs": 200, "aggr": "mean"},
     "ppi": {"label_reuse": 0.5},
+    "ogbn-arxiv": {"epochs": 2000, "lr": 0.002, "optimizer": "rmsprop", "lr_warmup_epochs": 50, "clip": 0.0,
+                   "loss": "log-ce", "label_reuse": 0.5, "label_iters": 1, "label_flag": False,
+                   "select": "valid_loss"},
+    "ogbn-products": {"epochs": 1000, "lr": 0.003, "clip": 0.0},
+    "planetoid-revgat": {"layers": 3, "channels": 8, "heads": 8, "dropout": 0.6, "input_dropout": 0.6,
+                         "edge_drop": 0.0, "lr": 0.005, "weight_decay": 5e-4, "epochs": 200, "clip": 0.0},
+    "planetoid-revsage": {"layers": 4, "channels": 64, "dropout": 0.6, "lr": 0.005, "weight_decay": 5e-4,
+                          "epochs": 200, "clip": 0.0},
 }
+# The preset a node-feature model starts from without --preset (its paper shape; a recipe may scale it down).
+MODEL_PRESETS = {"revgat": "revgat-arxiv", "revsage": "revgnn-112-products", "ressage": "revgnn-112-products"}
 
 
 # DEQ-GNN's flags, each an argparse dest and ModelConfig field, with the conversion of its value ("none" and 0 mean
@@ -49,12 +80,20 @@ DEQ_FLAGS = {**dict.fromkeys(("solver", "max_iter", "backward_max_iter", "tol", 
              "deq_norm": lambda v: None if v == "none" else v, "node_factor": lambda v: v or None}
 
 
-def recipe_name(dataset: str) -> str | None:
-    """The recipe of a dataset name: ``planetoid`` for cora and every ``planetoid:NAME``, ``ppi``, else None."""
+def recipe_name(dataset: str, model: str | None = None) -> str | None:
+    """The recipe of a dataset (and model kind): ``planetoid`` for cora and every ``planetoid:NAME``
+    (``planetoid-revgat``, ``planetoid-revsage`` for those models), ``ppi``, ``ogbn-arxiv``, ``ogbn-products``, else
+    None."""
     key = dataset.lower()
     if key == "cora" or key.startswith("planetoid:"):
-        return "planetoid"
+        key = "planetoid"
+        if model in ("revgat", "revsage"):
+            key = f"planetoid-{model}"
     return key if key in RECIPES else None
+
+
+def _model_kind(args) -> str:
+    return args.model or (get_preset(args.preset).model if args.preset else "rev")
 
 
 def resolve(args) -> tuple[dict[str, object], dict[str, object]]:
@@ -63,7 +102,7 @@ def resolve(args) -> tuple[dict[str, object], dict[str, object]]:
     Returns:
         (values, taken): every recipe-able setting's value, and those of them that came from the recipe.
     """
-    recipe = RECIPES.get(recipe_name(args.dataset) or "", {})
+    recipe = RECIPES.get(recipe_name(args.dataset, _model_kind(args)) or "", {})
     values, taken = {}, {}
     for key, default in GLOBAL_DEFAULTS.items():
         flag = getattr(args, key)
@@ -79,7 +118,8 @@ def resolve(args) -> tuple[dict[str, object], dict[str, object]]:
 def _default_help(key: str, what: str = "") -> str:
     recipes = "; ".join(f"{name} recipe: {r[key]}" for name, r in RECIPES.items() if key in r)
     default = GLOBAL_DEFAULTS[key]
-    return f"{what}(default {'the preset' if default is None else default}{'; ' + recipes if recipes else ''})"
+    return (f"{what}(default {'the preset' if default is None else default}{'; ' + recipes if recipes else ''})"
+            .replace("%", "%%"))
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -88,8 +128,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m = p.add_argument_group("model (a preset, optionally overridden, or flags)")
     m.add_argument("--preset", help=f"named configuration: {', '.join(list_presets())}")
     m.add_argument("--model", choices=MODEL_KINDS, help="architecture (default rev)")
-    m.add_argument("--layers", type=int, help="L (default 8 without a preset)")
-    m.add_argument("--channels", type=int, help="D (default 64 without a preset)")
+    m.add_argument("--layers", type=int, help=_default_help("layers", "L ") + ", 8 without a preset")
+    m.add_argument("--channels", type=int, help=_default_help("channels", "D (RevGAT: per head) ")
+                   + ", 64 without a preset")
+    m.add_argument("--heads", type=int, help=_default_help("heads", "RevGAT attention heads "))
+    m.add_argument("--input-dropout", type=float, help=_default_help("input_dropout", "RevGAT input dropout "))
+    m.add_argument("--edge-drop", type=float, help=_default_help("edge_drop", "RevGAT edge drop "))
+    m.add_argument("--input-residual", action=argparse.BooleanOptionalAction, default=None,
+                   help=_default_help("input_residual", "RevGAT's linear residual from the input features "))
     m.add_argument("--groups", type=int, help="C, RevGNN groups (default 2)")
     m.add_argument("--dropout", type=float, help=_default_help("dropout", "dropout ") + ", 0.1 without a preset")
     m.add_argument("--aggr", help="GENConv aggregation (default: the paper's for the model)")
@@ -121,7 +167,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="power iterations estimating df/dz's spectral radius per step, recorded (0: none)")
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="synthetic-proteins",
-                   help="ogbn-proteins, synthetic-proteins[-full], ppi, cora, planetoid:NAME")
+                   help="ogbn-proteins, ogbn-arxiv, ogbn-products, synthetic-proteins[-full], ppi, cora, "
+                        "planetoid:NAME")
     d.add_argument("--root", help="data root (default $REVGNN_DATA or ~/.cache/revgnn)")
     d.add_argument("--num-nodes", type=count, help="synthetic-proteins: nodes")
     d.add_argument("--num-edges", type=count, help="synthetic-proteins: directed edges")
@@ -131,11 +178,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="synthetic-proteins: proteins per pathway, > 2 x max hops (default 32)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, help=_default_help("epochs"))
-    t.add_argument("--lr", type=float, help=_default_help("lr", "Adam learning rate "))
-    t.add_argument("--weight-decay", type=float, help=_default_help("weight_decay", "Adam weight decay "))
+    t.add_argument("--lr", type=float, help=_default_help("lr", "learning rate "))
+    t.add_argument("--weight-decay", type=float, help=_default_help("weight_decay", "weight decay "))
+    t.add_argument("--optimizer", choices=("adam", "rmsprop"), help=_default_help("optimizer"))
+    t.add_argument("--lr-warmup-epochs", type=int,
+                   help=_default_help("lr_warmup_epochs", "linear learning-rate warm-up "))
+    t.add_argument("--loss", choices=("ce", "log-ce"), help=_default_help("loss", "training loss "))
+    t.add_argument("--select", choices=("valid", "valid_loss"),
+                   help=_default_help("select", "the reported epoch: best validation score or lowest loss "))
     t.add_argument("--clip", type=float, help=_default_help("clip", "gradient-norm clip, 0 disables "))
-    t.add_argument("--train-parts", type=int, help="random partition parts per epoch (paper: 10)")
-    t.add_argument("--eval-parts", type=int, help="parts at evaluation (paper: 5; 1 = full graph)")
+    t.add_argument("--train-parts", type=int, help="random partition parts per epoch (paper: 10; default: the "
+                                                   "dataset's)")
+    t.add_argument("--eval-parts", type=int, help="parts at evaluation (paper: 5; 1 = full graph; default: the "
+                                                  "dataset's)")
     t.add_argument("--eval-views", type=int, default=1, help="random partitions averaged at evaluation")
     t.add_argument("--eval-every", type=int, default=1)
     t.add_argument("--test-views", type=int, default=0,
@@ -143,8 +198,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--test-parts", type=int, help="parts per final test view (paper: 3; default --eval-parts)")
     t.add_argument("--label-reuse", type=float,
                    help=_default_help("label_reuse", "fraction of training labels shown as input "))
+    t.add_argument("--label-iters", type=int, help=_default_help("label_iters", "label iterations "))
+    t.add_argument("--label-flag", action=argparse.BooleanOptionalAction, default=None,
+                   help=_default_help("label_flag", "label reuse adds a 'label known' channel "))
     t.add_argument("--node-embeddings", action=argparse.BooleanOptionalAction, default=None,
                    help="learnable per-node embedding (default off)")
+    t.add_argument("--teacher", help="self-distillation from this teacher run's folder (saved with --save-logits)")
+    t.add_argument("--kd-alpha", type=float, default=0.0, help="weight of the distillation term (official: 0.95)")
+    t.add_argument("--kd-temperature", type=float, default=1.0, help="distillation temperature (official: 0.7)")
     t.add_argument("--runs", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
@@ -164,6 +225,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="keep checkpoint.pt (the last epoch's training state) after a run finishes (default on)")
     o.add_argument("--force", action="store_true",
                    help="train even when the size estimate says a step cannot fit in this machine's memory")
+    o.add_argument("--save-logits", action="store_true",
+                   help="save each run's logits at its reported epoch (run-seed<S>/best_logits.pt): a teacher")
     o.add_argument("--json", action="store_true", help="print one JSON summary object as the last line")
     o.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run, parser=p)
@@ -171,13 +234,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def model_config(args) -> ModelConfig:
-    """The model configuration the flags describe (a preset, then explicit overrides)."""
-    cfg = get_preset(args.preset) if args.preset else ModelConfig(num_layers=8, hidden_channels=64)
-    changes = {"model": args.model, "num_layers": args.layers, "hidden_channels": args.channels,
-               "num_groups": args.groups, "dropout": args.dropout, "aggr": args.aggr,
-               "kernel": getattr(args, "kernel", None)}
-    values = resolve(args)[0]
-    changes["dropout"], changes["aggr"] = values["dropout"], values["aggr"]  # flag, else the recipe, else the preset
+    """The model configuration the flags describe (a preset, then the dataset's recipe, then explicit flags)."""
+    kind = _model_kind(args)
+    if args.preset:
+        cfg = get_preset(args.preset)
+    elif kind in MODEL_PRESETS:
+        cfg = get_preset(MODEL_PRESETS[kind])
+    else:
+        cfg = ModelConfig(num_layers=8, hidden_channels=64)
+    values = resolve(args)[0]  # flag, else the recipe, else the preset
+    changes = {"model": args.model, "num_layers": values["layers"], "hidden_channels": values["channels"],
+               "num_groups": args.groups, "dropout": values["dropout"], "aggr": values["aggr"],
+               "kernel": getattr(args, "kernel", None), "heads": values["heads"],
+               "input_dropout": values["input_dropout"], "edge_drop": values["edge_drop"],
+               "input_residual": values["input_residual"]}
     deq = {flag: getattr(args, flag, None) for flag in DEQ_FLAGS}
     deq = {flag: DEQ_FLAGS[flag](value) for flag, value in deq.items() if value is not None}
     if deq and (args.model or cfg.model) != "deq":
@@ -200,16 +270,19 @@ def train_config(args, progress: bool = True):
                                 ("seed", args.data_seed), ("max_hops", args.max_hops),
                                 ("pathway_length", args.pathway_length)) if v is not None}
     label_reuse, emb = values["label_reuse"], values["node_embeddings"]
-    recipe = {"name": recipe_name(args.dataset), **taken} if taken else {}
+    recipe = {"name": recipe_name(args.dataset, _model_kind(args)), **taken} if taken else {}
     return TrainConfig(
         dataset=args.dataset, root=args.root, dataset_kwargs=kwargs, epochs=values["epochs"], lr=values["lr"],
-        weight_decay=values["weight_decay"], clip_grad_norm=values["clip"] or None, train_parts=args.train_parts,
-        eval_parts=args.eval_parts, eval_views=args.eval_views, eval_every=args.eval_every,
+        weight_decay=values["weight_decay"], clip_grad_norm=values["clip"] or None, train_parts=values["train_parts"],
+        eval_parts=values["eval_parts"], eval_views=args.eval_views, eval_every=args.eval_every,
         test_views=args.test_views, test_parts=args.test_parts, runs=args.runs,
         seed=args.seed, checkpoint_every=args.checkpoint_every, out_dir=args.out, resume=args.resume,
         restart=args.restart, keep_checkpoint=args.keep_checkpoint, force=args.force,
         label_reuse=label_reuse, node_embeddings=emb, device=args.device, progress=progress and not args.no_progress,
-        threads=args.threads, recipe=recipe, accumulate=args.accumulate)
+        threads=args.threads, recipe=recipe, accumulate=args.accumulate, optimizer=values["optimizer"],
+        lr_warmup_epochs=values["lr_warmup_epochs"], loss=values["loss"], label_iters=values["label_iters"],
+        label_flag=values["label_flag"], select=values["select"], teacher=args.teacher, kd_alpha=args.kd_alpha,
+        kd_temperature=args.kd_temperature, save_logits=args.save_logits)
 
 
 def _kernel_ran(cfg: ModelConfig, device: str) -> str:

@@ -230,6 +230,24 @@ def build_in_stage(build: Callable[[Path], T], processed: Path, done_file: str, 
     return result
 
 
+def download_ogb(root: Path, folder: Path, url: str, unpacked: str, dataset: str) -> None:
+    """Download ogb's zip ``url`` into ``root``, unzip it (into ``root/unpacked``) and move that to ``folder`` (which
+    does not exist), with ogb's own functions; the zip is removed. Refuses where ``root/unpacked`` exists (it is not
+    ours to overwrite)."""
+    import ogb.nodeproppred.dataset_pyg as ogb_dataset
+
+    if (root / unpacked).exists():
+        raise DatasetError(f"{dataset}: {root / unpacked} exists, and ogb's download unpacks into it; move it away or "
+                           f"pass another --root")
+    if not ogb_dataset.decide_download(url):
+        raise FileNotFoundError(f"{dataset}: the download from {url} was declined")
+    with quiet():
+        zipped = ogb_dataset.download_url(url, str(root))
+        ogb_dataset.extract_zip(zipped, str(root))
+    os.unlink(zipped)
+    shutil.move(str(root / unpacked), str(folder))
+
+
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists

@@ -10,6 +10,12 @@
   (bad gzip, header row, counts that disagree across files, a non-integer id, a label other than 0/1, overlapping
   splits, ...) raises :class:`revgnn.data.datafiles.DatasetError` naming it. Nothing the loader did not create in the
   same call is deleted, and no file but ``processed/`` is renamed or written.
+- ``ogbn-arxiv`` and ``ogbn-products``: the paper's other datasets, read from ogb's raw files with the same rules
+  (:mod:`revgnn.data.ogbn_nodes`; accuracy by ogb's Evaluator). The graph is the one the paper's code trains on:
+  ogbn-arxiv's citations made undirected (the official RevGAT's ``dgl.to_bidirected``), ogbn-products' co-purchases
+  as ogb doubles them; both with one self-loop per node (PyG's ``AddSelfLoops``, the official code's
+  ``add_self_loop``). ``y`` is (N,) class ids; ogbn-products trains on 10 random parts per epoch and evaluates on the
+  whole graph (PyG's ``examples/rev_gnn.py``), ogbn-arxiv trains and evaluates on the whole graph.
 - ``synthetic-proteins`` (and ``synthetic-proteins-full``, ogbn-proteins' exact size): see :mod:`revgnn.data.synthetic`.
 - ``ppi``: the node2vec human PPI graph shipped in ``revgnn/data/shipped/node2vec_PPI`` (3,890 nodes, 50 labels,
   ROC-AUC), seeded 60/20/20 split. It has no node features; ``x`` is the standardised log-degree (N, 1). Training
@@ -37,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch_geometric.data import Data
-from torch_geometric.utils import coalesce, degree, remove_self_loops, scatter
+from torch_geometric.utils import add_self_loops, coalesce, degree, remove_self_loops, scatter, to_undirected
 
 from .datafiles import (
     DatasetError,
@@ -54,13 +60,15 @@ from .datafiles import (
     write_manifest,
 )
 from .metrics import rocauc
+from .ogbn_nodes import OGBN, load_ogbn_nodes
 from .ogbn_proteins import load_ogbn_proteins, read_pyg_cache, split_problem
 from .synthetic import FULL_SIZE, SyntheticProteinsConfig, generate_synthetic_proteins
 
 log = logging.getLogger(__name__)
 
 SHIPPED = Path(__file__).parent / "shipped"
-DATASETS = ("ogbn-proteins", "synthetic-proteins", "synthetic-proteins-full", "ppi", "cora", "planetoid:NAME")
+DATASETS = ("ogbn-proteins", "ogbn-arxiv", "ogbn-products", "synthetic-proteins", "synthetic-proteins-full", "ppi",
+            "cora", "planetoid:NAME")
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 PLANETOID_RAW = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/tree/master/data"
@@ -146,10 +154,10 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     """Load a dataset by name (see the module docstring for the list).
 
     Args:
-        name: ``ogbn-proteins``, ``synthetic-proteins``, ``synthetic-proteins-full``, ``ppi``, ``cora`` or
-            ``planetoid:NAME``.
+        name: ``ogbn-proteins``, ``ogbn-arxiv``, ``ogbn-products``, ``synthetic-proteins``,
+            ``synthetic-proteins-full``, ``ppi``, ``cora`` or ``planetoid:NAME``.
         root: Writable directory for dataset files; default :func:`default_root`.
-        download: Allow ogb to download ogbn-proteins when its files are absent.
+        download: Allow ogb to download an OGB dataset when its files are absent.
         **kwargs: ``synthetic-proteins`` only: fields of :class:`revgnn.data.synthetic.SyntheticProteinsConfig`.
 
     Raises:
@@ -158,7 +166,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
         DatasetError: a file that cannot be used (the message names it and says what to do); nothing is deleted.
     """
     key = name.lower()
-    uses_root = root is not None or key in ("ogbn-proteins", "cora") or key.startswith("planetoid:")
+    uses_root = root is not None or key in ("ogbn-proteins", "cora", *OGBN) or key.startswith("planetoid:")
     root = Path(root) if root is not None else default_root()
     if uses_root:
         usable_root(root)
@@ -166,6 +174,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
         raise ValueError(f"dataset {name!r} takes no parameters, got {sorted(kwargs)}")
     if key == "ogbn-proteins":
         return _load_ogbn_proteins(root, download)
+    if key in OGBN:
+        return _load_ogbn_nodes(root, key, download)
     if key in ("synthetic-proteins", "synthetic-proteins-full"):
         params = {**(FULL_SIZE if key.endswith("-full") else {}), **kwargs}
         data, split = generate_synthetic_proteins(SyntheticProteinsConfig(**params))
@@ -357,3 +367,17 @@ def _load_ogbn_proteins(root: Path, download: bool) -> GraphDataset:
     graph = Data(x=x, edge_index=data.edge_index, edge_attr=data.edge_attr, species=species, y=data.y,
                  num_nodes=data.num_nodes)
     return GraphDataset("ogbn-proteins", graph, split, "rocauc", int(data.y.size(1)), train_parts=10, eval_parts=5)
+
+
+def _load_ogbn_nodes(root: Path, name: str, download: bool) -> GraphDataset:
+    data, split = load_ogbn_nodes(name, root, download)
+    n = int(data.num_nodes)
+    edge_index = data.edge_index
+    if not OGBN[name].add_inverse_edge:
+        edge_index = to_undirected(edge_index, num_nodes=n)        # the official RevGAT's dgl.to_bidirected
+    edge_index, _ = remove_self_loops(edge_index)
+    edge_index, _ = add_self_loops(edge_index, num_nodes=n)        # (2, E + N)
+    graph = Data(x=data.x, edge_index=edge_index, y=data.y.view(-1), num_nodes=n)
+    products = name == "ogbn-products"
+    return GraphDataset(name, graph, split, "acc", OGBN[name].num_classes, train_parts=10 if products else 1,
+                        eval_parts=1)

@@ -21,7 +21,6 @@ import contextlib
 import gzip
 import itertools
 import logging
-import os
 import shutil
 import socket
 import zlib
@@ -34,10 +33,10 @@ from .datafiles import (
     MANIFEST,
     DatasetError,
     build_in_stage,
+    download_ogb,
     first_line_problem,
     make_dirs,
     manifest_problem,
-    quiet,
     raw_record,
     table_problem,
     warn_foreign_pyg_files,
@@ -199,18 +198,7 @@ def _process_proteins(root: Path, folder: Path) -> Data:
 
 def _download(root: Path, folder: Path) -> None:
     """Download and unzip ogb's proteins.zip into ``folder`` (which does not exist) with ogb's own functions."""
-    import ogb.nodeproppred.dataset_pyg as ogb_dataset
-
-    if (root / "proteins").exists():
-        raise DatasetError(f"ogbn-proteins: {root / 'proteins'} exists, and ogb's download unpacks into it; move it "
-                           f"away or pass another --root")
-    if not ogb_dataset.decide_download(PROTEINS_URL):
-        raise FileNotFoundError(f"ogbn-proteins: the download from {PROTEINS_URL} was declined")
-    with quiet():
-        zipped = ogb_dataset.download_url(PROTEINS_URL, str(root))
-        ogb_dataset.extract_zip(zipped, str(root))
-    os.unlink(zipped)
-    shutil.move(str(root / "proteins"), str(folder))
+    download_ogb(root, folder, PROTEINS_URL, "proteins", "ogbn-proteins")
 
 
 def _proteins_split(folder: Path, num_nodes: int) -> dict[str, torch.Tensor]:

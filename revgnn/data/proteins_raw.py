@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -126,11 +127,13 @@ def bad_proteins_file(path: Path, problem: str) -> DatasetError:
     return DatasetError(f"ogbn-proteins: {path} {problem}.{KEPT}")
 
 
-def read_table(path: Path, columns: int, what: str, integer: bool) -> np.ndarray:
+def read_table(path: Path, columns: int, what: str, integer: bool,
+               bad: Callable[[Path, str], DatasetError] = bad_proteins_file) -> np.ndarray:
     """A gzip CSV of ``columns`` numbers per row, as ogb reads it (pandas), refusing what ogb would cast silently.
 
     Returns (rows, columns) int64 where ``integer`` (a fractional or empty value is refused, not truncated), else
-    float64 (empty values are NaN, for the caller to name).
+    float64 (empty values are NaN, for the caller to name). ``bad(path, problem)`` makes the error (the dataset's
+    name and advice).
     """
     import pandas as pd
     from pandas.api.types import is_bool_dtype, is_integer_dtype, is_numeric_dtype
@@ -138,21 +141,20 @@ def read_table(path: Path, columns: int, what: str, integer: bool) -> np.ndarray
     try:
         df = pd.read_csv(path, compression="gzip", header=None)
     except (OSError, EOFError, zlib.error, ValueError, pd.errors.ParserError) as err:
-        raise bad_proteins_file(path, table_problem(path, columns, what) or f"cannot be read ({err})") from err
+        raise bad(path, table_problem(path, columns, what) or f"cannot be read ({err})") from err
     if df.shape[1] != columns:
-        raise bad_proteins_file(path, f"has {df.shape[1]} columns, expected {columns} ({what})")
+        raise bad(path, f"has {df.shape[1]} columns, expected {columns} ({what})")
     if not all(is_numeric_dtype(t) and not is_bool_dtype(t) for t in df.dtypes):
-        raise bad_proteins_file(path, table_problem(path, columns, what) or f"has a non-numeric value; each row is "
-                                                                              f"{what}")
+        raise bad(path, table_problem(path, columns, what) or f"has a non-numeric value; each row is {what}")
     if not integer or all(is_integer_dtype(t) for t in df.dtypes):
         return df.to_numpy(np.int64 if integer else np.float64)
     values = df.to_numpy(np.float64)
-    bad = ~(np.isfinite(values) & (values == np.round(values)))
-    if bad.any():
-        r, c = (int(i) for i in np.argwhere(bad)[0])
+    fractional = ~(np.isfinite(values) & (values == np.round(values)))
+    if fractional.any():
+        r, c = (int(i) for i in np.argwhere(fractional)[0])
         v = df.iat[r, c]
         kind = "an empty or NaN value" if np.isnan(v) else f"a non-integer value {float(v):g}"
-        raise bad_proteins_file(path, f"has {kind} on line {r + 1}; each row is {what}, integers only")
+        raise bad(path, f"has {kind} on line {r + 1}; each row is {what}, integers only")
     return values.astype(np.int64)
 
 

@@ -89,19 +89,19 @@ class SavedTensorMeter:
     """
 
     def __init__(self, exclude: Iterable[Tensor] = ()):
-        self._exclude = {t.untyped_storage().data_ptr() for t in exclude}
+        self._exclude = {st.data_ptr() for t in exclude for st in _storages(t)}
         self._seen: set[int] = set()
         self.bytes = 0
         self.count = 0
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
     def _pack(self, t: Tensor) -> Tensor:
-        storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr not in self._exclude and ptr not in self._seen:
-            self._seen.add(ptr)
-            self.bytes += storage.nbytes()
-            self.count += 1
+        for storage in _storages(t):
+            ptr = storage.data_ptr()
+            if ptr not in self._exclude and ptr not in self._seen:
+                self._seen.add(ptr)
+                self.bytes += storage.nbytes()
+                self.count += 1
         return t
 
     @staticmethod
@@ -188,11 +188,23 @@ def tensor_bytes(tensors: Iterable) -> int:
     seen, total = set(), 0
     for t in tensors:
         if isinstance(t, Tensor):
-            s = t.untyped_storage()
-            if s.data_ptr() not in seen:
-                seen.add(s.data_ptr())
-                total += s.nbytes()
+            for s in _storages(t):
+                if s.data_ptr() not in seen:
+                    seen.add(s.data_ptr())
+                    total += s.nbytes()
     return total
+
+
+def _storages(t: Tensor) -> list:
+    """The storages holding ``t``: its own, or those of a sparse tensor's index and value tensors (a CSR adjacency
+    saved for backward by RevSAGE's fused aggregation)."""
+    if t.layout == torch.sparse_csr:
+        parts = (t.crow_indices(), t.col_indices(), t.values())
+    elif t.layout == torch.sparse_coo:
+        parts = (t._indices(), t._values())
+    else:
+        parts = (t,)
+    return [p.untyped_storage() for p in parts]
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer | None) -> list:
@@ -233,7 +245,9 @@ class _Step:
     def __init__(self, model: nn.Module, data, train: bool, lr: float = 1e-3):
         self.model, self.data, self.train = model, data, train
         self.opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=False) if train else None
-        self.target = data.y.float() if train else None
+        # multi-label tasks (ogbn-proteins) take BCE on float targets; (N,) class ids (ogbn-products) cross-entropy
+        self.classes = data.y.dim() == 1 and not data.y.is_floating_point()
+        self.target = (data.y if self.classes else data.y.float()) if train else None
         self.meter: SavedTensorMeter | None = None
 
     def _forward(self):
@@ -265,7 +279,8 @@ class _Step:
                     out = self._forward()
             else:
                 out = self._forward()
-            loss = F.binary_cross_entropy_with_logits(out, self.target)
+            loss = (F.cross_entropy(out, self.target) if self.classes
+                    else F.binary_cross_entropy_with_logits(out, self.target))
             del out
             loss.backward()
             del loss
@@ -296,7 +311,8 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
         data: the graph; moved to ``device``.
         device: ``"cpu"`` or ``"cuda"``.
         train (bool): a training step (forward, BCE loss, backward, Adam step) or an inference forward (no grad).
-        repeats (int): timed, un-instrumented steps; ``step_seconds`` is their median.
+        repeats (int): timed, un-instrumented steps; ``step_seconds`` is their median. 0 times the instrumented
+            step itself (for steps of minutes, where the profiler's overhead is small).
         warmup (int): steps run first (they also create the optimizer state, which is then part of the baseline).
 
     Returns:
@@ -307,8 +323,8 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
         raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be cpu or cuda (got {device})")
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0 (got {repeats}, {warmup})")
+    if repeats < 0 or warmup < 0:
+        raise ValueError(f"repeats and warmup must be >= 0 (got {repeats}, {warmup})")
     model = model.to(device)
     data = data.to(device)
     step = _Step(model, data, train)
@@ -326,6 +342,7 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
 
     step.prepare()
     split = {}
+    t0 = time.perf_counter()
     if device.type == "cuda":
         _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -344,6 +361,7 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
 
         step(meter=True, phase=phase if train else None)
         _sync(device)
+        elapsed = time.perf_counter() - t0
         peak_bytes = max(torch.cuda.max_memory_allocated(device), split.get("fwd_bwd_peak", 0))
     else:
         from torch.profiler import ProfilerActivity, record_function
@@ -351,8 +369,11 @@ def measure_step(model: nn.Module, data, device: str | torch.device = "cpu", tra
         baseline = tensor_bytes(step.live_tensors())
         with QuietProfile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             step(meter=True, phase=record_function, mark_gradients=train)
+        elapsed = time.perf_counter() - t0
         split = cpu_split(prof)
         peak_bytes = baseline + split["increment"]
+    if not times:  # repeats=0: the instrumented step's own time
+        times = [elapsed]
     stats = getattr(model, "last_solver_stats", None)
     solves = {k: v for k, v in solver_fields(model).items() if k in _STEP_SOLVER_FIELDS}
     if solves and not train:  # an inference step solves forward only

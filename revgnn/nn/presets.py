@@ -1,7 +1,10 @@
-"""Model configurations and the paper's named presets (Li et al., ICML 2021, Tables 1-2).
+"""Model configurations and the paper's named presets (Li et al., ICML 2021, Tables 1-2 and Sec. 5.3).
 
-:class:`ModelConfig` is the one place where a configuration meets a model (:func:`build_model`). Presets carry the
-ogbn-proteins heads (8-dim summed edge features + 8 species in, 8-dim edge features, 112 tasks out).
+:class:`ModelConfig` is the one place where a configuration meets a model (:func:`build_model`). The ogbn-proteins
+presets carry its heads (8-dim summed edge features + 8 species in, 8-dim edge features, 112 tasks out); the
+ogbn-arxiv RevGAT and the ogbn-products RevGNN-112 (GraphSAGE blocks) carry those datasets' widths (128 features + 40
+label channels in, 40 classes out; 100 features in, 47 classes out), the shapes of the official RevGAT and of PyG's
+``examples/rev_gnn.py``.
 
 Weight tying, as read here: the released WT-RevGNN parameter counts equal exactly two distinct grouped layers plus
 the heads, so a weight-tied model has one untied first layer followed by one tied layer repeated L-1 times
@@ -22,9 +25,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["ModelConfig", "PRESETS", "PAPER_PARAMS", "build_model", "get_preset", "list_presets",
-           "count_parameters", "MODEL_KINDS", "DEQ_ONLY_FIELDS", "WARMUP_EPOCHS", "WARMUP_ITERS"]
+           "count_parameters", "MODEL_KINDS", "NODE_FEATURE_KINDS", "EXTRA_DEFAULTS", "min_layers",
+           "DEQ_ONLY_FIELDS", "WARMUP_EPOCHS", "WARMUP_ITERS"]
 
-MODEL_KINDS = ("res", "rev", "wt-res", "wt-rev", "deq")
 # DEQ-GNN's warm-up (issue 29): two epochs as the weight-tied network of k = 8 cells, then the solver. Measured by
 # benchmarks/deq_convergence.py (results/deq_convergence.json): at the Fig. 1 settings every solve of the first 10
 # solver steps of seeds 0-9 converges and the spectral radius of df/dz at the first is below 0.9; of the warm-ups
@@ -36,6 +39,11 @@ WARMUP_EPOCHS, WARMUP_ITERS = 2, 8
 DEQ_ONLY_FIELDS = ("backward_max_iter", "stop_mode", "node_factor", "anderson_m", "damping", "broyden_memory",
                    "warmup_epochs", "warmup_iters", "deq_norm", "deq_backward", "phantom_steps", "jac_reg",
                    "spectral_iters")
+MODEL_KINDS = ("res", "rev", "wt-res", "wt-rev", "deq", "revgat", "revsage", "ressage")
+# Models of node features only (revgnn.nn.revgat, revgnn.nn.revsage): no edge features, species or node embeddings.
+NODE_FEATURE_KINDS = ("revgat", "revsage", "ressage")
+# Fields added for them, left out of a recorded configuration at these defaults (older records stay equal).
+EXTRA_DEFAULTS = {"heads": 1, "input_dropout": 0.0, "edge_drop": 0.0, "input_residual": True}
 
 
 @dataclass
@@ -80,6 +88,10 @@ class ModelConfig:
     spectral_iters: int = 0            # DEQ-GNN: power iterations estimating df/dz's spectral radius per step
     fused: bool = True                 # fused edge-chunked GENConv (revgnn.nn.fused); False: PyG's GENConv reference
     kernel: str = "auto"               # fused path: 'native' C++ kernel where it builds, else 'torch' (revgnn.nn.fused)
+    heads: int = 1                     # RevGAT: attention heads H (hidden_channels is per head, as PyG's GATConv)
+    input_dropout: float = 0.0         # RevGAT: dropout of the input features (official: 0.25)
+    edge_drop: float = 0.0             # RevGAT: fraction of edges dropped per layer in training (official: 0.3)
+    input_residual: bool = True        # RevGAT: the first layer's linear residual from the input (official: on)
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
@@ -96,9 +108,17 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.kernel not in ("auto", "native", "torch"):
             raise ValueError(f"kernel must be one of auto, native, torch, got {self.kernel!r}")
+        if not isinstance(self.heads, numbers.Integral) or isinstance(self.heads, bool) or self.heads < 1:
+            raise ValueError(f"heads must be an integer >= 1, got {self.heads!r}")
+        for name in ("input_dropout", "edge_drop"):
+            if not (isinstance(getattr(self, name), numbers.Real) and 0.0 <= getattr(self, name) < 1.0):
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.model == "revgat" and self.num_layers < 3:
+            raise ValueError(f"a RevGAT needs num_layers >= 3 (a first and a last GAT layer around the reversible "
+                             f"ones), got {self.num_layers}")
         if self.model == "deq":
             _check_deq(self)
-        if self.model in ("rev", "wt-rev"):
+        if self.model in ("rev", "wt-rev", "revgat", "revsage"):
             if self.num_groups < 2:
                 raise ValueError(f"num_groups must be >= 2 for a reversible model, got {self.num_groups}; "
                                  f"the paper uses 2")
@@ -130,12 +150,36 @@ def build_model(config: ModelConfig) -> nn.Module:
     return _with_kernel(model, config.kernel) if config.kernel != "auto" else model
 
 
+def _build_node_feature_model(c: ModelConfig) -> nn.Module:
+    from .revgat import RevGAT
+    from .revsage import ResSAGE, RevSAGE
+
+    extra = [name for name, value in (("edge features (edge_dim)", c.edge_dim), ("species", c.num_species),
+                                      ("node embeddings", c.num_embeddings)) if value]
+    if extra:
+        raise ValueError(f"--model {c.model} reads node features only, but this configuration has "
+                         f"{', '.join(extra)}; use a dataset without them (cora, planetoid:NAME, ogbn-arxiv, "
+                         f"ogbn-products) or a GENConv model (--model rev)")
+    if c.in_channels < 1:
+        raise ValueError(f"--model {c.model} needs node features (in_channels >= 1), got {c.in_channels}")
+    common = dict(in_channels=c.in_channels, hidden_channels=c.hidden_channels, out_channels=c.out_channels,
+                  num_layers=c.num_layers, dropout=c.dropout)
+    if c.model == "revgat":
+        return RevGAT(heads=c.heads, num_groups=c.num_groups, input_dropout=c.input_dropout, edge_drop=c.edge_drop,
+                      fused=c.fused, input_residual=c.input_residual, **common)
+    if c.model == "revsage":
+        return RevSAGE(num_groups=c.num_groups, fused=c.fused, **common)
+    return ResSAGE(fused=c.fused, **common)
+
+
 def _build(config: ModelConfig) -> nn.Module:
     from .models import DEQGNN, ResGNN, RevGNN
 
     c = config
     if c.model not in MODEL_KINDS:
         raise ValueError(f"unknown model {c.model!r}; choose one of {', '.join(MODEL_KINDS)}")
+    if c.model in NODE_FEATURE_KINDS:
+        return _build_node_feature_model(c)
     common = dict(in_channels=c.in_channels, hidden_channels=c.hidden_channels, out_channels=c.out_channels,
                   dropout=c.dropout, edge_dim=c.edge_dim, num_species=c.num_species,
                   num_embeddings=c.num_embeddings, embedding_dim=c.embedding_dim, fused=c.fused)
@@ -185,6 +229,14 @@ PRESETS: dict[str, ModelConfig] = {
     "wt-revgnn-224": ModelConfig("wt-rev", 112, 224),
     "deq-gnn-64": ModelConfig("deq", 1, 64),
     "deq-gnn-224": ModelConfig("deq", 1, 224),
+    # ogbn-arxiv, the official RevGAT command: 128 features + 40 label channels (label reuse), 3 heads of 256
+    "revgat-arxiv": ModelConfig("revgat", 5, 256, dropout=0.75, in_channels=168, out_channels=40, edge_dim=None,
+                                num_species=None, heads=3, input_dropout=0.25, edge_drop=0.3),
+    # ogbn-products, PyG's examples/rev_gnn.py: SAGEConv blocks, D = 160, dropout 0.5
+    "revgnn-112-products": ModelConfig("revsage", 112, 160, dropout=0.5, in_channels=100, out_channels=47,
+                                       edge_dim=None, num_species=None),
+    "revgnn-7-products": ModelConfig("revsage", 7, 160, dropout=0.5, in_channels=100, out_channels=47,
+                                     edge_dim=None, num_species=None),
 }
 
 # The paper's parameter counts with their confidence marks (../shared/spec/PAPER.md, section 2).
@@ -202,7 +254,15 @@ PAPER_PARAMS: dict[str, tuple[int, str]] = {
     "wt-revgnn-224": (337_080, "derived from unconfirmed"),
     "deq-gnn-64": (51_300, "unconfirmed, 51.3K"),
     "deq-gnn-224": (537_000, "unconfirmed, 537K"),
+    "revgat-arxiv": (2_098_256, "code, OGB"),
+    "revgnn-112-products": (2_945_007, "OGB"),
+    "revgnn-7-products": (206_607, "derived"),
 }
+
+
+def min_layers(model: str) -> int:
+    """The fewest layers a model kind builds with (RevGAT: a first and a last layer around one reversible)."""
+    return 3 if model == "revgat" else 1
 
 
 def list_presets() -> list[str]:

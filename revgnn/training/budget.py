@@ -6,11 +6,12 @@ edge_index, edge features, labels, one N x D state, parameters with gradients an
 model kind must keep for backward, the paper's memory argument (Sec. 3, Figs. 2-4), each term a float32 tensor counted
 once:
 
-- ResGNN / WT-ResGNN: one (N, D) activation per layer, O(L N D) (also with gradient checkpointing, which keeps each
-  block's input); with PyG's GENConv (``fused=False``) also one (E, D) message tensor per layer, O(L E D);
-- RevGNN / WT-RevGNN / DEQ-GNN: one more (N, D) state, O(N D), independent of depth; with PyG's GENConv one (E, D)
-  message tensor at a time, O(E D); the fused kernel holds one edge chunk, nothing of order E D; DEQ-GNN's warm-up
-  epochs train the unrolled network of ``warmup_iters`` cells, which keeps that much once per cell;
+- ResGNN / WT-ResGNN / ResSAGE: one (N, D) activation per layer, O(L N D) (also with gradient checkpointing, which
+  keeps each block's input); with PyG's GENConv (``fused=False``) also one (E, D) message tensor per layer, O(L E D);
+- RevGNN / WT-RevGNN / DEQ-GNN / RevSAGE / RevGAT: one more (N, D) state, O(N D), independent of depth; with PyG's
+  GENConv (or ``fused=False``) one (E, D) message tensor at a time, O(E D); the fused kernels (GENConv, RevGAT's
+  attention sum, RevSAGE's sparse product) hold one edge chunk, nothing of order E D; DEQ-GNN's warm-up epochs train
+  the unrolled network of ``warmup_iters`` cells, which keeps that much once per cell;
 - the modules themselves: about 64 KiB of Python and torch objects per layer (a 2000-layer RevGNN, D = 64, built on
   the ``meta`` device grew the process by 79 KiB per layer).
 
@@ -43,19 +44,20 @@ def parameter_count(cfg: ModelConfig) -> int:
     DEQ-GNN repeat one layer's weights)."""
     import torch
 
-    from revgnn.nn.presets import build_model, count_parameters
+    from revgnn.nn.presets import build_model, count_parameters, min_layers
 
     if cfg.hidden_channels > MAX_CHANNELS:
         raise ValueError(f"--channels {cfg.hidden_channels} is beyond what can be built (one D x D weight alone "
                          f"would take {cfg.hidden_channels ** 2 * 4:.3g} bytes); use at most {MAX_CHANNELS}")
+    low = min_layers(cfg.model)
     with torch.device("meta"):
-        one = count_parameters(build_model(cfg.replace(num_layers=1)))
-        if cfg.model == "deq" or cfg.num_layers == 1:
+        one = count_parameters(build_model(cfg.replace(num_layers=low)))
+        if cfg.model == "deq" or cfg.num_layers == low:
             return one
-        two = count_parameters(build_model(cfg.replace(num_layers=2)))
+        two = count_parameters(build_model(cfg.replace(num_layers=low + 1)))
     if cfg.model in ("wt-res", "wt-rev"):
         return two
-    return one + (cfg.num_layers - 1) * (two - one)
+    return one + (cfg.num_layers - low) * (two - one)
 
 
 def floor_bytes(data, model: nn.Module, hidden_channels: int) -> int:
@@ -107,12 +109,12 @@ def estimate_step(cfg: ModelConfig, num_nodes: int, num_edges: int, parts: int =
     params = parameter_count(cfg)
     n = -(-num_nodes // parts)
     e = -(-num_edges // parts**2)
-    L, D = (1 if cfg.model == "deq" else cfg.num_layers), cfg.hidden_channels
-    stored = L if cfg.model in ("res", "wt-res") else 1                 # (N, D) activations kept for backward
+    L, D = (1 if cfg.model == "deq" else cfg.num_layers), cfg.hidden_channels * cfg.heads
+    stored = L if cfg.model in ("res", "wt-res", "ressage") else 1    # (N, D) activations kept for backward
     if cfg.model == "deq":  # the unrolled network of its warm-up (or of unrolled_iters) keeps one per cell
         stored = max(cfg.unrolled_iters or 0, cfg.warmup_iters if cfg.warmup_epochs else 0, 1)
     act = stored * n * D * 4
-    if not cfg.fused:
+    if not cfg.fused:  # PyG's message passing: an (E, D) message tensor
         act += stored * e * D * 4
     gn, ge = (n, e) if device.startswith("cuda") else (num_nodes, num_edges)
     if not train:

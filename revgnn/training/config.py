@@ -15,10 +15,11 @@ from typing import Any
 import torch
 
 from revgnn.data.datasets import GraphDataset
-from revgnn.nn.presets import DEQ_ONLY_FIELDS, ModelConfig
+from revgnn.nn.presets import DEQ_ONLY_FIELDS, EXTRA_DEFAULTS, ModelConfig
 
 from . import distributed
 from .runtime import MAX_THREADS, check_threads
+from .tricks import LOSSES, OPTIMIZERS, SELECT
 
 __all__ = ["TrainConfig", "MAX_SEED", "MAX_THREADS", "check_threads", "check_device", "adapt_model_config"]
 
@@ -64,6 +65,16 @@ class TrainConfig:
         recipe: The dataset-recipe values this configuration took (recorded only; see ``revgnn train --help``).
         accumulate: Parts per optimizer step (per rank under torch.distributed), their gradients averaged; with more
             than one (or more than one rank) the dropout RNG is seeded per part (:mod:`revgnn.training.distributed`).
+        optimizer: ``adam`` (the paper's ogbn-proteins and ogbn-products runs) or ``rmsprop`` (the official RevGAT).
+        lr_warmup_epochs: Linear learning-rate warm-up over this many epochs (official RevGAT: 50; 0: none).
+        loss: ``ce`` (cross-entropy; BCE for multi-label tasks) or ``log-ce`` (:mod:`revgnn.training.tricks`).
+        label_iters: Label iterations with label reuse (official RevGAT: 1).
+        label_flag: Label reuse adds a "label known" channel (T + 1 channels); the official RevGAT has none (T).
+        select: The reported epoch: best ``valid`` score, or lowest ``valid_loss`` (the official RevGAT).
+        teacher: Output folder of a teacher run saved with ``save_logits``: self-distillation (its seed's logits).
+        kd_alpha: Weight of the distillation term (official RevGAT student: 0.95).
+        kd_temperature: Temperature T of the distillation (official: 0.7).
+        save_logits: Save each run's logits at its reported epoch as ``run-seed<S>/best_logits.pt`` (a teacher).
     """
 
     dataset: str = "synthetic-proteins"
@@ -95,6 +106,16 @@ class TrainConfig:
     threads: int | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
     accumulate: int = 1
+    optimizer: str = "adam"
+    lr_warmup_epochs: int = 0
+    loss: str = "ce"
+    label_iters: int = 0
+    label_flag: bool = True
+    select: str = "valid"
+    teacher: str | None = None
+    kd_alpha: float = 0.0
+    kd_temperature: float = 1.0
+    save_logits: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "runs", "eval_every", "eval_views", "accumulate"):
@@ -116,7 +137,10 @@ class TrainConfig:
 
 # Settings that do not change the numbers: a resumed run may differ in these.
 _RUNTIME_KEYS = ("runs", "out_dir", "resume", "progress", "checkpoint_every", "root", "threads", "recipe", "restart",
-                 "keep_checkpoint", "force")
+                 "keep_checkpoint", "force", "save_logits")
+# The ogbn-arxiv tricks' settings, left out of a recorded configuration at these defaults (older records stay equal).
+TRICK_DEFAULTS = {"optimizer": "adam", "lr_warmup_epochs": 0, "loss": "ce", "label_iters": 0, "label_flag": True,
+                  "select": "valid", "teacher": None, "kd_alpha": 0.0, "kd_temperature": 1.0}
 _DATASET_FIELDS = ("in_channels", "out_channels", "edge_dim", "num_species", "num_embeddings")  # filled from the data
 MAX_SEED = 2**32 - 1  # numpy's seed range; also keeps the (seed, epoch) generator seeds in torch's range
 
@@ -152,6 +176,22 @@ def _validate_more(c: TrainConfig) -> None:
         raise ValueError(f"embedding_dim must be >= 1, got {c.embedding_dim}")
     check_threads(c.threads)
     check_device(c.device)
+    for name, choices in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("select", SELECT)):
+        if getattr(c, name) not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(c, name)!r}")
+    if c.lr_warmup_epochs < 0 or c.label_iters < 0:
+        raise ValueError(f"lr_warmup_epochs and label_iters must be >= 0, got {c.lr_warmup_epochs} and {c.label_iters}")
+    if c.label_iters and c.label_reuse <= 0:
+        raise ValueError("label iterations fill the label channels of label reuse: give --label-reuse > 0 (official "
+                         "RevGAT: 0.5) or --label-iters 0")
+    if not 0.0 <= c.kd_alpha <= 1.0 or not (math.isfinite(c.kd_temperature) and c.kd_temperature > 0):
+        raise ValueError(f"kd_alpha must be in [0, 1] and kd_temperature > 0, got {c.kd_alpha} and "
+                         f"{c.kd_temperature}")
+    if c.kd_alpha > 0 and c.teacher is None:
+        raise ValueError("--kd-alpha > 0 distils from a teacher: pass --teacher DIR (a run saved with --save-logits)")
+    if c.teacher is not None and not Path(c.teacher).is_dir():
+        raise ValueError(f"--teacher {c.teacher} is not a folder; give the --out folder of a teacher run saved with "
+                         f"--save-logits")
     for name in ("root", "out_dir"):
         path = getattr(c, name)
         if path is None:
@@ -166,7 +206,7 @@ def _validate_more(c: TrainConfig) -> None:
 
 def adapt_model_config(cfg: ModelConfig, ds: GraphDataset, tcfg: TrainConfig) -> ModelConfig:
     """Fill the dataset-dependent fields of a model config (input, output, edge and species widths)."""
-    label_dim = (ds.num_tasks + 1) if tcfg.label_reuse > 0 else 0  # labels (one-hot or multi-hot) + known flag
+    label_dim = ds.num_tasks + (1 if tcfg.label_flag else 0) if tcfg.label_reuse > 0 else 0  # labels (+ known flag)
     return dataclasses.replace(
         cfg, in_channels=ds.num_features + label_dim, out_channels=ds.num_tasks, edge_dim=ds.edge_dim,
         num_species=ds.num_species, num_embeddings=ds.num_nodes if tcfg.node_embeddings else None,
@@ -178,9 +218,15 @@ def _config_block(mcfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
     t["accumulate"] = tcfg.accumulate * distributed.world_size()  # K ranks = accumulate K: one trajectory
     if t["accumulate"] == 1:
         del t["accumulate"]  # configs (and checkpoints) of ungrouped runs as before
+    for key, default in TRICK_DEFAULTS.items():
+        if t[key] == default:
+            del t[key]
     model = dataclasses.asdict(mcfg)
     del model["kernel"]  # how the fused sum is computed, not what is trained: a run resumes under either kernel
     if mcfg.model != "deq":  # settings no other model reads: their configurations (and checkpoints) as before
         for name in DEQ_ONLY_FIELDS:
             del model[name]
+    for key, default in EXTRA_DEFAULTS.items():  # RevGAT's fields: configurations of other models as before
+        if model[key] == default:
+            del model[key]
     return {"model": model, "train": t}

@@ -42,7 +42,7 @@ from .checkpoints import (
 )
 from .config import TrainConfig, _config_block, adapt_model_config
 from .protocol import _epoch_parts, _eval_inputs, _generator, _part_loss, _score, predict
-from .records import environment, peak_memory_bytes, write_json
+from .records import atomic_torch_save, environment, peak_memory_bytes, write_json
 from .runtime import (
     LOCK_NAME,
     STOP,
@@ -53,6 +53,7 @@ from .runtime import (
     remove_stale_temps,
     thread_info,
 )
+from .tricks import TEACHER_FILE, load_teacher, make_optimizer, warmup_lr
 
 __all__ = ["fit", "train_run", "mean_std"]
 
@@ -61,14 +62,21 @@ log = logging.getLogger(__name__)
 
 def _train_epoch(model, opt, ds, tcfg, train_parts, seed, epoch, device) -> float:
     model.train()
+    teacher = load_teacher(tcfg.teacher, seed, ds.num_nodes, ds.num_tasks) if tcfg.teacher else None  # read once
+    for group in opt.param_groups:
+        group["lr"] = warmup_lr(tcfg.lr, epoch, tcfg.lr_warmup_epochs)
     parts = _epoch_parts(ds, tcfg, train_parts, seed, epoch)
+
+    def part_loss(batch, mask):
+        return _part_loss(model, ds, batch, mask, device, tcfg, teacher)
+
     if tcfg.accumulate > 1 or distributed.world_size() > 1:  # grouped steps (revgnn.training.distributed)
-        return distributed.train_epoch(model, opt, parts, lambda b, m: _part_loss(model, ds, b, m, device),
-                                       tcfg.accumulate, tcfg.clip_grad_norm, seed, epoch)
+        return distributed.train_epoch(model, opt, parts, part_loss, tcfg.accumulate, tcfg.clip_grad_norm, seed,
+                                       epoch)
     total, steps = 0.0, 0
     for _, batch, mask in parts:
         opt.zero_grad()
-        loss = _part_loss(model, ds, batch, mask, device)
+        loss = part_loss(batch, mask)
         loss.backward()
         if tcfg.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip_grad_norm)
@@ -100,6 +108,16 @@ def _deq_warmup(mcfg: ModelConfig, epochs: int) -> dict[str, Any]:
                            "switch_epoch": switch if switch <= epochs else None}}
 
 
+def _better(entry: dict, best: dict | None, history: list[dict], select: str) -> bool:
+    """Whether ``entry`` is the new reported epoch: the best validation score, or the lowest validation loss."""
+    if best is None:
+        return True
+    if select == "valid_loss":
+        best_loss = next(h["valid_loss"] for h in history if h["epoch"] == best["epoch"])
+        return entry["valid_loss"] < best_loss
+    return entry["valid"] > best["valid"]
+
+
 def _kernel_ran(mcfg: ModelConfig, device: torch.device) -> str:
     """The GENConv kernel a run used: 'native' or 'torch' (the fused operator), or 'pyg' (PyG's GENConv)."""
     from revgnn.nn.fused import resolve_kernel
@@ -118,7 +136,9 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
     np.random.seed(seed % 2**32)
     random.seed(seed)
     model = build_model(mcfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    opt = make_optimizer(tcfg.optimizer, model.parameters(), tcfg.lr, tcfg.weight_decay)
+    if tcfg.teacher:  # checked before the first epoch
+        load_teacher(tcfg.teacher, seed, ds.num_nodes, ds.num_tasks)
     state = {"epoch": 0, "history": [], "best": None, "best_model": None, "elapsed_s": 0.0}
     ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
     if tcfg.resume and ckpt_path is not None and ckpt_path.is_file():
@@ -135,11 +155,11 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         entry: dict[str, Any] = {"epoch": epoch, "loss": loss, **phase, **solver_fields(model, reset=True)}
         if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
             logits = predict(model, ds, eval_parts, tcfg.eval_views, _generator(seed, epoch, 1), eval_x, device,
-                             shard=True)
-            entry.update(_score(ds, logits))
-            if state["best"] is None or entry["valid"] > state["best"]["valid"]:
+                             shard=True, label_iters=tcfg.label_iters)
+            entry.update(_score(ds, logits, tcfg.loss if tcfg.select == "valid_loss" else None))
+            if _better(entry, state["best"], state["history"], tcfg.select):
                 state["best"] = {k: entry[k] for k in ("epoch", "train", "valid", "test")}
-                if tcfg.test_views or tcfg.keep_checkpoint:  # for the final multi-view test, `revgnn evaluate`
+                if tcfg.test_views or tcfg.keep_checkpoint or tcfg.save_logits:  # final test, `revgnn evaluate`
                     state["best_model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
             bar.set_postfix(loss=f"{loss:.4f}", valid=f"{entry['valid']:.4f}")
         state["history"].append(entry)
@@ -161,7 +181,7 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         model.load_state_dict(state["best_model"])
         test_parts = tcfg.test_parts or eval_parts
         logits = predict(model, ds, test_parts, tcfg.test_views, _generator(seed, 0, 2), eval_x, device,
-                         shard=True)
+                         shard=True, label_iters=tcfg.label_iters)
         multiview = {"epoch": state["best"]["epoch"], "views": tcfg.test_views if test_parts > 1 else 1,
                      "parts": test_parts, **_score(ds, logits)}
     record = {
@@ -173,6 +193,12 @@ def train_run(mcfg: ModelConfig, tcfg: TrainConfig, ds: GraphDataset, seed: int,
         "wall_time_s": time.perf_counter() - start, **peak_memory_bytes(device), **environment(device),
         **thread_info(), "recipe": tcfg.recipe, "kernel": _kernel_ran(mcfg, device), **_deq_warmup(mcfg, tcfg.epochs),
     }
+    if tcfg.save_logits and run_dir is not None and distributed.is_main():  # a teacher for self-distillation
+        model.load_state_dict(state["best_model"])
+        logits = predict(model, ds, eval_parts, 1, _generator(seed, 0, 3), eval_x, device,
+                         label_iters=tcfg.label_iters)
+        atomic_torch_save(logits, run_dir / TEACHER_FILE)
+        record["logits"] = TEACHER_FILE
     if run_dir is not None and distributed.is_main():
         write_json(run_dir / "record.json", record)
         if not tcfg.keep_checkpoint:
