@@ -9,7 +9,7 @@ Examples::
     revgnn records regenerate fig2-memory      # run its command, then write its fingerprint
     revgnn records regenerate accuracy-fig1 --memory   # only the memory part of a training record
     revgnn records regenerate stale            # every record that check finds stale (`make records`)
-    revgnn records index                       # rewrite the generated parts of results/README.md and README.md
+    revgnn records index                       # rewrite the quoted passages (python -m revgnn.book.quotes)
 
 A timing record (``timing`` among its kinds) is fresh while the numbers of its computation are; regenerating one
 re-times it on this machine, so ``regenerate`` refuses it unless the machine is idle (load average below 1.2) or
@@ -59,10 +59,11 @@ def run(args) -> int:
             print(f"{r.name:24s} {'+'.join(r.kinds):16s} {r.cost_s:6d} s  {r.file}  shown on: {', '.join(r.shown_on)}")
         return 0
     if args.action == "index":
-        from revgnn.measure.index import write_indexes
+        from revgnn.book import quotes
 
-        for path in write_indexes(freshness.ROOT):
-            print(f"wrote {path}")
+        for page in quotes.PAGES:
+            changed = quotes.update(freshness.ROOT / page, freshness.ROOT)
+            print(f"{page}: {'rewrote ' + ', '.join(changed) if changed else 'up to date'}")
         return 0
     if args.action == "check":
         stale = 0
