@@ -139,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="rerun only these rows (e.g. DEQ-GNN) and put them into the committed file in place of the "
                         "old ones; the other rows are kept, and each rerun row carries its own provenance")
     p.add_argument("--remeasure-memory", action="store_true",
-                   help="fig1: train nothing; measure every row's peak training-step memory again with this revision "
-                        "(the memory is deterministic bytes), recorded under 'memory_provenance', and rescore the "
-                        "claims; written back to results/accuracy_fig1.json, or to --out")
+                   help="fig1: train nothing; measure every row's (or --only's rows') peak training-step memory again "
+                        "with this revision (the memory is deterministic bytes), recorded under 'memory_provenance', "
+                        "and rescore the claims; written back to results/accuracy_fig1.json, or to --out")
     p.add_argument("--rescore", action="store_true",
                    help="run nothing: recompute targets (and fig1's claims) of results/accuracy_<task>.json (or "
                         "--out) from its rows with this revision's rules, recorded under 'rescored'")
@@ -151,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.remeasure_memory:
         if args.task != "fig1":
             p.error("--remeasure-memory: only fig1 records memory")
-        return _remeasure_memory(args.out)
+        unknown = sorted(set(args.only or ()) - set(TASKS["fig1"]))
+        if unknown:
+            p.error(f"--only: fig1 has no row {', '.join(unknown)}; its rows are {', '.join(TASKS['fig1'])}")
+        return _remeasure_memory(args.out, args.only)
     n_seeds = args.seeds
     if n_seeds < 1 or args.jobs < 1:
         p.error("--seeds and --jobs must be >= 1")
@@ -231,12 +234,16 @@ def _rescore(task: str, out: str | None) -> int:
     return write_result(f"accuracy_{task}", "cpu", out, result)
 
 
-def _remeasure_memory(out: str | None) -> int:
-    """Fig. 1's memory again: every row's peak training step (:func:`_memory`) measured with this revision; the
-    training numbers, the rows' provenance and their fingerprint stay, the claims follow the new peaks."""
+def _remeasure_memory(out: str | None, only: list[str] | None = None) -> int:
+    """Fig. 1's memory again: every row's (or the rows named in ``only``) peak training step (:func:`_memory`)
+    measured with this revision; the training numbers, the rows' provenance and their fingerprint stay, the claims
+    follow the new peaks. ``memory_provenance`` names the rows it measured."""
     path = RESULTS / "accuracy_fig1.json"
     result = json.loads(path.read_text())
+    names = [row["name"] for row in result["rows"]]
     for row in result["rows"]:
+        if only and row["name"] not in only:
+            continue
         command = row["command"].removeprefix("revgnn train ")  # the recorded configuration
         tcfg = train_config(_args(command))
         ds = load_dataset(tcfg.dataset, **tcfg.dataset_kwargs)
@@ -244,7 +251,7 @@ def _remeasure_memory(out: str | None) -> int:
         row["peak_bytes"] = row["memory"]["peak_bytes"]
         print(f"{row['name']}: peak {row['peak_bytes']:,} B", flush=True)
     result["claims"] = _claims(result["rows"])
-    result["memory_provenance"] = provenance("cpu")
+    result["memory_provenance"] = {**provenance("cpu"), "rows": [n for n in names if not only or n in only]}
     return write_result("accuracy_fig1", "cpu", out or "accuracy_fig1.json", result)
 
 
