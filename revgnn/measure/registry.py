@@ -171,7 +171,8 @@ REGISTRY: tuple[Record, ...] = (
     Record("rss-crosscheck", "results/rss_crosscheck.json", "python benchmarks/rss_crosscheck.py", ("memory",),
            "the allocator-event peak of revgnn.measure.memory against the operating system's peak resident set, "
            "fresh processes, ResGNN and RevGNN on the small graph and on the partition", 120,
-           "the run of this record", ("results/README.md",), sample=(("--quick",),)),
+           "its last run, 579 s at load average 11.7-13.7 (nice 19); about 2 minutes idle", ("results/README.md",),
+           sample=(("--quick",),)),
     Record("fused-sweep", "results/fused_sweep.json",
            "python benchmarks/fused.py sweep --edge-list 250000 1000000 4000000 16000000 --pyg-max-edges 4000000 "
            "--layers 2", ("memory",),
@@ -238,7 +239,8 @@ REGISTRY: tuple[Record, ...] = (
     Record("speed", "results/speed.json", "python benchmarks/speed.py", ("timing", "memory"),
            "training-step time of RevGNN against ResGNN, its own non-reversible path and PyG's GroupAddRev over the "
            "same blocks and weights (N = 2,000, E = 100,000, D = 64, L = 8, 7 alternating repeats), and each "
-           "model's peak", 240, "the record's run, 76 s on an idle machine", ("README.md", "results/README.md"),
+           "model's peak", 240, "its last run, 282 s at load average 13.7-15.5; 76 s on an idle machine",
+           ("README.md", "results/README.md"),
            models=(("rev", ModelConfig("rev", 8, 64, fused=False), True),
                    ("res-max", ModelConfig("res", 8, 64, fused=False, aggr="max"), True),
                    ("res-softmax", ModelConfig("res", 8, 64, fused=False), True)),
