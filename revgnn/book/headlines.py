@@ -35,6 +35,15 @@ def _cpu(content: dict) -> str:
     return "Intel Xeon" if name.startswith("Intel") else name
 
 
+def _load(content: dict) -> str:
+    """', load average A-B' of a timing record that recorded the load of its machine (start and end), else ''."""
+    load = content.get("load_average") or {}
+    if not load.get("start") or not load.get("end"):
+        return ""
+    lo, hi = sorted((load["start"][0], load["end"][0]))
+    return f", load average {lo:.1f}-{hi:.1f}"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
@@ -159,7 +168,7 @@ def speed_figures(c: dict) -> str:
     return (f"RevGNN / ResGNN {r['rev/res-max']:.2f} (max aggregation), / DeeperGCN's softmax ResGNN "
             f"{r['rev/res-softmax']:.2f}, / its non-reversible path {r['rev/rev-nonreversible']:.2f}, / PyG "
             f"GroupAddRev {r['rev/pyg-groupaddrev']:.2f} at "
-            f"{p['rev']['peak_bytes'] / p['pyg-groupaddrev']['peak_bytes']:.2f} x its peak")
+            f"{p['rev']['peak_bytes'] / p['pyg-groupaddrev']['peak_bytes']:.2f} x its peak{_load(c)}")
 
 
 def threads_figures(c: dict) -> str:

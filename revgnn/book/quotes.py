@@ -31,6 +31,7 @@ from .headlines import (
     _cpu,
     _flat,
     _gb,
+    _load,
     _mib,
     _pct,
     _rev,
@@ -155,7 +156,7 @@ def readme_measured(root: Path) -> str:
         ("ResGNN peak vs depth", f"linear, {res_fit['slope'] / 1e6:.2f} MB per layer, r² = {res_fit['r2']:.6f}",
          "linear until OOM (Fig. 2) [paper]"),
         ("RevGNN / ResGNN training-step time (N = 2,000, E = 100K, D = 64, L = 8; `results/speed.json`, "
-         f"{_cpu(speed)})", f"{sr['rev/res-max']:.2f}", "—"),
+         f"{_cpu(speed)}{_load(speed)})", f"{sr['rev/res-max']:.2f}", "—"),
         ("RevGNN / PyG `GroupAddRev` step time, same blocks and weights",
          f"{sr['rev/pyg-groupaddrev']:.2f}x time at "
          f"{sp['rev']['peak_bytes'] / sp['pyg-groupaddrev']['peak_bytes']:.2f}x peak", "—"),
