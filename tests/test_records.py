@@ -177,3 +177,26 @@ def test_regenerate_runs_the_command_then_check_finds_the_record_fresh(tmp_path)
     (tmp_path / "results" / "fake.json").write_text(json.dumps(content))
     problems = freshness.check(record, parse_train_command, tmp_path)
     assert problems and "model numbers of 'tiny'" in problems[0]
+
+
+def test_records_index_rewrites_a_passage_edited_by_hand(tmp_path, monkeypatch, capsys):
+    """`revgnn records index` rewrites the quoted passages from the records: a figure typed over by hand is put back."""
+    import argparse
+    import shutil
+
+    from revgnn.book import quotes
+    from revgnn.commands import records
+
+    shutil.copytree(ROOT / "results", tmp_path / "results")
+    shutil.copytree(ROOT / "book", tmp_path / "book", ignore=shutil.ignore_patterns("_*"))
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    readme = (ROOT / "README.md").read_text()
+    begin = readme.index("<!-- quote readme-measured:")
+    edited = readme[:begin] + readme[begin:].replace(" B at L = ", " B (typed by hand) at L = ", 1)
+    assert edited != readme
+    (tmp_path / "README.md").write_text(edited)
+    monkeypatch.setattr(freshness, "ROOT", tmp_path)
+    monkeypatch.setattr(quotes, "REPO_ROOT", tmp_path)
+    assert records.run(argparse.Namespace(action="index", names=[])) == 0
+    assert "README.md: rewrote readme-measured" in capsys.readouterr().out
+    assert (tmp_path / "README.md").read_text() == readme, "the passage is what the records give again"
