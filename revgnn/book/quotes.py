@@ -83,12 +83,30 @@ def fig1_table(root: Path) -> str:
              "params": r["params"], "peak": _mib(r["peak_bytes"]), "test": _acc(r)} for r in c["rows"]]
     low = c["targets"]["every_point_at_least_0.70"]
     lowest = min(c["rows"], key=lambda r: r["test"])
-    mem = c.get("memory_provenance") or c["provenance"]
     return (markdown_table(rows, [("model", "model"), ("params", "parameters"), ("peak", "peak training step"),
                                   ("test", "test ROC-AUC (%)")])
             + f"\n\nTarget \"every point >= 70 %\": **{'met' if low['met'] else 'not met'}** (lowest: "
               f"{lowest['name']}, {_pct(lowest['test'])}). Training at revision `{_rev(c)}` ({_cpu(c)}); peak memory "
-              f"measured at revision `{str(mem.get('git_revision'))[:7]}` ({_cpu({'provenance': mem})}).")
+              f"{_memory_sources(c)}.")
+
+
+def _memory_sources(c: dict) -> str:
+    """Where Fig. 1's peaks come from: ``memory_provenance`` for the rows it names (all rows where it names none),
+    a row's own provenance (a row rerun alone) or the record's for the others."""
+    mem = c.get("memory_provenance")
+    groups: dict[tuple[str, str], list[str]] = {}
+    for row in c["rows"]:
+        if mem and row["name"] in mem.get("rows", [row["name"]]):
+            prov = mem
+        else:
+            prov = row.get("provenance") or c["provenance"]
+        key = (str(prov.get("git_revision"))[:7], _cpu({"provenance": prov}))
+        groups.setdefault(key, []).append(row["name"])
+    if len(groups) == 1:
+        (rev, cpu), = groups
+        return f"measured at revision `{rev}` ({cpu})"
+    return "; ".join(f"of {', '.join(names)} measured at revision `{rev}` ({cpu})"
+                     for (rev, cpu), names in groups.items())
 
 
 def fig1_claims(root: Path) -> str:
