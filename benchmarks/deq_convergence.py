@@ -7,7 +7,8 @@ Every run is ``revgnn.training.loop.fit`` on a ``synthetic-proteins`` graph, one
 0.01, dropout 0.1, as the Fig. 1 / 112-layer-table live runs), with the package's defaults unless a variant says
 otherwise. Each solver step's history entry carries the forward and adjoint solves (``revgnn.nn.deq.solver_fields``):
 iterations, whole-graph relative residual, worst node's residual, converged, and the spectral radius of df/dz at the
-fixed point (power iteration, ``--spectral-iters`` vector-Jacobian products per step).
+fixed point (power iteration, ``--spectral-iters`` vector-Jacobian products per step; the bare solver and the warm-up
+sweep use ``--contrast-spectral-iters``).
 
 ``convergence`` (the default) writes ``deq_convergence.json``:
 
@@ -16,8 +17,8 @@ fixed point (power iteration, ``--spectral-iters`` vector-Jacobian products per 
   relative in at most 30 iterations, the worst node within 10 x tol, nothing non-finite, spectral radius at step 1
   below 0.9 (``targets``);
 - ``bare``: the same without the warm-up (``warmup_epochs=0``), the solver from the initial weights;
-- ``warmup``: the first solver steps after warm-ups of other lengths (epochs x k), on the Fig. 1 graph and on a
-  200-node one (D = 16, seeds 0-19), the evidence for the default;
+- ``warmup``: the first 3 solver steps after warm-ups of other lengths (epochs x k), on the Fig. 1 graph (seeds
+  0-4) and on a 200-node one (D = 16, seeds 0-19), the evidence for the default;
 - ``warmup_memory``: the peak of one warm-up step (the unrolled network, O(k N D)) against one solver step;
 - ``fig4``: Fig. 4's DEQ-GNN points (N = 500, E = 5,000, D = 16, PyG GENConv, tol = 0 so every cap runs in full, the
   initial weights, as the memory step measures them): the residual a solve capped at k returns, for the caps the
@@ -163,25 +164,27 @@ def convergence(args) -> dict:
     seeds = list(range(args.seeds))
     shipped = run(big, FIG1, 0, 1, {}, 0)["deq_warmup"]
     fig1 = [run(big, FIG1, s, args.steps, {}, args.spectral_iters) for s in tqdm_list(seeds, "fig1 defaults")]
-    bare = [run(big, FIG1, s, args.steps, {"warmup_epochs": 0}, args.spectral_iters) for s in tqdm_list(seeds, "bare")]
+    bare = [run(big, FIG1, s, args.steps, {"warmup_epochs": 0}, args.contrast_spectral_iters)
+            for s in tqdm_list(seeds, "bare")]
     sweep = {}
-    for name, shape, graph, n in (("fig1", FIG1, big, args.seeds), ("small", SMALL, small, 2 * args.seeds)):
+    for name, shape, graph, n in (("fig1", FIG1, big, args.sweep_seeds), ("small", SMALL, small, 2 * args.seeds)):
         for epochs, k in WARMUPS:
-            runs = [run(graph, shape, s, 3, {"warmup_epochs": epochs, "warmup_iters": k}, args.spectral_iters)
+            runs = [run(graph, shape, s, 3, {"warmup_epochs": epochs, "warmup_iters": k}, args.contrast_spectral_iters)
                     for s in tqdm_list(range(n), f"warm-up {epochs} x {k} on {name}")]
             sweep.setdefault(name, []).append({"warmup_epochs": epochs, "warmup_iters": k, **first_steps(runs),
                                                "check_3_steps": check(runs, 3)})
     return {
         "settings": {"tol": TOL, "stop_mode": "rel", "max_iter": CAP, "node_factor": NODE_FACTOR,
                      "solver": "anderson", "m": 5, "damping": 1.0, "lr": 0.01, "dropout": 0.1,
-                     "spectral_iters": args.spectral_iters, "steps": args.steps, "warmup": shipped,
+                     "spectral_iters": args.spectral_iters, "contrast_spectral_iters": args.contrast_spectral_iters,
+                     "steps": args.steps, "warmup": shipped,
                      "residual": "relative: ||f(z) - z|| / ||f(z)|| of the returned iterate; worst node: "
                                  "max_i ||f(z)_i - z_i|| / (||f(z)|| / sqrt(N)) (revgnn.nn.solvers)"},
         "fig1": {"graph": {"name": "synthetic-proteins", **FIG1, "seed": 0}, "runs": fig1,
                  "targets": check(fig1, args.steps)},
         "bare": {"graph": {"name": "synthetic-proteins", **FIG1, "seed": 0}, "runs": bare,
                  "first_step": first_steps(bare), "targets": check(bare, args.steps)},
-        "warmup": {"graphs": {"fig1": {**FIG1, "seeds": args.seeds}, "small": {**SMALL, "seeds": 2 * args.seeds}},
+        "warmup": {"graphs": {"fig1": {**FIG1, "seeds": args.sweep_seeds}, "small": {**SMALL, "seeds": 2 * args.seeds}},
                    "variants": sweep},
         "warmup_memory": warmup_memory(big, FIG1),
         "fig4": {"graph": {"name": "synthetic-proteins", "num_nodes": 500, "num_edges": 5_000, "seed": 0},
@@ -235,6 +238,11 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=10, help="seeds 0 .. n-1 (the small graph's sweep: 2n)")
     p.add_argument("--steps", type=int, default=10, help="solver steps checked after the warm-up")
     p.add_argument("--spectral-iters", type=int, default=50, help="power iterations per step for the radius")
+    p.add_argument("--contrast-spectral-iters", type=int, default=20,
+                   help="convergence: the same for the bare solver and the warm-up sweep (each VJP costs as much as "
+                        "an adjoint iteration; 20 give the first step's radius within about 1 %% of 50)")
+    p.add_argument("--sweep-seeds", type=int, default=5, help="convergence: seeds of the warm-up sweep on the Fig. 1 "
+                                                              "graph")
     p.add_argument("--accuracy-epochs", type=int, default=150, help="stabilisers: training epochs for test ROC-AUC")
     p.add_argument("--out", help="output file name under results/")
     args = p.parse_args(argv)
