@@ -1,6 +1,6 @@
 """Does DEQ-GNN reach its equilibrium (Li et al., 2021, Sec. 3.3; issue 29)?
 
-    OMP_NUM_THREADS=1 python benchmarks/deq_convergence.py                 # results/deq_convergence.json (2 jobs)
+    OMP_NUM_THREADS=1 python benchmarks/deq_convergence.py                 # results/deq_convergence.json (3 jobs)
     OMP_NUM_THREADS=1 python benchmarks/deq_convergence.py stabilisers     # results/deq_stabilisers.json
 
 Every run is ``revgnn.training.loop.fit`` on a ``synthetic-proteins`` graph, one full-graph Adam step per epoch (lr
@@ -19,7 +19,7 @@ sweep use ``--contrast-spectral-iters``).
 - ``bare``: the same without the warm-up (``warmup_epochs=0``), the solver from the initial weights, for the first
   ``--bare-steps`` solver steps;
 - ``warmup``: the first 3 solver steps after warm-ups of other lengths (epochs x k), on the Fig. 1 graph (seeds
-  0-2) and on a 200-node one (D = 16, seeds 0-19), the evidence for the default;
+  0-1) and on a 200-node one (D = 16, seeds 0-19), the evidence for the default;
 - ``warmup_memory``: the peak of one warm-up step (the unrolled network, O(k N D)) against one solver step;
 - ``fig4``: Fig. 4's DEQ-GNN points (N = 500, E = 5,000, D = 16, PyG GENConv, tol = 0 so every cap runs in full, the
   initial weights, as the memory step measures them): the residual a solve capped at k returns, for the caps the
@@ -279,14 +279,14 @@ def main(argv=None) -> int:
     p.add_argument("what", nargs="?", default="convergence", choices=("convergence", "stabilisers"))
     p.add_argument("--seeds", type=int, default=10, help="seeds 0 .. n-1 (the small graph's sweep: 2n)")
     p.add_argument("--steps", type=int, default=10, help="solver steps checked after the warm-up")
-    p.add_argument("--spectral-iters", type=int, default=50, help="power iterations per step for the radius")
+    p.add_argument("--spectral-iters", type=int, default=20, help="power iterations per step for the radius (each "
+                   "costs one VJP, as an adjoint iteration; 20 give the first step's radius within about 1 %% of 50)")
     p.add_argument("--contrast-spectral-iters", type=int, default=20,
-                   help="convergence: the same for the bare solver and the warm-up sweep (each VJP costs as much as "
-                        "an adjoint iteration; 20 give the first step's radius within about 1 %% of 50)")
+                   help="convergence: the same for the bare solver and the warm-up sweep")
     p.add_argument("--bare-steps", type=int, default=3, help="convergence: solver steps of the bare solver (the "
                                                              "first are those that miss)")
-    p.add_argument("--jobs", type=int, default=2, help="convergence: runs at once, one process each (default 2)")
-    p.add_argument("--sweep-seeds", type=int, default=3, help="convergence: seeds of the warm-up sweep on the Fig. 1 "
+    p.add_argument("--jobs", type=int, default=3, help="convergence: runs at once, one process each (default 3)")
+    p.add_argument("--sweep-seeds", type=int, default=2, help="convergence: seeds of the warm-up sweep on the Fig. 1 "
                                                               "graph")
     p.add_argument("--accuracy-epochs", type=int, default=150, help="stabilisers: training epochs for test ROC-AUC")
     p.add_argument("--out", help="output file name under results/")
