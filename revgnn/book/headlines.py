@@ -138,6 +138,16 @@ def claim_figures(c: dict) -> str:
 
 
 def deq_figures(c: dict) -> str:
+    check = (c.get("fig1") or {}).get("targets")
+    if check and "spectral_radius_step_1" in check:  # issue 29's check: the shipped warm-up, then the solver
+        bare = (c.get("bare") or {}).get("first_step") or {}
+        missed = len(bare.get("missed_seeds", []))
+        radius = check["spectral_radius_step_1"]["max"]
+        return (f"issue 29's check {'met' if check['met'] else 'not met'}: {check['solves']} solves, at most "
+                f"{check['max_forward_iters']} forward and {check['max_backward_iters']} adjoint iterations, worst "
+                f"node {check['worst_node']['max']:.1e}, radius at step 1 at most {radius:.2f}"
+                + (f"; without the warm-up {missed} of {len(bare['forward_iters'])} seeds miss at step 1" if bare
+                   else ""))
     fig4 = c.get("fig4") or {}
     runs = fig4.get("runs") or []
     need = [r.get("forward", {}).get("first_within_1e-4") for r in runs]
