@@ -292,8 +292,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="output file name under results/")
     args = p.parse_args(argv)
     t0, load_start = time.time(), os.getloadavg()
+    prov = provenance("cpu")  # the revision the runs import, taken before them
     body = convergence(args) if args.what == "convergence" else stabilisers(args)
-    result = {"benchmark": f"deq_{args.what}", "provenance": provenance("cpu"), **body,
+    result = {"benchmark": f"deq_{args.what}", "provenance": prov, **body,
               "seconds": time.time() - t0, "load_average": {"start": load_start, "end": os.getloadavg()}}
     if args.what == "convergence":
         result["targets"] = {
