@@ -236,35 +236,43 @@ def convergence(args) -> dict:
 
 
 def stabilisers(args) -> dict:
-    big = _graph(FIG1)
-    out = {}
+    variants = {}                                                 # name -> (the stabiliser's changes, the run's)
     for name, changes in STABILISERS.items():
-        for warm in (True, False):
-            key = f"{name}{'' if warm else ', no warm-up'}"
-            variant = {**changes, **({} if warm else {"warmup_epochs": 0})}
-            runs = [run(big, FIG1, s, args.steps, variant, args.spectral_iters)
-                    for s in tqdm_list(range(args.seeds), key)]
-            step_s = statistics.median(r["wall_time_s"] / (len(r["steps"]) + r["deq_warmup"]["epochs"]) for r in runs)
-            out[key] = {"changes": variant, "first_step": first_steps(runs), "targets": check(runs, args.steps),
-                        "median_seconds_per_epoch": step_s,
-                        "mean_forward_iters": statistics.mean(s["forward"]["iters"] for r in runs for s in r["steps"]),
-                        "mean_backward_iters": statistics.mean(s["backward"]["iters"] for r in runs for s in r["steps"]
-                                                               if s["backward"]["iters"] is not None)
-                        if changes.get("deq_backward") != "phantom" else None,
-                        "max_spectral_radius": max(s["spectral_radius"] for r in runs for s in r["steps"])}
-            if warm and args.accuracy_epochs:
-                acc = [run(big, FIG1, s, args.accuracy_epochs, changes, 0, eval_every=10)
-                       for s in tqdm_list(range(3), f"{key}: {args.accuracy_epochs} epochs")]
-                tests = [r["best"]["test"] for r in acc]
-                out[key]["accuracy"] = {"epochs": args.accuracy_epochs, "seeds": [0, 1, 2], "test": tests,
-                                        "test_mean": statistics.mean(tests), "test_std": statistics.stdev(tests),
-                                        "note": "test ROC-AUC at the best validation epoch (evaluated every 10)",
-                                        "unconverged_solves": sum(
-                                            not s[k]["converged"] for r in acc for s in r["steps"]
-                                            for k in ("forward", "backward") if s[k]["iters"] is not None),
-                                        "wall_time_s": [r["wall_time_s"] for r in acc]}
+        variants[name] = (changes, changes)
+        variants[f"{name}, no warm-up"] = (changes, {**changes, "warmup_epochs": 0})
+    jobs = [(key, ("fig1", s, args.steps, variant, args.spectral_iters, None))
+            for key, (_, variant) in variants.items() for s in range(args.seeds)]
+    if args.accuracy_epochs:                                      # with the warm-up only
+        jobs += [(f"{name}: accuracy", ("fig1", s, args.accuracy_epochs, changes, 0, 10))
+                 for name, changes in STABILISERS.items() for s in range(3)]
+    results = run_all([j for _, j in jobs], args.jobs, "DEQ-GNN stabiliser runs")
+    runs_of = {}
+    for (key, _), r in zip(jobs, results):
+        runs_of.setdefault(key, []).append(r)
+    out = {}
+    for key, (changes, variant) in variants.items():
+        runs = runs_of[key]
+        step_s = statistics.median(r["wall_time_s"] / (len(r["steps"]) + r["deq_warmup"]["epochs"]) for r in runs)
+        out[key] = {"changes": variant, "first_step": first_steps(runs), "targets": check(runs, args.steps),
+                    "median_seconds_per_epoch": step_s,
+                    "mean_forward_iters": statistics.mean(s["forward"]["iters"] for r in runs for s in r["steps"]),
+                    "mean_backward_iters": statistics.mean(s["backward"]["iters"] for r in runs for s in r["steps"]
+                                                           if s["backward"]["iters"] is not None)
+                    if changes.get("deq_backward") != "phantom" else None,
+                    "max_spectral_radius": max(s["spectral_radius"] for r in runs for s in r["steps"])}
+        acc = runs_of.get(f"{key}: accuracy")
+        if acc:
+            tests = [r["best"]["test"] for r in acc]
+            out[key]["accuracy"] = {"epochs": args.accuracy_epochs, "seeds": [0, 1, 2], "test": tests,
+                                    "test_mean": statistics.mean(tests), "test_std": statistics.stdev(tests),
+                                    "note": "test ROC-AUC at the best validation epoch (evaluated every 10)",
+                                    "unconverged_solves": sum(
+                                        not s[k]["converged"] for r in acc for s in r["steps"]
+                                        for k in ("forward", "backward") if s[k]["iters"] is not None),
+                                    "wall_time_s": [r["wall_time_s"] for r in acc]}
     return {"settings": {"graph": {"name": "synthetic-proteins", **FIG1, "seed": 0}, "tol": TOL, "max_iter": CAP,
-                         "lr": 0.01, "dropout": 0.1, "spectral_iters": args.spectral_iters, "steps": args.steps},
+                         "lr": 0.01, "dropout": 0.1, "spectral_iters": args.spectral_iters, "steps": args.steps,
+                         "seeds": args.seeds, "jobs": args.jobs},
             "variants": out}
 
 
@@ -285,7 +293,7 @@ def main(argv=None) -> int:
                    help="convergence: the same for the bare solver and the warm-up sweep")
     p.add_argument("--bare-steps", type=int, default=3, help="convergence: solver steps of the bare solver (the "
                                                              "first are those that miss)")
-    p.add_argument("--jobs", type=int, default=3, help="convergence: runs at once, one process each (default 3)")
+    p.add_argument("--jobs", type=int, default=3, help="runs at once, one process each (default 3)")
     p.add_argument("--sweep-seeds", type=int, default=2, help="convergence: seeds of the warm-up sweep on the Fig. 1 "
                                                               "graph")
     p.add_argument("--accuracy-epochs", type=int, default=150, help="stabilisers: training epochs for test ROC-AUC")
