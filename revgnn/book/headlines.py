@@ -155,6 +155,25 @@ def deq_figures(c: dict) -> str:
             + " iterations (seeds " + ", ".join(str(r["seed"]) for r in runs) + ")") if runs else "–"
 
 
+def stabiliser_figures(c: dict) -> str:
+    v, st = c["variants"], c["settings"]
+
+    def name(key: str) -> str:
+        base = key.split(",")[0]
+        return "no stabiliser" if base == "none" else base
+
+    met = {warm: [name(k) for k in v if k.endswith("no warm-up") != warm and v[k]["targets"]["met"]]
+           for warm in (True, False)}
+    base = v["none"]["median_seconds_per_epoch"]
+    cost = ", ".join(f"{k} {v[k]['median_seconds_per_epoch'] / base:.2f}" for k in v
+                     if not k.endswith("no warm-up") and k != "none")
+    load = c.get("load_average") or {}
+    at = f" at load average {load['start'][0]:.0f}-{load['end'][0]:.0f}" if load else ""
+    return (f"issue 29's check (first {st['steps']} solver steps, seeds 0-{st['seeds'] - 1}) met with the warm-up by "
+            f"{', '.join(met[True]) or 'no variant'}; without it by {', '.join(met[False]) or 'no variant'}; "
+            f"seconds per epoch over no stabiliser's{at}: {cost}")
+
+
 def drift_figures(c: dict) -> str:
     rows = {r["label"]: r for r in c["rows"]}
     none, k100 = rows["reversible, no anchors"], rows["reversible, K=100"]
@@ -216,7 +235,8 @@ FIGURES: dict[str, Callable[[dict], str]] = {
     "rss-crosscheck": rss_figures, "fused-sweep": sweep_figures, "fused-memory-cli": cli_figures,
     "accuracy-depth": depth_figures, "accuracy-depth-2000": depth_figures, "accuracy-depth-16hops": depth_figures,
     "accuracy-fig1": fig1_figures, "accuracy-ppi": single_figures, "accuracy-cora": single_figures,
-    "depth-claim": claim_figures, "deq-convergence": deq_figures, "drift": drift_figures, "speed": speed_figures,
+    "depth-claim": claim_figures, "deq-convergence": deq_figures,
+    "deq-stabilisers": stabiliser_figures, "drift": drift_figures, "speed": speed_figures,
     "threads": threads_figures, "ddp-speed": ddp_figures, "ddp-speed-L8": ddp_figures,
     "fused-partition-L16": partition16_figures, "fused-kernels-L16": kernels_figures,
     "fused-kernels-L16-avx2": kernels_figures, "fused-full-L2-native": full_native_figures,

@@ -306,6 +306,16 @@ REGISTRY: tuple[Record, ...] = (
            ("notebooks/fig4_memory_deq.ipynb", "results/README.md"),
            models=(("deq-fig4", ModelConfig("deq", 1, 16, fused=False, max_iter=10, tol=0.0), True),),
            commands=(_DEQ_FIG1, _DEQ_FIG1 + " --warmup-epochs 1")),
+    Record("deq-stabilisers", "results/deq_stabilisers.json",
+           "python benchmarks/deq_convergence.py stabilisers --seeds 3 --steps 3 --accuracy-epochs 0", ("training",),
+           "DEQ-GNN's optional stabilisers (weight and spectral normalisation of the cell's Linear layers, the "
+           "one-step phantom gradient, Jacobian regularisation 0.1 and 1 on PyG's GENConv), each with and without "
+           "the warm-up: issue 29's check over the first 3 solver steps of seeds 0-2 at Fig. 1's setting, the "
+           "radius, iterations and seconds per epoch", 700,
+           "the record's run, 681 s with 3 jobs at load average 12.8-18.8 (nice 19), 130 s of CPU",
+           ("book/method.md", "results/README.md"),
+           commands=tuple(_DEQ_FIG1 + " --warmup-epochs 1" + flags for flags in (
+               " --deq-norm weight", " --deq-norm spectral", " --deq-backward phantom", " --no-fused --jac-reg 1"))),
 )
 
 

@@ -27,7 +27,7 @@ switches to the solver; ``benchmarks/deq_convergence.py`` checks every solve of 
 at the shipped defaults and compares other warm-ups. The stabilisers here are options, off by default and tested
 (``tests/test_deq_solver.py``): the phantom gradient (``backward="phantom"``) and Jacobian regularisation
 (``jac_reg``); weight and spectral normalisation live in :class:`~revgnn.nn.layers.DEQCell`.
-``benchmarks/deq_convergence.py stabilisers`` measures them against the same check.
+``results/deq_stabilisers.json`` (``benchmarks/deq_convergence.py stabilisers``) measures them against the same check.
 """
 from __future__ import annotations
 
