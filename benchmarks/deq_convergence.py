@@ -1,13 +1,14 @@
 """Does DEQ-GNN reach its equilibrium (Li et al., 2021, Sec. 3.3; issue 29)?
 
-    OMP_NUM_THREADS=1 python benchmarks/deq_convergence.py                 # results/deq_convergence.json
+    OMP_NUM_THREADS=1 python benchmarks/deq_convergence.py                 # results/deq_convergence.json (3 jobs)
     OMP_NUM_THREADS=1 python benchmarks/deq_convergence.py stabilisers     # results/deq_stabilisers.json
 
 Every run is ``revgnn.training.loop.fit`` on a ``synthetic-proteins`` graph, one full-graph Adam step per epoch (lr
 0.01, dropout 0.1, as the Fig. 1 / 112-layer-table live runs), with the package's defaults unless a variant says
 otherwise. Each solver step's history entry carries the forward and adjoint solves (``revgnn.nn.deq.solver_fields``):
 iterations, whole-graph relative residual, worst node's residual, converged, and the spectral radius of df/dz at the
-fixed point (power iteration, ``--spectral-iters`` vector-Jacobian products per step).
+fixed point (power iteration, ``--spectral-iters`` vector-Jacobian products per step; the bare solver and the warm-up
+sweep use ``--contrast-spectral-iters``).
 
 ``convergence`` (the default) writes ``deq_convergence.json``:
 
@@ -15,9 +16,10 @@ fixed point (power iteration, ``--spectral-iters`` vector-Jacobian products per 
   defaults, warm-up included, seeds 0-9, the first 10 solver steps: every forward and adjoint solve within 1e-4
   relative in at most 30 iterations, the worst node within 10 x tol, nothing non-finite, spectral radius at step 1
   below 0.9 (``targets``);
-- ``bare``: the same without the warm-up (``warmup_epochs=0``), the solver from the initial weights;
-- ``warmup``: the first solver steps after warm-ups of other lengths (epochs x k), on the Fig. 1 graph and on a
-  200-node one (D = 16, seeds 0-19), the evidence for the default;
+- ``bare``: the same without the warm-up (``warmup_epochs=0``), the solver from the initial weights, for the first
+  ``--bare-steps`` solver steps;
+- ``warmup``: the first 3 solver steps after warm-ups of other lengths (epochs x k), on the Fig. 1 graph (seeds
+  0-1) and on a 200-node one (D = 16, seeds 0-19), the evidence for the default;
 - ``warmup_memory``: the peak of one warm-up step (the unrolled network, O(k N D)) against one solver step;
 - ``fig4``: Fig. 4's DEQ-GNN points (N = 500, E = 5,000, D = 16, PyG GENConv, tol = 0 so every cap runs in full, the
   initial weights, as the memory step measures them): the residual a solve capped at k returns, for the caps the
@@ -31,11 +33,13 @@ solves, the radius, seconds per step), then ``--accuracy-epochs`` epochs of trai
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -61,8 +65,38 @@ STABILISERS = {"none": {}, "weight-norm": {"deq_norm": "weight"}, "spectral-norm
 STEP_KEYS = ("iters", "residual", "node_residual", "converged")
 
 
-def _graph(shape: dict):
+SHAPES = {"fig1": FIG1, "small": SMALL}
+
+
+@functools.lru_cache(maxsize=None)
+def _graph_of(name: str):
+    shape = SHAPES[name]
     return load_dataset("synthetic-proteins", num_nodes=shape["num_nodes"], num_edges=shape["num_edges"], seed=0)
+
+
+def _graph(shape: dict):
+    return _graph_of(next(name for name, s in SHAPES.items() if s == shape))
+
+
+def _job(job: tuple) -> dict:
+    """One :func:`run` in a worker: ``(shape name, seed, steps, changes, spectral_iters, eval_every)``."""
+    name, seed, steps, changes, spectral_iters, eval_every = job
+    return run(_graph_of(name), SHAPES[name], seed, steps, changes, spectral_iters, eval_every)
+
+
+def run_all(jobs: list[tuple], n_jobs: int, desc: str) -> list[dict]:
+    """:func:`run` of every job, ``n_jobs`` processes at once (each run is seeded, so the order does not matter);
+    the results in the order of ``jobs``."""
+    if n_jobs <= 1:
+        return [_job(j) for j in tqdm_list(jobs, desc)]
+    from tqdm import tqdm
+
+    out = [None] * len(jobs)
+    with ProcessPoolExecutor(max_workers=n_jobs) as pool:
+        futures = {pool.submit(_job, j): i for i, j in enumerate(jobs)}
+        for f in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="run"):
+            out[futures[f]] = f.result()
+    return out
 
 
 def run(ds, shape: dict, seed: int, steps: int, changes: dict, spectral_iters: int, eval_every: int | None = None
@@ -159,29 +193,40 @@ def warmup_memory(ds, shape: dict) -> dict:
 
 
 def convergence(args) -> dict:
-    big, small = _graph(FIG1), _graph(SMALL)
+    big = _graph(FIG1)
     seeds = list(range(args.seeds))
     shipped = run(big, FIG1, 0, 1, {}, 0)["deq_warmup"]
-    fig1 = [run(big, FIG1, s, args.steps, {}, args.spectral_iters) for s in tqdm_list(seeds, "fig1 defaults")]
-    bare = [run(big, FIG1, s, args.steps, {"warmup_epochs": 0}, args.spectral_iters) for s in tqdm_list(seeds, "bare")]
-    sweep = {}
-    for name, shape, graph, n in (("fig1", FIG1, big, args.seeds), ("small", SMALL, small, 2 * args.seeds)):
+    jobs = {"fig1": [("fig1", s, args.steps, {}, args.spectral_iters, None) for s in seeds],
+            "bare": [("fig1", s, args.bare_steps, {"warmup_epochs": 0}, args.contrast_spectral_iters, None)
+                     for s in seeds]}
+    for name, n in (("fig1", args.sweep_seeds), ("small", 2 * args.seeds)):
         for epochs, k in WARMUPS:
-            runs = [run(graph, shape, s, 3, {"warmup_epochs": epochs, "warmup_iters": k}, args.spectral_iters)
-                    for s in tqdm_list(range(n), f"warm-up {epochs} x {k} on {name}")]
-            sweep.setdefault(name, []).append({"warmup_epochs": epochs, "warmup_iters": k, **first_steps(runs),
-                                               "check_3_steps": check(runs, 3)})
+            jobs[f"sweep {name} {epochs} {k}"] = [
+                (name, s, 3, {"warmup_epochs": epochs, "warmup_iters": k}, args.contrast_spectral_iters, None)
+                for s in range(n)]
+    flat = [(key, j) for key, js in jobs.items() for j in js]
+    results = run_all([j for _, j in flat], args.jobs, "DEQ-GNN runs")
+    runs_of = {key: [r for (k, _), r in zip(flat, results) if k == key] for key in jobs}
+    fig1, bare = runs_of["fig1"], runs_of["bare"]
+    sweep = {}
+    for name in ("fig1", "small"):
+        for epochs, k in WARMUPS:
+            runs = runs_of[f"sweep {name} {epochs} {k}"]
+            if runs:
+                sweep.setdefault(name, []).append({"warmup_epochs": epochs, "warmup_iters": k, **first_steps(runs),
+                                                   "check_3_steps": check(runs, 3)})
     return {
         "settings": {"tol": TOL, "stop_mode": "rel", "max_iter": CAP, "node_factor": NODE_FACTOR,
                      "solver": "anderson", "m": 5, "damping": 1.0, "lr": 0.01, "dropout": 0.1,
-                     "spectral_iters": args.spectral_iters, "steps": args.steps, "warmup": shipped,
+                     "spectral_iters": args.spectral_iters, "contrast_spectral_iters": args.contrast_spectral_iters,
+                     "steps": args.steps, "bare_steps": args.bare_steps, "jobs": args.jobs, "warmup": shipped,
                      "residual": "relative: ||f(z) - z|| / ||f(z)|| of the returned iterate; worst node: "
                                  "max_i ||f(z)_i - z_i|| / (||f(z)|| / sqrt(N)) (revgnn.nn.solvers)"},
         "fig1": {"graph": {"name": "synthetic-proteins", **FIG1, "seed": 0}, "runs": fig1,
                  "targets": check(fig1, args.steps)},
         "bare": {"graph": {"name": "synthetic-proteins", **FIG1, "seed": 0}, "runs": bare,
-                 "first_step": first_steps(bare), "targets": check(bare, args.steps)},
-        "warmup": {"graphs": {"fig1": {**FIG1, "seeds": args.seeds}, "small": {**SMALL, "seeds": 2 * args.seeds}},
+                 "first_step": first_steps(bare), "targets": check(bare, args.bare_steps)},
+        "warmup": {"graphs": {"fig1": {**FIG1, "seeds": args.sweep_seeds}, "small": {**SMALL, "seeds": 2 * args.seeds}},
                    "variants": sweep},
         "warmup_memory": warmup_memory(big, FIG1),
         "fig4": {"graph": {"name": "synthetic-proteins", "num_nodes": 500, "num_edges": 5_000, "seed": 0},
@@ -191,35 +236,43 @@ def convergence(args) -> dict:
 
 
 def stabilisers(args) -> dict:
-    big = _graph(FIG1)
-    out = {}
+    variants = {}                                                 # name -> (the stabiliser's changes, the run's)
     for name, changes in STABILISERS.items():
-        for warm in (True, False):
-            key = f"{name}{'' if warm else ', no warm-up'}"
-            variant = {**changes, **({} if warm else {"warmup_epochs": 0})}
-            runs = [run(big, FIG1, s, args.steps, variant, args.spectral_iters)
-                    for s in tqdm_list(range(args.seeds), key)]
-            step_s = statistics.median(r["wall_time_s"] / (len(r["steps"]) + r["deq_warmup"]["epochs"]) for r in runs)
-            out[key] = {"changes": variant, "first_step": first_steps(runs), "targets": check(runs, args.steps),
-                        "median_seconds_per_epoch": step_s,
-                        "mean_forward_iters": statistics.mean(s["forward"]["iters"] for r in runs for s in r["steps"]),
-                        "mean_backward_iters": statistics.mean(s["backward"]["iters"] for r in runs for s in r["steps"]
-                                                               if s["backward"]["iters"] is not None)
-                        if changes.get("deq_backward") != "phantom" else None,
-                        "max_spectral_radius": max(s["spectral_radius"] for r in runs for s in r["steps"])}
-            if warm and args.accuracy_epochs:
-                acc = [run(big, FIG1, s, args.accuracy_epochs, changes, 0, eval_every=10)
-                       for s in tqdm_list(range(3), f"{key}: {args.accuracy_epochs} epochs")]
-                tests = [r["best"]["test"] for r in acc]
-                out[key]["accuracy"] = {"epochs": args.accuracy_epochs, "seeds": [0, 1, 2], "test": tests,
-                                        "test_mean": statistics.mean(tests), "test_std": statistics.stdev(tests),
-                                        "note": "test ROC-AUC at the best validation epoch (evaluated every 10)",
-                                        "unconverged_solves": sum(
-                                            not s[k]["converged"] for r in acc for s in r["steps"]
-                                            for k in ("forward", "backward") if s[k]["iters"] is not None),
-                                        "wall_time_s": [r["wall_time_s"] for r in acc]}
+        variants[name] = (changes, changes)
+        variants[f"{name}, no warm-up"] = (changes, {**changes, "warmup_epochs": 0})
+    jobs = [(key, ("fig1", s, args.steps, variant, args.spectral_iters, None))
+            for key, (_, variant) in variants.items() for s in range(args.seeds)]
+    if args.accuracy_epochs:                                      # with the warm-up only
+        jobs += [(f"{name}: accuracy", ("fig1", s, args.accuracy_epochs, changes, 0, 10))
+                 for name, changes in STABILISERS.items() for s in range(3)]
+    results = run_all([j for _, j in jobs], args.jobs, "DEQ-GNN stabiliser runs")
+    runs_of = {}
+    for (key, _), r in zip(jobs, results):
+        runs_of.setdefault(key, []).append(r)
+    out = {}
+    for key, (changes, variant) in variants.items():
+        runs = runs_of[key]
+        step_s = statistics.median(r["wall_time_s"] / (len(r["steps"]) + r["deq_warmup"]["epochs"]) for r in runs)
+        out[key] = {"changes": variant, "first_step": first_steps(runs), "targets": check(runs, args.steps),
+                    "median_seconds_per_epoch": step_s,
+                    "mean_forward_iters": statistics.mean(s["forward"]["iters"] for r in runs for s in r["steps"]),
+                    "mean_backward_iters": statistics.mean(s["backward"]["iters"] for r in runs for s in r["steps"]
+                                                           if s["backward"]["iters"] is not None)
+                    if changes.get("deq_backward") != "phantom" else None,
+                    "max_spectral_radius": max(s["spectral_radius"] for r in runs for s in r["steps"])}
+        acc = runs_of.get(f"{key}: accuracy")
+        if acc:
+            tests = [r["best"]["test"] for r in acc]
+            out[key]["accuracy"] = {"epochs": args.accuracy_epochs, "seeds": [0, 1, 2], "test": tests,
+                                    "test_mean": statistics.mean(tests), "test_std": statistics.stdev(tests),
+                                    "note": "test ROC-AUC at the best validation epoch (evaluated every 10)",
+                                    "unconverged_solves": sum(
+                                        not s[k]["converged"] for r in acc for s in r["steps"]
+                                        for k in ("forward", "backward") if s[k]["iters"] is not None),
+                                    "wall_time_s": [r["wall_time_s"] for r in acc]}
     return {"settings": {"graph": {"name": "synthetic-proteins", **FIG1, "seed": 0}, "tol": TOL, "max_iter": CAP,
-                         "lr": 0.01, "dropout": 0.1, "spectral_iters": args.spectral_iters, "steps": args.steps},
+                         "lr": 0.01, "dropout": 0.1, "spectral_iters": args.spectral_iters, "steps": args.steps,
+                         "seeds": args.seeds, "jobs": args.jobs},
             "variants": out}
 
 
@@ -234,19 +287,29 @@ def main(argv=None) -> int:
     p.add_argument("what", nargs="?", default="convergence", choices=("convergence", "stabilisers"))
     p.add_argument("--seeds", type=int, default=10, help="seeds 0 .. n-1 (the small graph's sweep: 2n)")
     p.add_argument("--steps", type=int, default=10, help="solver steps checked after the warm-up")
-    p.add_argument("--spectral-iters", type=int, default=50, help="power iterations per step for the radius")
+    p.add_argument("--spectral-iters", type=int, default=20, help="power iterations per step for the radius (each "
+                   "costs one VJP, as an adjoint iteration; 20 give the first step's radius within about 1 %% of 50)")
+    p.add_argument("--contrast-spectral-iters", type=int, default=20,
+                   help="convergence: the same for the bare solver and the warm-up sweep")
+    p.add_argument("--bare-steps", type=int, default=3, help="convergence: solver steps of the bare solver (the "
+                                                             "first are those that miss)")
+    p.add_argument("--jobs", type=int, default=3, help="runs at once, one process each (default 3)")
+    p.add_argument("--sweep-seeds", type=int, default=2, help="convergence: seeds of the warm-up sweep on the Fig. 1 "
+                                                              "graph")
     p.add_argument("--accuracy-epochs", type=int, default=150, help="stabilisers: training epochs for test ROC-AUC")
     p.add_argument("--out", help="output file name under results/")
     args = p.parse_args(argv)
     t0, load_start = time.time(), os.getloadavg()
+    prov = provenance("cpu")  # the revision the runs import, taken before them
     body = convergence(args) if args.what == "convergence" else stabilisers(args)
-    result = {"benchmark": f"deq_{args.what}", "provenance": provenance("cpu"), **body,
+    result = {"benchmark": f"deq_{args.what}", "provenance": prov, **body,
               "seconds": time.time() - t0, "load_average": {"start": load_start, "end": os.getloadavg()}}
     if args.what == "convergence":
         result["targets"] = {
             "fig1_shipped_defaults": {"target": f"issue 29: seeds 0-{args.seeds - 1}, first {args.steps} solver "
                                                 "steps, shipped defaults with the warm-up", **body["fig1"]["targets"]},
-            "fig1_bare_solver": {"target": "for contrast, no warm-up: the same check", **body["bare"]["targets"]}}
+            "fig1_bare_solver": {"target": f"for contrast, no warm-up: the same check over the first {args.bare_steps} "
+                                           "solver steps", **body["bare"]["targets"]}}
     else:
         result["targets"] = {name: {"target": f"issue 29's check, first {args.steps} solver steps",
                                     "met": v["targets"]["met"]} for name, v in body["variants"].items()}

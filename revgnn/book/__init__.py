@@ -7,6 +7,7 @@ Modules, imported one way (a module imports only those before it):
 - :mod:`~revgnn.book.claims`: the paper's claims, each checked by one rule;
 - :mod:`~revgnn.book.figures`: plots and tables;
 - :mod:`~revgnn.book.prose`: the "Reading the figure" text, computed from the plotted records;
+- :mod:`~revgnn.book.equilibrium`: whether DEQ-GNN reaches its equilibrium, from the committed solver statistics;
 - :mod:`~revgnn.book.sources`: committed records or a fresh run, "plotted from" tables, rerun notes;
 - :mod:`~revgnn.book.headlines` and :mod:`~revgnn.book.quotes`: every figure of ours that ``README.md``,
   ``results/README.md`` and the static pages state, generated from the registered records
@@ -42,6 +43,7 @@ _EXPORTS = {
     "figures": ("MODEL_STYLES", "provenance_line", "plot_auc_vs_memory", "memory_panels", "plot_metric_vs_depth",
                 "memory_table", "model_label", "accuracy_table", "series_colour", "series_colours"),
     "prose": ("memory_reading", "depth_reading", "reproduce_reading", "deq_solver_note", "deq_caps_reading"),
+    "equilibrium": ("deq_convergence_reading",),
     "sources": ("memory_file_setting", "committed_or_fresh", "plotted_from", "describe_values", "memory_comparison",
                 "accuracy_results_table", "rerun_note"),
     "other_datasets": ("PAPER_OTHER", "FULL_RUN_COMMANDS", "other_datasets_table", "full_run_commands",

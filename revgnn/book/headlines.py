@@ -147,11 +147,40 @@ def claim_figures(c: dict) -> str:
 
 
 def deq_figures(c: dict) -> str:
+    check = (c.get("fig1") or {}).get("targets")
+    if check and "spectral_radius_step_1" in check:  # issue 29's check: the shipped warm-up, then the solver
+        bare = (c.get("bare") or {}).get("first_step") or {}
+        missed = len(bare.get("missed_seeds", []))
+        radius = check["spectral_radius_step_1"]["max"]
+        return (f"issue 29's check {'met' if check['met'] else 'not met'}: {check['solves']} solves, at most "
+                f"{check['max_forward_iters']} forward and {check['max_backward_iters']} adjoint iterations, worst "
+                f"node {check['worst_node']['max']:.1e}, radius at step 1 at most {radius:.2f}"
+                + (f"; without the warm-up {missed} of {len(bare['forward_iters'])} seeds miss at step 1" if bare
+                   else ""))
     fig4 = c.get("fig4") or {}
     runs = fig4.get("runs") or []
     need = [r.get("forward", {}).get("first_within_1e-4") for r in runs]
     return ("forward solves within 1e-4 after " + ", ".join("never" if n is None else str(n) for n in need)
             + " iterations (seeds " + ", ".join(str(r["seed"]) for r in runs) + ")") if runs else "–"
+
+
+def stabiliser_figures(c: dict) -> str:
+    v, st = c["variants"], c["settings"]
+
+    def name(key: str) -> str:
+        base = key.split(",")[0]
+        return "no stabiliser" if base == "none" else base
+
+    met = {warm: [name(k) for k in v if k.endswith("no warm-up") != warm and v[k]["targets"]["met"]]
+           for warm in (True, False)}
+    base = v["none"]["median_seconds_per_epoch"]
+    cost = ", ".join(f"{k} {v[k]['median_seconds_per_epoch'] / base:.2f}" for k in v
+                     if not k.endswith("no warm-up") and k != "none")
+    load = c.get("load_average") or {}
+    at = f" at load average {load['start'][0]:.0f}-{load['end'][0]:.0f}" if load else ""
+    return (f"issue 29's check (first {st['steps']} solver steps, seeds 0-{st['seeds'] - 1}) met with the warm-up by "
+            f"{', '.join(met[True]) or 'no variant'}; without it by {', '.join(met[False]) or 'no variant'}; "
+            f"seconds per epoch over no stabiliser's{at}: {cost}")
 
 
 def drift_figures(c: dict) -> str:
@@ -215,7 +244,8 @@ FIGURES: dict[str, Callable[[dict], str]] = {
     "rss-crosscheck": rss_figures, "fused-sweep": sweep_figures, "fused-memory-cli": cli_figures,
     "accuracy-depth": depth_figures, "accuracy-depth-2000": depth_figures, "accuracy-depth-16hops": depth_figures,
     "accuracy-fig1": fig1_figures, "accuracy-ppi": single_figures, "accuracy-cora": single_figures,
-    "depth-claim": claim_figures, "deq-convergence": deq_figures, "drift": drift_figures, "speed": speed_figures,
+    "depth-claim": claim_figures, "deq-convergence": deq_figures,
+    "deq-stabilisers": stabiliser_figures, "drift": drift_figures, "speed": speed_figures,
     "threads": threads_figures, "ddp-speed": ddp_figures, "ddp-speed-L8": ddp_figures,
     "fused-partition-L16": partition16_figures, "fused-kernels-L16": kernels_figures,
     "fused-kernels-L16-avx2": kernels_figures, "fused-full-L2-native": full_native_figures,

@@ -146,6 +146,10 @@ _WHOLE = ("notebooks/whole_graph.ipynb", "book/results.md", "README.md", "result
 _ACC = ("book/results.md", "README.md", "results/README.md")
 _AVX512 = "Intel Xeon (AVX-512), 2 cores"
 _EPYC = "AMD EPYC (AVX2), 2 cores"
+# DEQ-GNN at Fig. 1's setting with the shipped warm-up; a fingerprint's 2 epochs are the warm-up's, so the second
+# command (1 warm-up epoch) also fingerprints a solver step (forward and adjoint solves).
+_DEQ_FIG1 = ("revgnn train --model deq --channels 32 --dropout 0.1 --lr 0.01 --dataset synthetic-proteins "
+             "--num-nodes 2000 --num-edges 32000 --epochs 12 --eval-every 12 --runs 1")
 
 REGISTRY: tuple[Record, ...] = (
     # ---- memory: the paper's figures 2-4 and the memory claims
@@ -222,13 +226,6 @@ REGISTRY: tuple[Record, ...] = (
            "threads (the committed file leaves out the pairs that are the depth sweep's own runs)", 5800,
            "the rows' wall times, about 577 s a pair, 10 pairs", ("results/README.md",),
            commands=(_SYNTH.format(L=1), _SYNTH.format(L=4))),
-    Record("deq-convergence", "results/deq_convergence.json", "python benchmarks/deq_convergence.py",
-           ("training",), "DEQ-GNN's forward and adjoint solves: residual after each iteration cap of Fig. 4 and "
-           "during the first training steps of Fig. 1's configuration", 130, "the record's run, 123 s",
-           ("notebooks/fig4_memory_deq.ipynb", "results/README.md"),
-           models=(("deq-fig4", ModelConfig("deq", 1, 16, fused=False, max_iter=10, tol=0.0), True),),
-           commands=("revgnn train --model deq --channels 32 --dropout 0.1 --lr 0.01 --dataset synthetic-proteins "
-                     "--num-nodes 2000 --num-edges 32000 --epochs 400 --eval-every 10 --runs 1",)),
     Record("drift", "results/drift.json", "python benchmarks/drift.py", ("training", "memory"),
            "float32 gradient drift of the reversible engine at L = 1001 against the float64 truth, per anchor "
            "interval, with each setting's peak and saved-for-backward bytes (N = 200, E = 1,000, D = 16)", 1960,
@@ -301,6 +298,26 @@ REGISTRY: tuple[Record, ...] = (
            "the same on an AMD EPYC (AVX2 only, the native kernel's AVX2 build)", 360,
            "about 6 minutes on an idle machine", ("book/checkpoints.md", "results/README.md"),
            models=(("revgnn-deep", _DEEP2, False), ("revgnn-wide", _WIDE2, False)), cpu=_EPYC),
+    # ---- DEQ-GNN (issue 29)
+    Record("deq-convergence", "results/deq_convergence.json", "python benchmarks/deq_convergence.py",
+           ("training",), "issue 29's check: DEQ-GNN's forward and adjoint solves (iterations, whole-graph and "
+           "worst-node relative residual, spectral radius of df/dz) in the first 10 solver steps of seeds 0-9 at Fig. "
+           "1's setting (2,000 nodes, D = 32) with the shipped warm-up; the bare solver's first 3 steps; warm-ups "
+           "compared on that graph and a 200-node one; the residual after each of Fig. 4's iteration caps", 980,
+           "the record's run, 979 s with 3 jobs at load average 12.7-16.4 (nice 19), 232 s of CPU",
+           ("notebooks/fig4_memory_deq.ipynb", "results/README.md"),
+           models=(("deq-fig4", ModelConfig("deq", 1, 16, fused=False, max_iter=10, tol=0.0), True),),
+           commands=(_DEQ_FIG1, _DEQ_FIG1 + " --warmup-epochs 1")),
+    Record("deq-stabilisers", "results/deq_stabilisers.json",
+           "python benchmarks/deq_convergence.py stabilisers --seeds 3 --steps 3 --accuracy-epochs 0", ("training",),
+           "DEQ-GNN's optional stabilisers (weight and spectral normalisation of the cell's Linear layers, the "
+           "one-step phantom gradient, Jacobian regularisation 0.1 and 1 on PyG's GENConv), each with and without "
+           "the warm-up: issue 29's check over the first 3 solver steps of seeds 0-2 at Fig. 1's setting, the "
+           "radius, iterations and seconds per epoch", 700,
+           "the record's run, 681 s with 3 jobs at load average 12.8-18.8 (nice 19), 130 s of CPU",
+           ("book/method.md", "results/README.md"),
+           commands=tuple(_DEQ_FIG1 + " --warmup-epochs 1" + flags for flags in (
+               " --deq-norm weight", " --deq-norm spectral", " --deq-backward phantom", " --no-fused --jac-reg 1"))),
 )
 
 

@@ -19,14 +19,15 @@ that missed) into record fields; ``revgnn.measure.memory`` and ``revgnn.training
 record and training-history entry of a DEQ-GNN, with the spectral radius of df/dz at the fixed point when
 ``spectral_iters`` asks for it.
 
-At its initial weights the DEQ-GNN cell need not be a contraction: on the Fig. 1 live graph (N = 2,000, D = 32,
-lr 0.01) the first training step's solves miss 1e-4 within 30 iterations for 5 of seeds 0-9, with spectral radii
-above 1. ``revgnn.training`` therefore trains the model first as its weight-tied unrolled network
-(``unrolled_iters``, set by :func:`set_unrolled` for ``ModelConfig.warmup_epochs``), then switches to the solver;
-``results/deq_convergence.json`` (``benchmarks/deq_convergence.py``) checks every solve of the first 10 solver steps
-of seeds 0-9 at the shipped defaults, and compares other warm-ups and the bare solver. The stabilisers here are
-options, measured in ``results/deq_stabilisers.json``: the phantom gradient (``backward="phantom"``) and Jacobian
-regularisation (``jac_reg``); weight and spectral normalisation live in :class:`~revgnn.nn.layers.DEQCell`.
+At its initial weights the DEQ-GNN cell need not be a contraction: the spectral radius of df/dz at the fixed point
+can exceed 1, and the first training step's solves then stall above 1e-4 at their cap (the ``bare`` section of
+``results/deq_convergence.json``, Fig. 1's live graph). ``revgnn.training`` therefore trains the model first as its
+weight-tied unrolled network (``unrolled_iters``, set by :func:`set_unrolled` for ``ModelConfig.warmup_epochs``), then
+switches to the solver; ``benchmarks/deq_convergence.py`` checks every solve of the first 10 solver steps of seeds 0-9
+at the shipped defaults and compares other warm-ups. The stabilisers here are options, off by default and tested
+(``tests/test_deq_solver.py``): the phantom gradient (``backward="phantom"``) and Jacobian regularisation
+(``jac_reg``); weight and spectral normalisation live in :class:`~revgnn.nn.layers.DEQCell`.
+``results/deq_stabilisers.json`` (``benchmarks/deq_convergence.py stabilisers``) measures them against the same check.
 """
 from __future__ import annotations
 

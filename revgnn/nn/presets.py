@@ -28,11 +28,10 @@ __all__ = ["ModelConfig", "PRESETS", "PAPER_PARAMS", "build_model", "get_preset"
            "count_parameters", "MODEL_KINDS", "NODE_FEATURE_KINDS", "EXTRA_DEFAULTS", "min_layers",
            "DEQ_ONLY_FIELDS", "WARMUP_EPOCHS", "WARMUP_ITERS"]
 
-# DEQ-GNN's warm-up (issue 29): two epochs as the weight-tied network of k = 8 cells, then the solver. Measured by
-# benchmarks/deq_convergence.py (results/deq_convergence.json): at the Fig. 1 settings every solve of the first 10
-# solver steps of seeds 0-9 converges and the spectral radius of df/dz at the first is below 0.9; of the warm-ups
-# compared it is the one that also made the first 5 solver steps converge for all 20 seeds of a 200-node graph
-# (1 epoch x k = 4: 15 of 20; no warm-up: 13 of 20).
+# DEQ-GNN's warm-up (issue 29): two epochs as the weight-tied network of k = 8 cells, then the solver. Checked by
+# benchmarks/deq_convergence.py (results/deq_convergence.json): its `fig1` section runs issue 29's check at the Fig. 1
+# settings with these defaults (every solve of the first 10 solver steps of seeds 0-9), its `warmup` section compares
+# the other warm-ups (epochs x k) on that graph and on a 200-node one.
 WARMUP_EPOCHS, WARMUP_ITERS = 2, 8
 # ModelConfig fields that only DEQ-GNN reads and that came after its first records: a run of another model records
 # none of them, so its configuration (and the checkpoints that must match it) are as before.
