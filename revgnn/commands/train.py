@@ -55,7 +55,7 @@ GLOBAL_DEFAULTS: dict[str, object] = {"epochs": 50, "lr": 1e-3, "weight_decay": 
 # ppi: log-degree + label reuse (0.5) measured best; learnable embeddings scored at chance on held-out nodes, so
 # they stay off. ogbn-arxiv: the official RevGAT command (lightaime/deep_gcns_torch, examples/ogb_eff/
 # ogbn_arxiv_dgl/README.md). ogbn-products: PyG's examples/rev_gnn.py. planetoid-revgat / planetoid-revsage: the
-# small-graph recipes of RevGAT and RevSAGE (results/accuracy_cora_revgat.json, results/accuracy_cora_revsage.json).
+# small-graph recipes of RevGAT and RevSAGE (results/accuracy_cora-revgat.json, results/accuracy_cora-revsage.json).
 RECIPES: dict[str, dict[str, object]] = {
     "planetoid": {"dropout": 0.6, "lr": 0.005, "weight_decay": 5e-4, "epochs": 200, "aggr": "mean"},
     "ppi": {"label_reuse": 0.5},
@@ -64,7 +64,8 @@ RECIPES: dict[str, dict[str, object]] = {
                    "select": "valid_loss"},
     "ogbn-products": {"epochs": 1000, "lr": 0.003, "clip": 0.0},
     "planetoid-revgat": {"layers": 3, "channels": 8, "heads": 8, "dropout": 0.6, "input_dropout": 0.6,
-                         "edge_drop": 0.0, "lr": 0.005, "weight_decay": 5e-4, "epochs": 200, "clip": 0.0},
+                         "edge_drop": 0.0, "input_residual": False, "lr": 0.005, "weight_decay": 5e-4, "epochs": 200,
+                         "clip": 0.0},
     "planetoid-revsage": {"layers": 4, "channels": 64, "dropout": 0.6, "lr": 0.005, "weight_decay": 5e-4,
                           "epochs": 200, "clip": 0.0},
 }
