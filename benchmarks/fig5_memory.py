@@ -208,9 +208,9 @@ def main(argv=None) -> int:
                    help="steps before the measured one (0: the measured step is the first; the optimizer state, "
                         "2 x parameters, is then created inside it)")
     p.add_argument("--limit-gb", type=float, default=12.0, help="a step needing more does not fit (GiB)")
-    p.add_argument("--probe", type=float, nargs="+",
+    p.add_argument("--probe", type=float, nargs="*",
                    help="also measure full-batch steps (L = 1, 2) at these fractions of the shape and extrapolate them "
-                        "linearly to the full shape (the record's 'probe')")
+                        "linearly to the full shape (the record's 'probe'; none: no probe)")
     p.add_argument("--probe-only", action="store_true", help="measure the --probe fractions only")
     p.add_argument("--lanes", type=int, default=2, choices=(1, 2),
                    help="2: the parts and the probe run beside the full-batch steps, one point at a time each")
