@@ -212,8 +212,9 @@ def main(argv=None) -> int:
                    help="also measure full-batch steps (L = 1, 2) at these fractions of the shape and extrapolate them "
                         "linearly to the full shape (the record's 'probe'; none: no probe)")
     p.add_argument("--probe-only", action="store_true", help="measure the --probe fractions only")
-    p.add_argument("--lanes", type=int, default=2, choices=(1, 2),
-                   help="2: the parts and the probe run beside the full-batch steps, one point at a time each")
+    p.add_argument("--lanes", type=int, default=4,
+                   help="series measured at once, one point at a time each (each model's full-batch series, the "
+                        "mini-batch series, the probe), under --budget-gb")
     p.add_argument("--budget-gb", type=float, default=12.0,
                    help="what the points running at once may need together (GiB; at least the limit + 1)")
     p.add_argument("--models", nargs="+", default=["res", "rev"], choices=("res", "rev"))
@@ -246,23 +247,25 @@ def main(argv=None) -> int:
         n_part, e_part = part_shape(N, E, 10)
         n_full, e_full = int(N * args.full_fraction), int(E * args.full_fraction)
 
-        def full_lane() -> list[dict]:  # the large steps, one at a time
-            return [r for model in args.models for r in series(model, "full", args.full_depths, n_full, e_full,
-                                                                 limit, args.seed, args.timeout, log, args.warmup)]
+        def full(model: str) -> list[dict]:
+            return series(model, "full", args.full_depths, n_full, e_full, limit, args.seed, args.timeout, log,
+                          args.warmup)
 
-        def small_lane() -> list[dict]:  # the parts and the probe, beside the large steps (each under 1 GiB)
-            rows = [r for model in args.models for r in series(model, "parts", args.depths, n_part, e_part, limit,
+        def parts() -> list[dict]:
+            return [r for model in args.models for r in series(model, "parts", args.depths, n_part, e_part, limit,
                                                                  args.seed, args.timeout, log, args.warmup)]
-            return rows + (probe_rows(args, N, E, limit, log) if args.probe else [])
 
+        # Lanes: each model's full-batch series, the mini-batch series, the probe; --lanes of them at once, one
+        # point at a time each, under the memory budget.
+        lanes = [lambda m=m: full(m) for m in args.models] + [parts]
+        if args.probe:
+            lanes.append(lambda: probe_rows(args, N, E, limit, log))
         with ThreadPoolExecutor(max_workers=args.lanes) as pool:
-            full, small = pool.submit(full_lane), pool.submit(small_lane)
-            small_rows = small.result()
-            rows = full.result() + [r for r in small_rows if r["batching"] == "parts"]
+            done = [f.result() for f in [pool.submit(lane) for lane in lanes]]
+        rows = [r for lane in done[:len(args.models) + 1] for r in lane]
         result.update(kind="figure", full_fraction=args.full_fraction, warmup_steps=args.warmup, rows=rows)
-        probe = [r for r in small_rows if r["batching"] == "full"]
-        if probe:
-            result["probe"] = {"rows": probe, "extrapolation": extrapolation(probe, args.models)}
+        if args.probe:
+            result["probe"] = {"rows": done[-1], "extrapolation": extrapolation(done[-1], args.models)}
     result.update(seconds=time.time() - t0, load_average={"start": load0, "end": os.getloadavg()}, log=log_lines)
     print(f"wrote {save(args.out, result)}")
     return 0
