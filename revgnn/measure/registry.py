@@ -115,9 +115,14 @@ def _drift_rows(record: dict) -> dict:
     return {r["label"]: r for r in record.get("rows", [])}
 
 
+def _fig5_rows(record: dict) -> dict:
+    return {(r["model"], r["batching"], r["depth"]): r for r in record.get("rows", []) if r.get("peak_bytes")}
+
+
 ROWS: dict[str, Callable[[dict], dict]] = {
     "memory_depth": _depth_rows, "rss_crosscheck": _rss_rows, "fused_sweep": _sweep_rows, "fused_memory_cli": _cli_rows,
-    "accuracy_fig1": _fig1_rows, "speed": _speed_rows, "fused_partition": _partition_rows, "drift": _drift_rows}
+    "accuracy_fig1": _fig1_rows, "speed": _speed_rows, "fused_partition": _partition_rows, "drift": _drift_rows,
+    "fig5_memory": _fig5_rows}
 
 
 def memory_rows(record_name: str, content: dict) -> dict:
@@ -299,6 +304,28 @@ REGISTRY: tuple[Record, ...] = (
            "the same on an AMD EPYC (AVX2 only, the native kernel's AVX2 build)", 360,
            "about 6 minutes on an idle machine", ("book/checkpoints.md", "results/README.md"),
            models=(("revgnn-deep", _DEEP2, False), ("revgnn-wide", _WIDE2, False)), cpu=_EPYC),
+    # ---- other datasets (issue 28): Fig. 5 on ogbn-products' shape, RevGAT and RevSAGE on Cora
+    Record("fig5-products", "results/fig5_memory_products.json",
+           "python benchmarks/fig5_memory.py --full-fraction 0.25 --full-depths 1 2 4 --limit-gb 10 --budget-gb 13 "
+           "--probe 0.0078125 0.015625 --models rev res", ("memory",),
+           "Fig. 5 at CPU scale (ours): peak of one training step of RevGNN (RevSAGE, D = 160, C = 2) and ResGNN "
+           "(ResSAGE) against depth on ogbn-products-shaped graphs, one of 10 random parts of the full shape (L = 1 "
+           "... 32) and full batch at a quarter of the shape (612,257 nodes, 31.5M edges; L = 1, 2, 4), a step "
+           "above 10 GiB out of memory; full-batch steps at 1/128 and 1/64 of the shape extrapolated to the full one",
+           2400, "the record's run (two lanes, load average 6-10)",
+           ("notebooks/fig5_memory_products.ipynb", "results/README.md"),
+           sample=(("--models", "rev", "--depths", "1", "--full-depths", "--probe", "--lanes", "1"),)),
+    Record("accuracy-cora-revgat", "results/accuracy_cora-revgat.json",
+           "python benchmarks/accuracy.py cora-revgat --jobs 2", ("training",),
+           "RevGAT (3 layers, 8 heads x 8 channels) on Cora's standard split at its small-graph recipe "
+           "(`revgnn train --model revgat --dataset cora`), seeds 0-2, against the target of 79 % test accuracy",
+           900, "the record's wall time under load", ("notebooks/other_datasets.ipynb", "results/README.md"),
+           rows_have_commands=True),
+    Record("accuracy-cora-revsage", "results/accuracy_cora-revsage.json",
+           "python benchmarks/accuracy.py cora-revsage --jobs 1", ("training",),
+           "RevSAGE (4 layers, D = 64) on Cora's standard split at its small-graph recipe "
+           "(`revgnn train --model revsage --dataset cora`), seeds 0-2", 600, "the record's wall time under load",
+           ("notebooks/other_datasets.ipynb", "results/README.md"), rows_have_commands=True),
 )
 
 
