@@ -126,20 +126,24 @@ BUDGET = Budget(12 * GiB)
 
 
 def series(model: str, batching: str, depths, n: int, e: int, limit: int, seed: int, timeout: float,
-           log, warmup: int = 0) -> list[dict]:
+           log, warmup: int = 0, tag: dict | None = None, done=None) -> list[dict]:
+    """The points of one series, each handed to ``done`` when it is measured (or predicted out of memory)."""
     rows, stopped = [], False
     for depth in depths:
         row = {"model": model, "batching": batching, "depth": depth, "hidden_channels": 160, "num_groups": 2,
-               "parts": 10 if batching == "parts" else 1, "step_graph": {"num_nodes": n, "num_edges": e}}
-        done = [(r["depth"], r["peak_bytes"]) for r in rows if r.get("peak_bytes")]
+               "parts": 10 if batching == "parts" else 1, "step_graph": {"num_nodes": n, "num_edges": e},
+               **(tag or {})}
+        measured = [(r["depth"], r["peak_bytes"]) for r in rows if r.get("peak_bytes")]
         guess = None
-        if len(done) >= 2:
-            (x0, y0), (x1, y1) = done[-2:]
+        if len(measured) >= 2:
+            (x0, y0), (x1, y1) = measured[-2:]
             guess = y1 + (y1 - y0) / (x1 - x0) * (depth - x1)
         if stopped or (guess is not None and guess > limit):
             row.update(oom=True, oom_predicted=not stopped, peak_bytes=None,
                        predicted_peak_bytes=None if stopped or guess is None else int(guess))
             rows.append(row)
+            if done:
+                done(row)
             stopped = True
             log(f"{model} {batching:5s} L={depth:4d} not run: predicted {guess and guess / GiB:.2f} GiB > limit")
             continue
@@ -152,13 +156,20 @@ def series(model: str, batching: str, depths, n: int, e: int, limit: int, seed: 
             time.sleep(60)
         t = time.time()
         with BUDGET.reserve(need):
-            step = run_point({"model": model, "depth": depth, "num_nodes": n, "num_edges": e, "seed": seed,
-                              "cap_bytes": cap, "warmup": warmup}, timeout)
+            try:
+                step = run_point({"model": model, "depth": depth, "num_nodes": n, "num_edges": e, "seed": seed,
+                                  "cap_bytes": cap, "warmup": warmup}, timeout)
+            except (RuntimeError, subprocess.TimeoutExpired) as err:  # e.g. killed by the OOM killer of the machine
+                log(f"{model} {batching:5s} L={depth:4d} N={n:,} E={e:,}: failed, not recorded "
+                    f"({str(err).splitlines()[0][:300]})")
+                break
         step.pop("model", None)
         row.update(step, wall_seconds=time.time() - t)
         row["oom"] = bool(step.get("oom")) or step["peak_bytes"] > limit
         stopped = row["oom"]
         rows.append(row)
+        if done:
+            done(row)
         peak = "OOM" if step.get("peak_bytes") is None else f"{step['peak_bytes'] / GiB:.3f} GiB"
         log(f"{model} {batching:5s} L={depth:4d} N={n:,} E={e:,}: peak {peak} "
             f"({time.time() - t:.0f} s, loadavg {os.getloadavg()[0]:.1f})")
@@ -172,15 +183,14 @@ def linear(xs, ys) -> dict:
     return {"slope": slope, "intercept": my - slope * mx}
 
 
-def probe_rows(args, num_nodes: int, num_edges: int, limit: int, log) -> list[dict]:
+def probe_rows(args, num_nodes: int, num_edges: int, limit: int, log, done=None) -> list[dict]:
     """Full-batch steps of every model at L = 1 and 2 on ``args.probe`` fractions of the shape."""
     rows = []
     for f in args.probe:
         n, e = int(num_nodes * f), int(num_edges * f)
         for model in args.models:
-            rows += series(model, "full", [1, 2], n, e, limit, args.seed, args.timeout, log, args.warmup)
-    for r in rows:
-        r["fraction"] = r["step_graph"]["num_nodes"] / num_nodes
+            rows += series(model, "full", [1, 2], n, e, limit, args.seed, args.timeout, log, args.warmup,
+                           tag={"fraction": n / num_nodes}, done=done)
     return rows
 
 
@@ -212,7 +222,7 @@ def main(argv=None) -> int:
                    help="also measure full-batch steps (L = 1, 2) at these fractions of the shape and extrapolate them "
                         "linearly to the full shape (the record's 'probe'; none: no probe)")
     p.add_argument("--probe-only", action="store_true", help="measure the --probe fractions only")
-    p.add_argument("--lanes", type=int, default=4,
+    p.add_argument("--lanes", type=int, default=5,
                    help="series measured at once, one point at a time each (each model's full-batch series, the "
                         "mini-batch series, the probe), under --budget-gb")
     p.add_argument("--budget-gb", type=float, default=12.0,
@@ -246,26 +256,46 @@ def main(argv=None) -> int:
     else:
         n_part, e_part = part_shape(N, E, 10)
         n_full, e_full = int(N * args.full_fraction), int(E * args.full_fraction)
+        result.update(kind="figure", full_fraction=args.full_fraction, warmup_steps=args.warmup)
+        finished: list[dict] = []
+        lock = threading.Lock()
+
+        def write(complete: bool) -> None:
+            """The record of the points finished so far (``complete`` False until every lane has ended), so that a
+            run stopped early keeps what it measured."""
+            rows = [r for r in finished if "fraction" not in r]
+            probe = [r for r in finished if "fraction" in r]
+            result.update(rows=rows, complete=complete, seconds=time.time() - t0,
+                          load_average={"start": load0, "end": os.getloadavg()}, log=log_lines)
+            if probe:
+                result["probe"] = {"rows": probe, "extrapolation": extrapolation(probe, args.models)}
+            save(args.out, result)
+
+        def point_done(row: dict) -> None:
+            with lock:
+                finished.append(row)
+                write(complete=False)
 
         def full(model: str) -> list[dict]:
             return series(model, "full", args.full_depths, n_full, e_full, limit, args.seed, args.timeout, log,
-                          args.warmup)
+                          args.warmup, done=point_done)
 
-        def parts() -> list[dict]:
-            return [r for model in args.models for r in series(model, "parts", args.depths, n_part, e_part, limit,
-                                                                 args.seed, args.timeout, log, args.warmup)]
+        def parts(model: str) -> list[dict]:
+            return series(model, "parts", args.depths, n_part, e_part, limit, args.seed, args.timeout, log,
+                          args.warmup, done=point_done)
 
-        # Lanes: each model's full-batch series, the mini-batch series, the probe; --lanes of them at once, one
-        # point at a time each, under the memory budget.
-        lanes = [lambda m=m: full(m) for m in args.models] + [parts]
+        # Lanes: each model's full-batch series, each model's mini-batch series, the probe; --lanes of them at
+        # once, one point at a time each, under the memory budget.
+        lanes = [lambda m=m: full(m) for m in args.models] + [lambda m=m: parts(m) for m in args.models]
         if args.probe:
-            lanes.append(lambda: probe_rows(args, N, E, limit, log))
+            lanes.append(lambda: probe_rows(args, N, E, limit, log, done=point_done))
         with ThreadPoolExecutor(max_workers=args.lanes) as pool:
-            done = [f.result() for f in [pool.submit(lane) for lane in lanes]]
-        rows = [r for lane in done[:len(args.models) + 1] for r in lane]
-        result.update(kind="figure", full_fraction=args.full_fraction, warmup_steps=args.warmup, rows=rows)
-        if args.probe:
-            result["probe"] = {"rows": done[-1], "extrapolation": extrapolation(done[-1], args.models)}
+            for f in [pool.submit(lane) for lane in lanes]:
+                f.result()
+        finished.sort(key=lambda r: (r.get("fraction") or 0, r["model"], r["batching"], r["depth"]))
+        write(complete=True)
+        print(f"wrote {args.out}")
+        return 0
     result.update(seconds=time.time() - t0, load_average={"start": load0, "end": os.getloadavg()}, log=log_lines)
     print(f"wrote {save(args.out, result)}")
     return 0
