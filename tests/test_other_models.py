@@ -64,6 +64,23 @@ def test_revgat_groups_start_equal_and_eval_is_deterministic():
         torch.testing.assert_close(model(x, ei), model(x, ei), msg="no edge drop or dropout in eval")
 
 
+def test_revgat_self_loops_are_one_per_node_as_the_graph_with_them():
+    """add_self_loops=True computes what the same model computes on the graph given one self-loop per node (the
+    official code's graph); a self-loop already in the graph is not doubled."""
+    from torch_geometric.utils import add_self_loops, remove_self_loops
+
+    x, ei, _ = graph()
+    looped, _ = add_self_loops(remove_self_loops(ei)[0], num_nodes=N)
+    torch.manual_seed(0)
+    model = RevGAT(IN, 8, T, num_layers=4, heads=2, add_self_loops=True).double().eval()
+    plain = RevGAT(IN, 8, T, num_layers=4, heads=2).double().eval()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, ei), plain(x, looped), msg="the model adds one self-loop per node")
+        torch.testing.assert_close(model(x, looped), plain(x, looped), msg="existing self-loops are not doubled")
+        assert not torch.allclose(plain(x, ei), plain(x, looped)), "self-loops change what a node attends to"
+
+
 def dense_gat(conv: BoTGATConv, x, ei):
     """The official rule written out node by node (one head)."""
     h = conv.lin(x)

@@ -239,6 +239,21 @@ def official_figures(c: dict) -> str:
     return "; ".join(parts)
 
 
+def fig5_figures(c: dict) -> str:
+    def peaks(model: str, batching: str) -> str:
+        rows = sorted((r for r in c["rows"] if r["model"] == model and r["batching"] == batching),
+                      key=lambda r: r["depth"])
+        return " / ".join("OOM" if r.get("oom") else _gb(r["peak_bytes"]) for r in rows) + " at L = " + \
+            " / ".join(str(r["depth"]) for r in rows)
+
+    ex = (c.get("probe") or {}).get("extrapolation") or {}
+    full = f"; full batch at the full shape (extrapolated): RevGNN {_gb(ex['rev_L1']['full_shape_bytes'])}" \
+        if "rev_L1" in ex else ""
+    return (f"full batch at {c['full_fraction']:g} of the shape: RevGNN {peaks('rev', 'full')}, ResGNN "
+            f"{peaks('res', 'full')}; one of 10 parts: RevGNN {peaks('rev', 'parts')}, ResGNN {peaks('res', 'parts')}"
+            + full)
+
+
 FIGURES: dict[str, Callable[[dict], str]] = {
     "fig2-memory": fig2_figures, "fig2-partition": partition_figures, "memory-mid": mid_figures,
     "rss-crosscheck": rss_figures, "fused-sweep": sweep_figures, "fused-memory-cli": cli_figures,
@@ -250,4 +265,6 @@ FIGURES: dict[str, Callable[[dict], str]] = {
     "fused-partition-L16": partition16_figures, "fused-kernels-L16": kernels_figures,
     "fused-kernels-L16-avx2": kernels_figures, "fused-full-L2-native": full_native_figures,
     "official-inference": official_figures, "official-inference-avx2": official_figures,
+    # other datasets (issue 28)
+    "fig5-products": fig5_figures, "accuracy-cora-revgat": single_figures, "accuracy-cora-revsage": single_figures,
 }

@@ -115,9 +115,14 @@ def _drift_rows(record: dict) -> dict:
     return {r["label"]: r for r in record.get("rows", [])}
 
 
+def _fig5_rows(record: dict) -> dict:
+    return {(r["model"], r["batching"], r["depth"]): r for r in record.get("rows", []) if r.get("peak_bytes")}
+
+
 ROWS: dict[str, Callable[[dict], dict]] = {
     "memory_depth": _depth_rows, "rss_crosscheck": _rss_rows, "fused_sweep": _sweep_rows, "fused_memory_cli": _cli_rows,
-    "accuracy_fig1": _fig1_rows, "speed": _speed_rows, "fused_partition": _partition_rows, "drift": _drift_rows}
+    "accuracy_fig1": _fig1_rows, "speed": _speed_rows, "fused_partition": _partition_rows, "drift": _drift_rows,
+    "fig5_memory": _fig5_rows}
 
 
 def memory_rows(record_name: str, content: dict) -> dict:
@@ -318,6 +323,30 @@ REGISTRY: tuple[Record, ...] = (
            ("book/method.md", "results/README.md"),
            commands=tuple(_DEQ_FIG1 + " --warmup-epochs 1" + flags for flags in (
                " --deq-norm weight", " --deq-norm spectral", " --deq-backward phantom", " --no-fused --jac-reg 1"))),
+    # ---- other datasets (issue 28): Fig. 5 on ogbn-products' shape, RevGAT and RevSAGE on Cora
+    Record("fig5-products", "results/fig5_memory_products.json",
+           "python benchmarks/fig5_memory.py --full-fraction 0.125 --full-depths 1 2 4 --limit-gb 10 --budget-gb 13 "
+           "--probe 0.0078125 0.015625 --models rev res", ("memory",),
+           "Fig. 5 at CPU scale (ours): peak of one training step of RevGNN (RevSAGE, D = 160, C = 2) and ResGNN "
+           "(ResSAGE) against depth on ogbn-products-shaped graphs, one of 10 random parts of the full shape (L = 1 "
+           "... 32) and full batch at an eighth of the shape (306,128 nodes, 15.8M edges; L = 1, 2, 4), a step "
+           "above 10 GiB out of memory; full-batch steps at 1/128 and 1/64 of the shape extrapolated to the full one",
+           2400, "the record's run (5 lanes at once, load average 12-16)",
+           ("notebooks/fig5_memory_products.ipynb", "results/README.md"),
+           sample=(("--models", "rev", "--depths", "1", "--full-depths", "--probe", "--lanes", "1"),)),
+    Record("accuracy-cora-revgat", "results/accuracy_cora-revgat.json",
+           "python benchmarks/accuracy.py cora-revgat --jobs 3", ("training",),
+           "RevGAT (3 layers, 8 heads x 8 channels) on Cora's standard split at its small-graph recipe "
+           "(`revgnn train --model revgat --dataset cora`), seeds 0-2, against the target of 79 % test accuracy",
+           750, "the record's wall time, 748 s with 3 jobs at load average 14-16",
+           ("notebooks/other_datasets.ipynb", "results/README.md"),
+           rows_have_commands=True),
+    Record("accuracy-cora-revsage", "results/accuracy_cora-revsage.json",
+           "python benchmarks/accuracy.py cora-revsage --jobs 1", ("training",),
+           "RevSAGE (4 layers, D = 64) on Cora's standard split at its small-graph recipe "
+           "(`revgnn train --model revsage --dataset cora`), seeds 0-2", 580,
+           "the record's wall time, 575 s with 1 job at load average 9-13.5",
+           ("notebooks/other_datasets.ipynb", "results/README.md"), rows_have_commands=True),
 )
 
 

@@ -42,7 +42,7 @@ MODEL_KINDS = ("res", "rev", "wt-res", "wt-rev", "deq", "revgat", "revsage", "re
 # Models of node features only (revgnn.nn.revgat, revgnn.nn.revsage): no edge features, species or node embeddings.
 NODE_FEATURE_KINDS = ("revgat", "revsage", "ressage")
 # Fields added for them, left out of a recorded configuration at these defaults (older records stay equal).
-EXTRA_DEFAULTS = {"heads": 1, "input_dropout": 0.0, "edge_drop": 0.0, "input_residual": True}
+EXTRA_DEFAULTS = {"heads": 1, "input_dropout": 0.0, "edge_drop": 0.0, "input_residual": True, "self_loops": False}
 
 
 @dataclass
@@ -91,6 +91,7 @@ class ModelConfig:
     input_dropout: float = 0.0         # RevGAT: dropout of the input features (official: 0.25)
     edge_drop: float = 0.0             # RevGAT: fraction of edges dropped per layer in training (official: 0.3)
     input_residual: bool = True        # RevGAT: the first layer's linear residual from the input (official: on)
+    self_loops: bool = False           # RevGAT: one self-loop per node added by the model (ogbn loaders add them)
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
@@ -165,7 +166,8 @@ def _build_node_feature_model(c: ModelConfig) -> nn.Module:
                   num_layers=c.num_layers, dropout=c.dropout)
     if c.model == "revgat":
         return RevGAT(heads=c.heads, num_groups=c.num_groups, input_dropout=c.input_dropout, edge_drop=c.edge_drop,
-                      fused=c.fused, input_residual=c.input_residual, **common)
+                      fused=c.fused, input_residual=c.input_residual,
+                      add_self_loops=c.self_loops, **common)
     if c.model == "revsage":
         return RevSAGE(num_groups=c.num_groups, fused=c.fused, **common)
     return ResSAGE(fused=c.fused, **common)

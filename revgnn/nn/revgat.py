@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.utils import add_self_loops, remove_self_loops
 
 from .gat import BoTGATConv, degree_norms, keep_edges
 from .layers import shared_dropout_mask
@@ -90,6 +91,9 @@ class RevGAT(nn.Module):
             from a node's own features alone). (default: ``True``)
         fused (bool): every attention sum over edge chunks, no (E, H, F) tensor (:func:`~revgnn.nn.gat.attention_sum`);
             ``False``: PyG's gather and scatter (the reference). (default: ``True``)
+        add_self_loops (bool): replace the graph's self-loops by one per node before the first layer, as GAT and PyG's
+            ``GATConv`` do; the official code adds them to the graph instead, as the ogbn loaders of
+            :mod:`revgnn.data` do. (default: ``False``)
 
     Shapes:
         - x: (N, in_channels); edge_index: (2, E)
@@ -99,7 +103,8 @@ class RevGAT(nn.Module):
     def __init__(self, in_channels: int, hidden_channels: int = 256, out_channels: int = 40, num_layers: int = 5,
                  heads: int = 3, num_groups: int = 2, dropout: float = 0.75, input_dropout: float = 0.25,
                  edge_drop: float = 0.3, attention_dst: bool = False, symmetric_norm: bool = True,
-                 copy_weights: bool = True, reversible: bool = True, fused: bool = True, input_residual: bool = True):
+                 copy_weights: bool = True, reversible: bool = True, fused: bool = True, input_residual: bool = True,
+                 add_self_loops: bool = False):
         super().__init__()
         if num_layers < 3:
             raise ValueError(f"RevGAT needs num_layers >= 3 (a first and a last GAT layer around the reversible "
@@ -120,6 +125,7 @@ class RevGAT(nn.Module):
         self.last = BoTGATConv(D, out_channels, 1, concat=False, **conv)                   # (N, T)
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.dropout, self.edge_drop, self.symmetric_norm = dropout, edge_drop, symmetric_norm
+        self.add_self_loops = add_self_loops
 
     @property
     def num_layers(self) -> int:
@@ -129,6 +135,8 @@ class RevGAT(nn.Module):
                 n_id: Tensor | None = None) -> Tensor:
         if edge_attr is not None:
             raise ValueError("RevGAT takes no edge features (edge_attr); use a dataset without them or --model rev")
+        if self.add_self_loops:                                   # (2, E') with one (i, i) per node
+            edge_index, _ = add_self_loops(remove_self_loops(edge_index)[0], num_nodes=x.size(0))
         N, E = x.size(0), edge_index.size(1)
         keep = None
         if self.training and self.edge_drop > 0:                 # one fresh subset per layer (official: a permutation)
