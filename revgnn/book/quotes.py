@@ -86,8 +86,24 @@ def fig1_table(root: Path) -> str:
     return (markdown_table(rows, [("model", "model"), ("params", "parameters"), ("peak", "peak training step"),
                                   ("test", "test ROC-AUC (%)")])
             + f"\n\nTarget \"every point >= 70 %\": **{'met' if low['met'] else 'not met'}** (lowest: "
-              f"{lowest['name']}, {_pct(lowest['test'])}). Training at revision `{_rev(c)}` ({_cpu(c)}); peak memory "
+              f"{lowest['name']}, {_pct(lowest['test'])}). Training {_training_sources(c)}; peak memory "
               f"{_memory_sources(c)}.")
+
+
+def _grouped(groups: dict[tuple[str, str], list[str]], verb: str) -> str:
+    if len(groups) == 1:
+        (rev, cpu), = groups
+        return f"{verb} revision `{rev}` ({cpu})"
+    return "; ".join(f"of {', '.join(names)} {verb} revision `{rev}` ({cpu})" for (rev, cpu), names in groups.items())
+
+
+def _training_sources(c: dict) -> str:
+    """Where Fig. 1's training runs come from: a row's own provenance (a row rerun alone) or the record's."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for row in c["rows"]:
+        prov = row.get("provenance") or c["provenance"]
+        groups.setdefault((str(prov.get("git_revision"))[:7], _cpu({"provenance": prov})), []).append(row["name"])
+    return _grouped(groups, "at")
 
 
 def _memory_sources(c: dict) -> str:
@@ -102,11 +118,7 @@ def _memory_sources(c: dict) -> str:
             prov = row.get("provenance") or c["provenance"]
         key = (str(prov.get("git_revision"))[:7], _cpu({"provenance": prov}))
         groups.setdefault(key, []).append(row["name"])
-    if len(groups) == 1:
-        (rev, cpu), = groups
-        return f"measured at revision `{rev}` ({cpu})"
-    return "; ".join(f"of {', '.join(names)} measured at revision `{rev}` ({cpu})"
-                     for (rev, cpu), names in groups.items())
+    return _grouped(groups, "measured at")
 
 
 def fig1_claims(root: Path) -> str:
