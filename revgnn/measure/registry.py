@@ -253,7 +253,7 @@ REGISTRY: tuple[Record, ...] = (
            "about 25 minutes on the busy machine (results/README.md before issue 26)", ("README.md",
                                                                                       "results/README.md"),
            commands=("revgnn train --dataset cora --layers 4 --channels 64 --epochs 1",
-                     "revgnn train --dataset synthetic-proteins --layers 4 --channels 64 --epochs 1"), cpu=_AVX512),
+                     "revgnn train --dataset synthetic-proteins --layers 4 --channels 64 --epochs 1"), cpu=_EPYC),
     Record("ddp-speed", "results/ddp_speed.json", "python benchmarks/ddp_speed.py", ("timing",),
            "epoch time of 2 gloo ranks against one process with --accumulate 2 (the same trajectory) on PPI, "
            "RevGNN 16 x 64, 4 parts, 5 interleaved rounds", 170, "the record's run, 163 s on an idle machine",
@@ -271,7 +271,7 @@ REGISTRY: tuple[Record, ...] = (
            "issue 26)", ("book/results.md", "README.md", "results/README.md"),
            models=(("rev-fused", _REV80, True), ("rev-pyg", _REV80.replace(fused=False), True),
                    ("res-fused", ModelConfig("res", 2, 80, dropout=0.1), True)),
-           probe=("--layers", "2", "--nodes", "2000", "--edges", "20000", "--repeats", "1"), cpu=_AVX512),
+           probe=("--layers", "2", "--nodes", "2000", "--edges", "20000", "--repeats", "1"), cpu=_EPYC),
     Record("fused-kernels-L16", "results/fused_kernels_L16.json",
            "python benchmarks/fused.py kernels --layers 16 --repeats 3 --out fused_kernels_L16.json", ("timing",),
            "issue 18's partition targets (13,253 nodes, 791,224 edges, D = 80, L = 16) by GENConv kernel: the first "
