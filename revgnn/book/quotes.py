@@ -413,11 +413,18 @@ def update(path: Path, root: Path = REPO_ROOT) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    root = REPO_ROOT
+    """``python -m revgnn.book.quotes [--root DIR] [--all]``: rewrite every page's passages from the records of DIR
+    (this checkout by default); a line per page that changed (``--all``: per page, changed or up to date)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m revgnn.book.quotes", description=main.__doc__)
+    p.add_argument("--root", type=Path, default=REPO_ROOT, help="the repository whose pages and records are read")
+    p.add_argument("--all", action="store_true", help="a line for every page, also those up to date")
+    args = p.parse_args(argv)
     for page in PAGES:
-        changed = update(root / page, root)
-        if changed:
-            print(f"{page}: rewrote {', '.join(changed)}")
+        changed = update(args.root / page, args.root)
+        if changed or args.all:
+            print(f"{page}: {'rewrote ' + ', '.join(changed) if changed else 'up to date'}")
     return 0
 
 

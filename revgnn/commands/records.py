@@ -20,6 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import revgnn
 
 
 def add_parser(subparsers) -> None:
@@ -59,11 +64,16 @@ def run(args) -> int:
             print(f"{r.name:24s} {'+'.join(r.kinds):16s} {r.cost_s:6d} s  {r.file}  shown on: {', '.join(r.shown_on)}")
         return 0
     if args.action == "index":
-        from revgnn.book import quotes
-
-        for page in quotes.PAGES:
-            changed = quotes.update(freshness.ROOT / page, freshness.ROOT)
-            print(f"{page}: {'rewrote ' + ', '.join(changed) if changed else 'up to date'}")
+        # The book's quotes writer, in its own process: the book imports the command line (to read records'
+        # commands), so the command line does not import the book.
+        done = subprocess.run([sys.executable, "-m", "revgnn.book.quotes", "--root", str(freshness.ROOT), "--all"],
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                  filter(None, [str(Path(revgnn.__file__).resolve().parents[1]),
+                                                os.environ.get("PYTHONPATH")]))},
+                              capture_output=True, text=True)
+        print(done.stdout, end="")
+        if done.returncode:
+            raise RuntimeError(f"python -m revgnn.book.quotes failed: {done.stderr.strip()[-800:]}")
         return 0
     if args.action == "check":
         stale = 0
