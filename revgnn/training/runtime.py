@@ -2,8 +2,9 @@
 and removal of temporary files left by killed runs.
 
 Thread policy. torch starts with one intra-op thread per physical core. On a shared or busy machine that collapses:
-on the project's busy 2-core box (load ~20), one epoch of a 4 x 64 RevGNN on Cora took a median 175 s with torch's
-default two threads against 9.8 s with one (``benchmarks/threads.py``, ``results/threads.json``); issue 10 saw
+on the project's busy 2-core box (load ~20), one epoch of a 4 x 64 RevGNN on Cora once took a median 175 s with
+torch's default two threads against 9.8 s with one; ``results/threads.json`` (``benchmarks/threads.py``) has today's
+ratio and the load it was measured under; issue 10 saw
 74 s against 1.9 s for 10 epochs. Small-graph training gains little from intra-op threads, so revgnn uses **one CPU
 thread** unless the user chose otherwise, in this order: an explicit ``threads``
 argument (``revgnn train --threads N``), the ``OMP_NUM_THREADS`` (or ``MKL_NUM_THREADS``) environment variable, a
