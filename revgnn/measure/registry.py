@@ -318,8 +318,8 @@ REGISTRY: tuple[Record, ...] = (
            "DEQ-GNN's optional stabilisers (weight and spectral normalisation of the cell's Linear layers, the "
            "one-step phantom gradient, Jacobian regularisation 0.1 and 1 on PyG's GENConv), each with and without "
            "the warm-up: issue 29's check over the first 3 solver steps of seeds 0-2 at Fig. 1's setting, the "
-           "radius, iterations and seconds per epoch", 700,
-           "the record's run, 681 s with 3 jobs at load average 12.8-18.8 (nice 19), 130 s of CPU",
+           "radius, iterations and seconds per epoch", 180,
+           "the record's run, 172 s at load average 4.5-6.9 (681 s at load average 12.8-18.8)",
            ("book/method.md", "results/README.md"),
            commands=tuple(_DEQ_FIG1 + " --warmup-epochs 1" + flags for flags in (
                " --deq-norm weight", " --deq-norm spectral", " --deq-backward phantom", " --no-fused --jac-reg 1"))),
