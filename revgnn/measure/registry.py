@@ -233,8 +233,9 @@ REGISTRY: tuple[Record, ...] = (
            commands=(_SYNTH.format(L=1), _SYNTH.format(L=4))),
     Record("drift", "results/drift.json", "python benchmarks/drift.py", ("training", "memory"),
            "float32 gradient drift of the reversible engine at L = 1001 against the float64 truth, per anchor "
-           "interval, with each setting's peak and saved-for-backward bytes (N = 200, E = 1,000, D = 16)", 1960,
-           "the record's run, 1,957 s at load average 22", ("book/api.md", "README.md", "results/README.md"),
+           "interval, with each setting's peak and saved-for-backward bytes (N = 200, E = 1,000, D = 16)", 1360,
+           "the record's run, 1,359 s at load average 2.7-4.1 (nice 19; 232 s of CPU)",
+           ("book/api.md", "README.md", "results/README.md"),
            models=(("rev-16x16", ModelConfig("rev", 16, 16, dropout=0.0), True),),
            probe=("--layers", "11")),
     # ---- timing: fresh while the numbers of the timed computation are; the CPU is part of the record
