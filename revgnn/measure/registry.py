@@ -186,13 +186,14 @@ REGISTRY: tuple[Record, ...] = (
            "python benchmarks/fused.py sweep --edge-list 250000 1000000 4000000 16000000 --pyg-max-edges 4000000 "
            "--layers 2", ("memory",),
            "peak (allocator) of one RevGNN training step (D = 80, L = 2) at N = 132,534 against the number of edges, "
-           "the fused message passing and PyG's, with the floor", 900, "the run of this record", _WHOLE,
+           "the fused message passing and PyG's, with the floor", 540,
+           "the record's run, 527 s at load average 4.1-4.9 (nice 19; 244 s of CPU, 11 GB resident)", _WHOLE,
            sample=(("--edge-list", "250000", "--pyg-max-edges", "250000"),)),
     Record("fused-memory-cli", "results/fused_memory_cli.json",
            "python benchmarks/fused.py memory-cli --layers 2 --repeats 1", ("memory",),
            "`revgnn memory --model rev --layers 2 --channels 80 --groups 2` on ogbn-proteins' full shape (132,534 "
-           "nodes, 79,122,504 edges): the allocator's peak of one training step against the floor", 1500,
-           "the record's step (561 s) with graph generation and a warm-up step", _WHOLE,
+           "nodes, 79,122,504 edges): the allocator's peak of one training step against the floor", 1700,
+           "the record's run, 1,690 s at load average 2.7-4.8 (nice 19; 340 s of CPU, 7 GB resident)", _WHOLE,
            probe=("--nodes", "2000", "--edges", "20000")),
     # ---- training: test scores of seeded runs
     Record("accuracy-depth", "results/accuracy_synthetic-depth.json",
