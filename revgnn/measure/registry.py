@@ -269,8 +269,9 @@ REGISTRY: tuple[Record, ...] = (
            "--out fused_partition_L16.json", ("timing", "memory"),
            "one training step on an ogbn-proteins-shaped partition (13,253 nodes, 791,224 edges, D = 80, L = 16): "
            "the fused RevGNN against PyG's GENConv path and against the fused ResGNN, medians of 5 alternating "
-           "rounds in one process, and each model's peak", 1200, "about 20 minutes (results/README.md before "
-           "issue 26)", ("book/results.md", "README.md", "results/README.md"),
+           "rounds in one process, and each model's peak", 720,
+           "the record's run, 710 s at load average 1.0-1.9 (native AVX2 kernel)",
+           ("book/results.md", "README.md", "results/README.md"),
            models=(("rev-fused", _REV80, True), ("rev-pyg", _REV80.replace(fused=False), True),
                    ("res-fused", ModelConfig("res", 2, 80, dropout=0.1), True)),
            probe=("--layers", "2", "--nodes", "2000", "--edges", "20000", "--repeats", "1"), cpu=_EPYC),
