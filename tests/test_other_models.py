@@ -3,6 +3,7 @@ GAT's attention rule, and the fused SAGE aggregation (a sparse-matrix product, n
 import pytest
 import torch
 import torch.nn.functional as F
+from torch_geometric.utils import softmax
 
 from revgnn.measure.memory import SavedTensorMeter
 from revgnn.nn.gat import BoTGATConv, attention_sum, degree_norms
@@ -32,6 +33,10 @@ def step(model, x, ei, y, seed=1):
 MODELS = {
     "revgat": lambda rev: RevGAT(IN, 8, T, num_layers=5, heads=2, dropout=0.3, input_dropout=0.2, edge_drop=0.3,
                                  reversible=rev),
+    # the small-graph options; attention dropout is drawn inside the blocks, the reversible layers replay it
+    "revgat-small-graph": lambda rev: RevGAT(IN, 8, T, num_layers=5, heads=2, dropout=0.3, edge_drop=0.3,
+                                             attention_dropout=0.5, batch_norm=False, input_residual=False,
+                                             add_self_loops=True, reversible=rev),
     "revsage": lambda rev: RevSAGE(IN, 16, T, num_layers=4, dropout=0.3, reversible=rev),
 }
 
@@ -62,6 +67,17 @@ def test_revgat_groups_start_equal_and_eval_is_deterministic():
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(x, ei), model(x, ei), msg="no edge drop or dropout in eval")
+
+
+def test_revgat_without_batch_norm_has_none_and_the_same_other_weights():
+    torch.manual_seed(0)
+    with_bn = RevGAT(IN, 8, T, num_layers=4, heads=2)
+    without = RevGAT(IN, 8, T, num_layers=4, heads=2, batch_norm=False)
+    bn = [m for m in with_bn.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(bn) == 2 * 2 + 1, "a BatchNorm in each group block of the 2 reversible layers and one before the last"
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in without.modules()), "batch_norm=False: none"
+    assert {k for k in with_bn.state_dict() if ".norm." not in k and not k.startswith("norm.")} \
+        == set(without.state_dict()), "the same weights but the BatchNorms'"
 
 
 def test_revgat_self_loops_are_one_per_node_as_the_graph_with_them():
@@ -102,6 +118,27 @@ def test_gat_attention_follows_the_official_rule():
     conv = BoTGATConv(IN, 6, heads=1).double()
     torch.testing.assert_close(conv(x, ei), dense_gat(conv, x, ei), msg="source-only attention, symmetric norm, "
                                                                          "linear residual")
+
+
+def test_gat_attention_dropout_drops_coefficients_in_training_only():
+    x, ei, _ = graph()
+    torch.manual_seed(0)
+    conv = BoTGATConv(IN, 6, heads=1, residual=False, symmetric_norm=False, attention_dropout=0.5).double()
+    plain = BoTGATConv(IN, 6, heads=1, residual=False, symmetric_norm=False).double()
+    plain.load_state_dict(conv.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(conv.eval()(x, ei), plain.eval()(x, ei), msg="no attention dropout in eval")
+        conv.train()
+        torch.manual_seed(1)
+        dropped = conv(x, ei)
+    torch.manual_seed(1)
+    alpha = F.dropout(torch.ones(E, 1, dtype=torch.float64), 0.5)          # the same draw: one per edge and head
+    h = plain.lin(x)
+    src, dst = ei
+    a = softmax(F.leaky_relu((h * plain.att_src[0]).sum(-1, keepdim=True)[src], 0.2), dst, num_nodes=N) * alpha
+    by_hand = torch.zeros(N, 6, dtype=torch.float64).index_add_(0, dst, a * h[src])
+    torch.testing.assert_close(dropped, by_hand, msg="training drops attention coefficients (E, H) after the softmax, "
+                                                    "rescaled by 1 / (1 - p), as GAT")
 
 
 def test_gat_edge_drop_keeps_the_given_edges_and_the_full_degrees():

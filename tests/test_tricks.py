@@ -146,3 +146,25 @@ def test_recorded_configurations_of_other_runs_are_unchanged():
     tricked = _config_block(ModelConfig(heads=3), TrainConfig(optimizer="rmsprop", label_reuse=0.5, label_iters=1))
     assert tricked["model"]["heads"] == 3 and tricked["train"]["optimizer"] == "rmsprop"
     assert tricked["train"]["label_iters"] == 1, "a setting that changes the numbers is recorded"
+
+
+def test_revgat_small_graph_recipe_reaches_the_model_and_flags_override_it():
+    from revgnn.cli import build_parser
+    from revgnn.commands.train import model_config
+    from revgnn.nn.presets import build_model
+
+    def built(*flags):
+        cfg = model_config(build_parser().parse_args(["train", "--model", "revgat", "--dataset", "cora", *flags]))
+        return build_model(cfg.replace(in_channels=1433, out_channels=7))  # Cora's widths
+
+    model = built()
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()), "the recipe drops BatchNorm"
+    convs = [model.first, model.last, *(c.conv for layer in model.stack.layers for c in layer.convs)]
+    assert all(c.attention_dropout == 0.6 and c.att_dst is not None and not c.symmetric_norm for c in convs), \
+        "every layer has GAT's attention: dropout 0.6, the destination term, no degree normalisation"
+    assert model.stack.layers[0].rng == "replay", "attention dropout inside the reversible blocks is replayed"
+    model = built("--batch-norm", "--attention-dropout", "0", "--no-attention-dst", "--symmetric-norm")
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()), "--batch-norm brings them back"
+    assert model.first.attention_dropout == 0 and model.first.att_dst is None and model.first.symmetric_norm
+    assert model.stack.layers[0].rng == "none", "nothing random inside the blocks: no replay"
+

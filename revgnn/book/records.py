@@ -46,8 +46,7 @@ def _display(path: Path) -> str:
 
 
 MODEL_NAMES = {"res": "ResGNN", "res-ckpt": "ResGNN + checkpointing", "rev": "RevGNN", "wt-res": "WT-ResGNN",
-               "wt-rev": "WT-RevGNN", "deq": "DEQ-GNN", "revgat": "RevGAT", "revsage": "RevSAGE",
-               "ressage": "ResSAGE"}
+               "wt-rev": "WT-RevGNN", "deq": "DEQ-GNN", "revgat": "RevGAT", "revsage": "RevSAGE", "ressage": "ResSAGE"}
 
 
 PAPER_MARKS = {

@@ -338,17 +338,17 @@ REGISTRY: tuple[Record, ...] = (
            ("notebooks/fig5_memory_products.ipynb", "results/README.md"),
            sample=(("--models", "rev", "--depths", "1", "--full-depths", "--probe", "--lanes", "1"),)),
     Record("accuracy-cora-revgat", "results/accuracy_cora-revgat.json",
-           "python benchmarks/accuracy.py cora-revgat --jobs 3", ("training",),
+           "python benchmarks/accuracy.py cora-revgat --jobs 2", ("training",),
            "RevGAT (3 layers, 8 heads x 8 channels) on Cora's standard split at its small-graph recipe "
            "(`revgnn train --model revgat --dataset cora`), seeds 0-2, against the target of 79 % test accuracy",
-           750, "the record's wall time, 748 s with 3 jobs at load average 14-16",
+           75, "the record's wall time, 73 s with 2 jobs at load average 1.6-2.1",
            ("notebooks/other_datasets.ipynb", "results/README.md"),
            rows_have_commands=True),
     Record("accuracy-cora-revsage", "results/accuracy_cora-revsage.json",
            "python benchmarks/accuracy.py cora-revsage --jobs 1", ("training",),
            "RevSAGE (4 layers, D = 64) on Cora's standard split at its small-graph recipe "
-           "(`revgnn train --model revsage --dataset cora`), seeds 0-2", 90,
-           "the record's wall time, 79 s with 1 job at load average 4.5 (575 s at load average 9-13.5)",
+           "(`revgnn train --model revsage --dataset cora`), seeds 0-2", 50,
+           "the record's wall time, 50 s with 1 job at load average 1.7-1.9",
            ("notebooks/other_datasets.ipynb", "results/README.md"), rows_have_commands=True),
 )
 

@@ -113,6 +113,8 @@ class BoTGATConv(nn.Module):
             (drawn outside, e.g. shared by a layer's groups), else they are drawn here. (default: 0)
         fused (bool): the attention-weighted sum over edge chunks (:func:`attention_sum`, no (E, H, F) tensor);
             ``False`` gathers and scatters with PyG (the reference). (default: ``True``)
+        attention_dropout (float): dropout of the attention coefficients alpha_ij in training, as GAT (0.6 on Cora);
+            the official RevGAT has the option but leaves it at 0. (default: 0)
 
     Shapes:
         - x: (N, in_channels); edge_index: (2, E); keep: (E',) kept edge ids or None;
@@ -122,11 +124,14 @@ class BoTGATConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, heads: int = 1, concat: bool = True,
                  negative_slope: float = 0.2, attention_dst: bool = False, residual: bool = True,
-                 symmetric_norm: bool = True, edge_drop: float = 0.0, fused: bool = True):
+                 symmetric_norm: bool = True, edge_drop: float = 0.0, fused: bool = True,
+                 attention_dropout: float = 0.0):
         super().__init__()
         self.fused = fused
-        if not 0.0 <= edge_drop < 1.0:
-            raise ValueError(f"edge_drop must be in [0, 1) (got {edge_drop})")
+        for name, p in (("edge_drop", edge_drop), ("attention_dropout", attention_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be in [0, 1) (got {p})")
+        self.attention_dropout = attention_dropout
         self.in_channels, self.out_channels, self.heads, self.concat = in_channels, out_channels, heads, concat
         self.negative_slope, self.symmetric_norm, self.edge_drop = negative_slope, symmetric_norm, edge_drop
         self.lin = nn.Linear(in_channels, heads * out_channels, bias=False)
@@ -163,6 +168,7 @@ class BoTGATConv(nn.Module):
         if self.att_dst is not None:
             logits = logits + (h * self.att_dst).sum(-1)[dst]
         alpha = softmax(F.leaky_relu(logits, self.negative_slope), dst, num_nodes=N)  # (E', H)
+        alpha = F.dropout(alpha, self.attention_dropout, self.training)
         if self.fused:
             out = attention_sum(alpha, s, src, dst, N)                                  # (N, H, F)
         else:
@@ -176,4 +182,4 @@ class BoTGATConv(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, heads={self.heads}, residual={self.res is not None}, "
                 f"attention_dst={self.att_dst is not None}, symmetric_norm={self.symmetric_norm}, "
-                f"edge_drop={self.edge_drop}")
+                f"edge_drop={self.edge_drop}, attention_dropout={self.attention_dropout}")

@@ -42,7 +42,8 @@ MODEL_KINDS = ("res", "rev", "wt-res", "wt-rev", "deq", "revgat", "revsage", "re
 # Models of node features only (revgnn.nn.revgat, revgnn.nn.revsage): no edge features, species or node embeddings.
 NODE_FEATURE_KINDS = ("revgat", "revsage", "ressage")
 # Fields added for them, left out of a recorded configuration at these defaults (older records stay equal).
-EXTRA_DEFAULTS = {"heads": 1, "input_dropout": 0.0, "edge_drop": 0.0, "input_residual": True, "self_loops": False}
+EXTRA_DEFAULTS = {"heads": 1, "input_dropout": 0.0, "edge_drop": 0.0, "input_residual": True, "self_loops": False,
+                  "attention_dropout": 0.0, "batch_norm": True, "attention_dst": False, "symmetric_norm": True}
 
 
 @dataclass
@@ -92,6 +93,10 @@ class ModelConfig:
     edge_drop: float = 0.0             # RevGAT: fraction of edges dropped per layer in training (official: 0.3)
     input_residual: bool = True        # RevGAT: the first layer's linear residual from the input (official: on)
     self_loops: bool = False           # RevGAT: one self-loop per node added by the model (ogbn loaders add them)
+    attention_dropout: float = 0.0     # RevGAT: dropout of the attention coefficients (GAT on Cora: 0.6; official: 0)
+    batch_norm: bool = True            # RevGAT: BatchNorm before every layer but the first (official: on)
+    attention_dst: bool = False        # RevGAT: the destination attention term of plain GAT (official: off)
+    symmetric_norm: bool = True        # RevGAT: symmetric degree normalisation of the messages (official: on)
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
@@ -167,7 +172,8 @@ def _build_node_feature_model(c: ModelConfig) -> nn.Module:
     if c.model == "revgat":
         return RevGAT(heads=c.heads, num_groups=c.num_groups, input_dropout=c.input_dropout, edge_drop=c.edge_drop,
                       fused=c.fused, input_residual=c.input_residual,
-                      add_self_loops=c.self_loops, **common)
+                      add_self_loops=c.self_loops, attention_dropout=c.attention_dropout, batch_norm=c.batch_norm,
+                      attention_dst=c.attention_dst, symmetric_norm=c.symmetric_norm, **common)
     if c.model == "revsage":
         return RevSAGE(num_groups=c.num_groups, fused=c.fused, **common)
     return ResSAGE(fused=c.fused, **common)
