@@ -328,13 +328,14 @@ REGISTRY: tuple[Record, ...] = (
                " --deq-norm weight", " --deq-norm spectral", " --deq-backward phantom", " --no-fused --jac-reg 1"))),
     # ---- other datasets (issue 28): Fig. 5 on ogbn-products' shape, RevGAT and RevSAGE on Cora
     Record("fig5-products", "results/fig5_memory_products.json",
-           "python benchmarks/fig5_memory.py --full-fraction 0.125 --full-depths 1 2 4 --limit-gb 10 --budget-gb 13 "
-           "--probe 0.0078125 0.015625 --models rev res", ("memory",),
+           "python benchmarks/fig5_memory.py --full-fraction 0.25 --full-depths 1 2 4 --limit-gb 10 --budget-gb 18 "
+           "--lanes 3 --probe 0.0078125 0.015625 --models rev res", ("memory",),
            "Fig. 5 at CPU scale (ours): peak of one training step of RevGNN (RevSAGE, D = 160, C = 2) and ResGNN "
            "(ResSAGE) against depth on ogbn-products-shaped graphs, one of 10 random parts of the full shape (L = 1 "
-           "... 32) and full batch at an eighth of the shape (306,128 nodes, 15.8M edges; L = 1, 2, 4), a step "
-           "above 10 GiB out of memory; full-batch steps at 1/128 and 1/64 of the shape extrapolated to the full one",
-           2400, "the record's run (5 lanes at once, load average 12-16)",
+           "... 32) and full batch at a quarter of the shape (612,257 nodes, 31.5M edges; L = 1, 2, 4: the largest "
+           "power-of-two fraction whose RevGNN step fits the limit), a step above 10 GiB out of memory; full-batch "
+           "steps at 1/128 and 1/64 of the shape extrapolated to the full one",
+           600, "the record's run, 593 s with 3 lanes at load average 0.3-2.4 (713 s of CPU)",
            ("notebooks/fig5_memory_products.ipynb", "results/README.md"),
            sample=(("--models", "rev", "--depths", "1", "--full-depths", "--probe", "--lanes", "1"),)),
     Record("accuracy-cora-revgat", "results/accuracy_cora-revgat.json",
