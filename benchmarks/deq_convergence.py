@@ -74,14 +74,18 @@ def _graph_of(name: str):
     return load_dataset("synthetic-proteins", num_nodes=shape["num_nodes"], num_edges=shape["num_edges"], seed=0)
 
 
-def _graph(shape: dict):
-    return _graph_of(next(name for name, s in SHAPES.items() if s == shape))
-
-
 def _job(job: tuple) -> dict:
     """One :func:`run` in a worker: ``(shape name, seed, steps, changes, spectral_iters, eval_every)``."""
     name, seed, steps, changes, spectral_iters, eval_every = job
     return run(_graph_of(name), SHAPES[name], seed, steps, changes, spectral_iters, eval_every)
+
+
+def runs_by_key(keyed_jobs: list[tuple[str, tuple]], n_jobs: int, desc: str) -> dict[str, list[dict]]:
+    """:func:`run_all` of ``(key, job)`` pairs; the results grouped by key, each group in the order of its jobs."""
+    grouped: dict[str, list[dict]] = {}
+    for (key, _), result in zip(keyed_jobs, run_all([job for _, job in keyed_jobs], n_jobs, desc)):
+        grouped.setdefault(key, []).append(result)
+    return grouped
 
 
 def run_all(jobs: list[tuple], n_jobs: int, desc: str) -> list[dict]:
@@ -193,7 +197,7 @@ def warmup_memory(ds, shape: dict) -> dict:
 
 
 def convergence(args) -> dict:
-    big = _graph(FIG1)
+    big = _graph_of("fig1")
     seeds = list(range(args.seeds))
     shipped = run(big, FIG1, 0, 1, {}, 0)["deq_warmup"]
     jobs = {"fig1": [("fig1", s, args.steps, {}, args.spectral_iters, None) for s in seeds],
@@ -204,14 +208,12 @@ def convergence(args) -> dict:
             jobs[f"sweep {name} {epochs} {k}"] = [
                 (name, s, 3, {"warmup_epochs": epochs, "warmup_iters": k}, args.contrast_spectral_iters, None)
                 for s in range(n)]
-    flat = [(key, j) for key, js in jobs.items() for j in js]
-    results = run_all([j for _, j in flat], args.jobs, "DEQ-GNN runs")
-    runs_of = {key: [r for (k, _), r in zip(flat, results) if k == key] for key in jobs}
+    runs_of = runs_by_key([(key, j) for key, js in jobs.items() for j in js], args.jobs, "DEQ-GNN runs")
     fig1, bare = runs_of["fig1"], runs_of["bare"]
     sweep = {}
     for name in ("fig1", "small"):
         for epochs, k in WARMUPS:
-            runs = runs_of[f"sweep {name} {epochs} {k}"]
+            runs = runs_of.get(f"sweep {name} {epochs} {k}", [])
             if runs:
                 sweep.setdefault(name, []).append({"warmup_epochs": epochs, "warmup_iters": k, **first_steps(runs),
                                                    "check_3_steps": check(runs, 3)})
@@ -245,10 +247,7 @@ def stabilisers(args) -> dict:
     if args.accuracy_epochs:                                      # with the warm-up only
         jobs += [(f"{name}: accuracy", ("fig1", s, args.accuracy_epochs, changes, 0, 10))
                  for name, changes in STABILISERS.items() for s in range(3)]
-    results = run_all([j for _, j in jobs], args.jobs, "DEQ-GNN stabiliser runs")
-    runs_of = {}
-    for (key, _), r in zip(jobs, results):
-        runs_of.setdefault(key, []).append(r)
+    runs_of = runs_by_key(jobs, args.jobs, "DEQ-GNN stabiliser runs")
     out = {}
     for key, (changes, variant) in variants.items():
         runs = runs_of[key]
