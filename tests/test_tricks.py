@@ -167,4 +167,3 @@ def test_revgat_small_graph_recipe_reaches_the_model_and_flags_override_it():
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()), "--batch-norm brings them back"
     assert model.first.attention_dropout == 0 and model.first.att_dst is None and model.first.symmetric_norm
     assert model.stack.layers[0].rng == "none", "nothing random inside the blocks: no replay"
-

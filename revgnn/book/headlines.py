@@ -36,11 +36,13 @@ def _cpu(content: dict) -> str:
 
 
 def _load(content: dict) -> str:
-    """', load average A-B' of a timing record that recorded the load of its machine (start and end), else ''."""
-    load = content.get("load_average") or {}
-    if not load.get("start") or not load.get("end"):
+    """', load average A-B' of a record that recorded the 1-minute load of its machine before and after its run
+    (``load_average`` start / end, or the provenance's ``loadavg_before`` / ``loadavg_after``), else ''."""
+    load, prov = content.get("load_average") or {}, content.get("provenance") or {}
+    start, end = load.get("start") or prov.get("loadavg_before"), load.get("end") or prov.get("loadavg_after")
+    if not start or not end:
         return ""
-    lo, hi = sorted((load["start"][0], load["end"][0]))
+    lo, hi = sorted((start[0], end[0]))
     return f", load average {lo:.1f}-{hi:.1f}"
 
 
@@ -176,11 +178,9 @@ def stabiliser_figures(c: dict) -> str:
     base = v["none"]["median_seconds_per_epoch"]
     cost = ", ".join(f"{k} {v[k]['median_seconds_per_epoch'] / base:.2f}" for k in v
                      if not k.endswith("no warm-up") and k != "none")
-    load = c.get("load_average") or {}
-    at = f" at load average {load['start'][0]:.0f}-{load['end'][0]:.0f}" if load else ""
     return (f"issue 29's check (first {st['steps']} solver steps, seeds 0-{st['seeds'] - 1}) met with the warm-up by "
             f"{', '.join(met[True]) or 'no variant'}; without it by {', '.join(met[False]) or 'no variant'}; "
-            f"seconds per epoch over no stabiliser's{at}: {cost}")
+            f"seconds per epoch over no stabiliser's{_load(c)}: {cost}")
 
 
 def drift_figures(c: dict) -> str:

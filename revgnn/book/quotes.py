@@ -57,13 +57,6 @@ def _cost(seconds: int) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds} s"
 
 
-def _busy(c: dict) -> str:
-    """The 1-minute load average before and after a record's run, as ``3.9-6.1``; ``?`` when it has none."""
-    prov = c.get("provenance") or {}
-    before, after = prov.get("loadavg_before"), prov.get("loadavg_after")
-    return f"{before[0]:.1f}-{after[0]:.1f}" if before and after else "?"
-
-
 # --- passages --------------------------------------------------------------------------------------------------------
 
 def results_index(root: Path) -> str:
@@ -224,8 +217,8 @@ def readme_measured(root: Path) -> str:
          f"{drows['plain float32 autograd']['overall_rel_error']:.1e}) for "
          f"{(drows['reversible, K=100']['saved_bytes'] - drows['reversible, no anchors']['saved_bytes']) / 1e6:.2f}"
          " MB more (`results/drift.json`)", "—"),
-        (f"one torch thread (revgnn's policy) vs torch's default 2 threads on a busy 2-core {_cpu(threads)} (load "
-         f"average {_busy(threads)}), Cora epoch",
+        (f"one torch thread (revgnn's policy) vs torch's default 2 threads on a busy 2-core {_cpu(threads)}"
+         f"{_load(threads)}, Cora epoch",
          f"{threads['rows']['cora']['torch_default_over_policy']:.1f}x faster (`results/threads.json`)", "—"),
         ("RevGNN on the shipped PPI graph, 3 seeds", f"{_acc(ppi)} % test ROC-AUC (`results/accuracy_ppi.json`)", "—"),
         ("RevGNN 4 x 64 on Cora with the dataset's recipe alone (`--dataset cora --layers 4 --channels 64`), 3 seeds",

@@ -20,11 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import subprocess
 import sys
-from pathlib import Path
-
-import revgnn
 
 
 def add_parser(subparsers) -> None:
@@ -66,11 +62,8 @@ def run(args) -> int:
     if args.action == "index":
         # The book's quotes writer, in its own process: the book imports the command line (to read records'
         # commands), so the command line does not import the book.
-        done = subprocess.run([sys.executable, "-m", "revgnn.book.quotes", "--root", str(freshness.ROOT), "--all"],
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                                  filter(None, [str(Path(revgnn.__file__).resolve().parents[1]),
-                                                os.environ.get("PYTHONPATH")]))},
-                              capture_output=True, text=True)
+        done = freshness.run_command([sys.executable, "-m", "revgnn.book.quotes", "--root", str(freshness.ROOT),
+                                      "--all"], {}, freshness.ROOT)
         print(done.stdout, end="")
         if done.returncode:
             raise RuntimeError(f"python -m revgnn.book.quotes failed: {done.stderr.strip()[-800:]}")

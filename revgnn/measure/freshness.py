@@ -26,7 +26,7 @@ from .fingerprint import FINGERPRINT_VERSION, differences, model_numerics, train
 from .registry import Record, memory_rows
 
 __all__ = ["ROOT", "Parse", "fingerprint", "check", "stale_line", "regenerate", "attach_fingerprint", "command_argv",
-           "load"]
+           "run_command", "load"]
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ def command_argv(command: str) -> tuple[list[str], dict[str, str]]:
     return words, env
 
 
-def _run(argv: list[str], env_changes: dict, root: Path, timeout: float | None = None,
-         capture: bool = True) -> subprocess.CompletedProcess:
+def run_command(argv: list[str], env_changes: dict, root: Path, timeout: float | None = None,
+                capture: bool = True) -> subprocess.CompletedProcess:
+    """Run ``argv`` in ``root`` with ``root`` first on PYTHONPATH, one torch thread unless the environment says
+    otherwise, and the environment changes of :func:`command_argv` (a value None unsets)."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
@@ -75,7 +77,7 @@ def _measure(record: Record, extra: tuple[str, ...], root: Path) -> dict:
     argv, env = command_argv(record.command)
     with tempfile.TemporaryDirectory(prefix="revgnn-records-") as tmp:
         out = Path(tmp) / record.stem
-        done = _run([*argv, *extra, "--out", str(out)], env, root, timeout=1800)
+        done = run_command([*argv, *extra, "--out", str(out)], env, root, timeout=1800)
         if done.returncode != 0 or not out.is_file():
             raise RuntimeError(f"`{' '.join(shlex.quote(a) for a in [*argv, *extra])}` failed "
                                f"({done.returncode}): {done.stderr.strip()[-800:]}")
@@ -179,7 +181,7 @@ def regenerate(record: Record, parse: Parse, root: Path = ROOT, memory_only: boo
     argv, env = command_argv(command)
     start_load, start = os.getloadavg(), time.perf_counter()
     log.info("%s: %s (about %d s)", record.name, command, record.cost_s)
-    done = _run(argv, env, root, capture=False)
+    done = run_command(argv, env, root, capture=False)
     if done.returncode != 0:
         raise RuntimeError(f"`{command}` failed with exit status {done.returncode}")
     seconds = time.perf_counter() - start
