@@ -243,7 +243,7 @@ REGISTRY: tuple[Record, ...] = (
     Record("speed", "results/speed.json", "python benchmarks/speed.py", ("timing", "memory"),
            "training-step time of RevGNN against ResGNN, its own non-reversible path and PyG's GroupAddRev over the "
            "same blocks and weights (N = 2,000, E = 100,000, D = 64, L = 8, 7 alternating repeats), and each "
-           "model's peak", 240, "its last run, 282 s at load average 13.7-15.5; 76 s on an idle machine",
+           "model's peak", 240, "its last run, 90 s at load average 0.7-1.0 (282 s at load average 13.7-15.5)",
            ("README.md", "results/README.md"),
            models=(("rev", ModelConfig("rev", 8, 64, fused=False), True),
                    ("res-max", ModelConfig("res", 8, 64, fused=False, aggr="max"), True),
