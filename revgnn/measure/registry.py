@@ -243,7 +243,7 @@ REGISTRY: tuple[Record, ...] = (
     Record("speed", "results/speed.json", "python benchmarks/speed.py", ("timing", "memory"),
            "training-step time of RevGNN against ResGNN, its own non-reversible path and PyG's GroupAddRev over the "
            "same blocks and weights (N = 2,000, E = 100,000, D = 64, L = 8, 7 alternating repeats), and each "
-           "model's peak", 240, "its last run, 90 s at load average 0.7-1.0 (282 s at load average 13.7-15.5)",
+           "model's peak", 110, "its last run, 90 s at load average 0.7-1.0 (282 s at load average 13.7-15.5)",
            ("README.md", "results/README.md"),
            models=(("rev", ModelConfig("rev", 8, 64, fused=False), True),
                    ("res-max", ModelConfig("res", 8, 64, fused=False, aggr="max"), True),
@@ -311,8 +311,8 @@ REGISTRY: tuple[Record, ...] = (
            ("training",), "issue 29's check: DEQ-GNN's forward and adjoint solves (iterations, whole-graph and "
            "worst-node relative residual, spectral radius of df/dz) in the first 10 solver steps of seeds 0-9 at Fig. "
            "1's setting (2,000 nodes, D = 32) with the shipped warm-up; the bare solver's first 3 steps; warm-ups "
-           "compared on that graph and a 200-node one; the residual after each of Fig. 4's iteration caps", 980,
-           "the record's run, 979 s with 3 jobs at load average 12.7-16.4 (nice 19), 232 s of CPU",
+           "compared on that graph and a 200-node one; the residual after each of Fig. 4's iteration caps", 230,
+           "the record's run, 227 s with 3 jobs at load average 6.8-7.4 (979 s at load average 12.7-16.4)",
            ("notebooks/fig4_memory_deq.ipynb", "results/README.md"),
            models=(("deq-fig4", ModelConfig("deq", 1, 16, fused=False, max_iter=10, tol=0.0), True),),
            commands=(_DEQ_FIG1, _DEQ_FIG1 + " --warmup-epochs 1")),
