@@ -53,10 +53,11 @@ def provenance_line(records: Sequence[dict] | dict) -> str:
     return "ours: " + ("; ".join(parts) if parts else "no provenance recorded")
 
 
-def _legend_once(ax: Axes, **kwargs) -> None:
+def _legend_once(ax: Axes, target=None, **kwargs) -> None:
+    """One legend entry per label of ``ax``'s artists, drawn on ``target`` (an Axes or a Figure; default ``ax``)."""
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), **kwargs)
+    (target or ax).legend(unique.values(), unique.keys(), **kwargs)
 
 
 LIVE_STYLE = {"linestyle": "--", "markerfacecolor": "white", "alpha": 0.9}  # the notebook's own run: dashed, hollow

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from revgnn.nn.presets import PAPER_PARAMS
 
-from .figures import MODEL_STYLES
+from .figures import MODEL_STYLES, _legend_once
 from .records import MODEL_NAMES, _display, markdown_table, resolve_path
 
 __all__ = ["PAPER_OTHER", "FULL_RUN_COMMANDS", "other_datasets_table", "full_run_commands", "batching_panels",
@@ -125,7 +125,7 @@ def batching_panels(records: Sequence[dict], limit_bytes: float | None = None, t
     """Fig. 5 in two panels: total peak of one training step, and peak above the model state, against depth L, for
     ResGNN and RevGNN (colour and marker as every memory figure), full batch (solid, filled) and one random part of 10
     (dashed, hollow). Out-of-memory points are crosses on the limit line of the left panel."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.4), layout="constrained")
     unit, scale = _unit(records)
     for model in ("res", "rev"):
         style = MODEL_STYLES[model]
@@ -153,9 +153,8 @@ def batching_panels(records: Sequence[dict], limit_bytes: float | None = None, t
         ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles))
-        ax.legend(unique.values(), unique.keys(), fontsize=8)
+    # one legend for both panels, beside them: inside, it hid points (ResGNN's mini-batch L = 8 on the products record)
+    _legend_once(left, fig, fontsize=8, loc="outside right center")
     left.set_title("total peak")
     right.set_title("peak above the model state")
     fig.suptitle(title or batching_setting(records), fontsize=10)
